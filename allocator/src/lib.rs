@@ -1,0 +1,1 @@
+//! A size-class allocator on brk and mmap

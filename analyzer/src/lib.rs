@@ -1,0 +1,1 @@
+//! Offline analyses of alloctrace traces

@@ -1,0 +1,1 @@
+//! Shared-memory layout between the preload library and the collector

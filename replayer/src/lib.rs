@@ -1,0 +1,1 @@
+//! Replays traces against allocators and measures them

@@ -1,0 +1,2 @@
+//! `alloctrace`: command-line entry point. Parses arguments and dispatches.
+fn main() {}

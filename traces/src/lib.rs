@@ -1,0 +1,1 @@
+//! The alloctrace trace format: writer, streaming reader, samples

@@ -1,1 +1,39 @@
-//! The alloctrace trace format: writer, streaming reader, samples
+//! The alloctrace trace format: one crate every other crate reads and writes
+//! traces through. It depends on nothing else of ours.
+//!
+//! A trace is a preamble (magic, version) followed by checksummed blocks: the
+//! [`Header`], per-thread [`Event`] blocks in compact columnar varint encoding
+//! (optionally zstd-compressed), interned stacks, watermarks and a [`Trailer`].
+//! `FORMAT.md` beside this crate specifies every byte.
+//!
+//! - [`Writer`] takes records in per-thread order and writes blocks.
+//! - [`Reader`] yields records in global time order, holding in memory only the
+//!   blocks not yet released by a watermark, and tolerates a truncated tail
+//!   (see [`Reader::truncation`]).
+//!
+//! What this crate won't do: symbolize addresses or interpret events; that is
+//! the analyzer's job.
+#![forbid(unsafe_code)]
+
+mod block;
+pub mod codec;
+mod error;
+mod event;
+mod header;
+mod reader;
+pub mod stacks;
+pub mod varint;
+mod writer;
+
+pub use error::{Error, ErrorKind, Result};
+pub use event::{AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
+pub use header::{flags, Clock, ExitStatus, Header, Trailer};
+pub use reader::{Reader, Truncation};
+pub use stacks::StackTable;
+pub use writer::{Writer, WriterOptions};
+
+/// First bytes of every trace file.
+pub const MAGIC: &[u8; 8] = b"ALLOCTRC";
+
+/// Format version this crate writes, and the newest it reads.
+pub const VERSION: u16 = 1;

@@ -1,0 +1,207 @@
+//! Block framing: every part of a trace after the magic is a block with a type,
+//! a length and a CRC-32, so corruption is detected and a cut-off tail is
+//! recognised as such.
+//!
+//! ```text
+//! u8  type        BlockType
+//! u8  flags       bit 0: payload is zstd-compressed
+//! u16 reserved    0
+//! u32 stored_len  bytes of payload that follow
+//! u32 raw_len     bytes after decompression (== stored_len when uncompressed)
+//! u32 crc32       CRC-32 (IEEE) of the stored payload
+//! ```
+//! All integers little-endian.
+
+use std::io::{Read, Write};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Size of a block header in bytes.
+pub const HEADER_LEN: usize = 16;
+/// Largest payload (stored or raw) a reader accepts, bounding its memory.
+pub const MAX_PAYLOAD: u32 = 64 << 20;
+/// Flag bit: payload is zstd-compressed.
+pub const FLAG_ZSTD: u8 = 1;
+
+/// Block types. Append-only: retired numbers stay reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BlockType {
+    /// The postcard-encoded [`crate::Header`]; always block 0.
+    Header = 1,
+    /// Events of one thread (see `codec`).
+    Events = 2,
+    /// New stack trie nodes and stack ids.
+    Stacks = 3,
+    /// Watermark: every event with time below the value has been written.
+    Watermark = 4,
+    /// The postcard-encoded [`crate::Trailer`]; last block of a finished trace.
+    Trailer = 5,
+}
+
+impl BlockType {
+    fn from_u8(b: u8) -> Option<BlockType> {
+        Some(match b {
+            1 => BlockType::Header,
+            2 => BlockType::Events,
+            3 => BlockType::Stacks,
+            4 => BlockType::Watermark,
+            5 => BlockType::Trailer,
+            _ => return None,
+        })
+    }
+}
+
+/// Writes one block, compressing the payload with zstd at `level` when that helps.
+pub fn write_block<W: Write>(
+    w: &mut W,
+    ty: BlockType,
+    raw: &[u8],
+    level: i32,
+) -> std::io::Result<u64> {
+    let compressed;
+    let (flags, stored) = if level > 0 && raw.len() >= 256 {
+        compressed = zstd::bulk::compress(raw, level)?;
+        if compressed.len() < raw.len() {
+            (FLAG_ZSTD, &compressed[..])
+        } else {
+            (0, raw)
+        }
+    } else {
+        (0, raw)
+    };
+    let mut hdr = [0u8; HEADER_LEN];
+    hdr[0] = ty as u8;
+    hdr[1] = flags;
+    hdr[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
+    hdr[8..12].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    hdr[12..16].copy_from_slice(&crc32fast::hash(stored).to_le_bytes());
+    w.write_all(&hdr)?;
+    w.write_all(stored)?;
+    Ok((HEADER_LEN + stored.len()) as u64)
+}
+
+/// What [`BlockReader::next`] found.
+pub enum Next {
+    /// A complete, verified block; payload decompressed.
+    Block(BlockType, Vec<u8>),
+    /// Clean end of file at a block boundary.
+    End,
+    /// The file ends inside a block: `have` of `need` bytes present.
+    Truncated {
+        /// Bytes of the cut block present in the file.
+        have: u64,
+        /// Bytes the block header announced (header included), if known.
+        #[allow(dead_code)]
+        need: Option<u64>,
+    },
+}
+
+/// Reads blocks one at a time, tracking offsets for error messages.
+pub struct BlockReader<R> {
+    inner: R,
+    file: String,
+    /// Offset of the next block.
+    pub offset: u64,
+    /// Index of the next block.
+    pub index: u64,
+    scratch: Vec<u8>,
+}
+
+impl<R: Read> BlockReader<R> {
+    /// Starts reading blocks at `offset` of a stream named `file`.
+    pub fn new(inner: R, file: String, offset: u64) -> Self {
+        BlockReader {
+            inner,
+            file,
+            offset,
+            index: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn err(&self, kind: ErrorKind) -> Error {
+        Error::new(kind, &self.file, Some(self.index), Some(self.offset))
+    }
+
+    /// Reads the next block.
+    pub fn next(&mut self) -> Result<Next> {
+        let mut hdr = [0u8; HEADER_LEN];
+        let got = read_full(&mut self.inner, &mut hdr).map_err(|e| self.err(ErrorKind::Io(e)))?;
+        if got == 0 {
+            return Ok(Next::End);
+        }
+        if got < HEADER_LEN {
+            return Ok(Next::Truncated {
+                have: got as u64,
+                need: None,
+            });
+        }
+        let ty = BlockType::from_u8(hdr[0]).ok_or_else(|| {
+            self.err(ErrorKind::Corrupt(format!("unknown block type {}", hdr[0])))
+        })?;
+        let flags = hdr[1];
+        let stored_len = u32::from_le_bytes(hdr[4..8].try_into().unwrap_or_default());
+        let raw_len = u32::from_le_bytes(hdr[8..12].try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(hdr[12..16].try_into().unwrap_or_default());
+        if flags & !FLAG_ZSTD != 0 || hdr[2] != 0 || hdr[3] != 0 {
+            return Err(self.err(ErrorKind::Corrupt(format!("bad block flags {flags:#x}"))));
+        }
+        if stored_len > MAX_PAYLOAD || raw_len > MAX_PAYLOAD {
+            return Err(self.err(ErrorKind::Corrupt(format!(
+                "block length {stored_len} (raw {raw_len}) exceeds the {MAX_PAYLOAD}-byte limit"
+            ))));
+        }
+        if flags & FLAG_ZSTD == 0 && raw_len != stored_len {
+            return Err(self.err(ErrorKind::Corrupt(
+                "uncompressed block with raw length != stored length".into(),
+            )));
+        }
+        self.scratch.resize(stored_len as usize, 0);
+        let got = read_full(&mut self.inner, &mut self.scratch)
+            .map_err(|e| self.err(ErrorKind::Io(e)))?;
+        if got < stored_len as usize {
+            return Ok(Next::Truncated {
+                have: (HEADER_LEN + got) as u64,
+                need: Some(HEADER_LEN as u64 + stored_len as u64),
+            });
+        }
+        let found = crc32fast::hash(&self.scratch);
+        if found != crc {
+            return Err(self.err(ErrorKind::Checksum {
+                expected: crc,
+                found,
+            }));
+        }
+        let payload = if flags & FLAG_ZSTD != 0 {
+            let out = zstd::bulk::decompress(&self.scratch, raw_len as usize)
+                .map_err(|e| self.err(ErrorKind::Corrupt(format!("zstd: {e}"))))?;
+            if out.len() != raw_len as usize {
+                return Err(self.err(ErrorKind::Corrupt(format!(
+                    "decompressed {} bytes, header says {raw_len}",
+                    out.len()
+                ))));
+            }
+            out
+        } else {
+            std::mem::take(&mut self.scratch)
+        };
+        self.offset += (HEADER_LEN as u64) + stored_len as u64;
+        self.index += 1;
+        Ok(Next::Block(ty, payload))
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

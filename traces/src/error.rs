@@ -1,0 +1,111 @@
+//! Typed errors that say where (file, block, byte offset) and what was expected.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong reading or writing a trace.
+#[derive(Debug)]
+pub enum ErrorKind {
+    /// An I/O error from the underlying file.
+    Io(io::Error),
+    /// The file is empty.
+    Empty,
+    /// The file does not start with the trace magic.
+    BadMagic {
+        /// The first bytes found.
+        found: Vec<u8>,
+    },
+    /// The file was written by a newer format version than this reader knows.
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u16,
+        /// Newest version this reader supports.
+        supported: u16,
+    },
+    /// A block's stored checksum does not match its contents.
+    Checksum {
+        /// Checksum stored in the block header.
+        expected: u32,
+        /// Checksum of the bytes read.
+        found: u32,
+    },
+    /// A block is malformed (bad length, unknown type, undecodable payload).
+    Corrupt(String),
+}
+
+/// An error with the file, block index and byte offset it concerns.
+#[derive(Debug)]
+pub struct Error {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// The trace file's name, as given to the reader.
+    pub file: String,
+    /// Index of the block (0 is the header block), when known.
+    pub block: Option<u64>,
+    /// Byte offset in the file of the block or field concerned, when known.
+    pub offset: Option<u64>,
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        file: &str,
+        block: Option<u64>,
+        offset: Option<u64>,
+    ) -> Self {
+        Error {
+            kind,
+            file: file.to_string(),
+            block,
+            offset,
+        }
+    }
+
+    pub(crate) fn io(e: io::Error, file: &str) -> Self {
+        Error::new(ErrorKind::Io(e), file, None, None)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(b) = self.block {
+            write!(f, ": block {b}")?;
+        }
+        if let Some(o) = self.offset {
+            write!(f, " at byte {o}")?;
+        }
+        write!(f, ": ")?;
+        match &self.kind {
+            ErrorKind::Io(e) => write!(f, "{e}"),
+            ErrorKind::Empty => write!(f, "empty file, not an alloctrace trace"),
+            ErrorKind::BadMagic { found } => write!(
+                f,
+                "not an alloctrace trace (expected magic {:?}, found {:?})",
+                String::from_utf8_lossy(crate::MAGIC),
+                String::from_utf8_lossy(found)
+            ),
+            ErrorKind::UnsupportedVersion { found, supported } => write!(
+                f,
+                "trace format version {found} is newer than this alloctrace supports (version {supported}); upgrade alloctrace"
+            ),
+            ErrorKind::Checksum { expected, found } => write!(
+                f,
+                "checksum mismatch (stored {expected:#010x}, computed {found:#010x}): the trace is corrupt"
+            ),
+            ErrorKind::Corrupt(what) => write!(f, "corrupt trace: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The streaming reader: yields records in global time order by merging the
+//! per-thread blocks, holding only blocks not yet passed by a watermark.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::block::{BlockReader, BlockType, Next};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Record, ThreadId};
+use crate::stacks::StackTable;
+use crate::{codec, Header, Trailer, MAGIC, VERSION};
+
+/// What a reader dropped because the file ends inside a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    /// Index of the cut block.
+    pub block: u64,
+    /// Byte offset where the cut block starts.
+    pub offset: u64,
+    /// Bytes of the cut block present in the file (all dropped).
+    pub dropped_bytes: u64,
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "trace is truncated: block {} at byte {} is incomplete ({} bytes dropped); analysed up to the last complete block",
+            self.block, self.offset, self.dropped_bytes
+        )
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    blocks: VecDeque<std::vec::IntoIter<Record>>,
+}
+
+impl Queue {
+    fn head_key(&self) -> Option<(u64, ThreadId)> {
+        self.blocks
+            .front()
+            .and_then(|b| b.as_slice().first())
+            .map(|r| (r.time, r.thread))
+    }
+
+    fn pop(&mut self) -> Option<Record> {
+        let front = self.blocks.front_mut()?;
+        let r = front.next();
+        if front.as_slice().is_empty() {
+            self.blocks.pop_front();
+        }
+        r
+    }
+}
+
+/// Reads a trace. Iterate it for records in global time order; stack frames
+/// are in [`Reader::stacks`] (complete once iteration has ended).
+pub struct Reader<R: Read> {
+    blocks: BlockReader<R>,
+    file: String,
+    header: Header,
+    stacks: StackTable,
+    trailer: Option<Trailer>,
+    queues: HashMap<ThreadId, Queue>,
+    heap: BinaryHeap<Reverse<(u64, ThreadId)>>,
+    watermark: u64,
+    eof: bool,
+    error: Option<Error>,
+    truncation: Option<Truncation>,
+    scratch: Vec<Record>,
+    buffered: usize,
+    max_buffered: usize,
+}
+
+impl Reader<BufReader<File>> {
+    /// Opens the trace at `path` and reads its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let f = File::open(path).map_err(|e| Error::io(e, &name))?;
+        Reader::new(BufReader::with_capacity(1 << 20, f), name)
+    }
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the header from `inner`; `name` is used in error messages.
+    pub fn new(mut inner: R, name: String) -> Result<Self> {
+        let mut pre = [0u8; 12];
+        let mut got = 0;
+        while got < pre.len() {
+            match inner.read(&mut pre[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(e, &name)),
+            }
+        }
+        if got == 0 {
+            return Err(Error::new(ErrorKind::Empty, &name, None, Some(0)));
+        }
+        if got < MAGIC.len() || &pre[..MAGIC.len()] != MAGIC {
+            return Err(Error::new(
+                ErrorKind::BadMagic {
+                    found: pre[..got.min(MAGIC.len())].to_vec(),
+                },
+                &name,
+                None,
+                Some(0),
+            ));
+        }
+        if got < 12 {
+            return Err(Error::new(
+                ErrorKind::Corrupt("file ends inside the preamble".into()),
+                &name,
+                None,
+                Some(8),
+            ));
+        }
+        let version = u16::from_le_bytes([pre[8], pre[9]]);
+        if version > VERSION {
+            return Err(Error::new(
+                ErrorKind::UnsupportedVersion {
+                    found: version,
+                    supported: VERSION,
+                },
+                &name,
+                None,
+                Some(8),
+            ));
+        }
+        let mut blocks = BlockReader::new(inner, name.clone(), 12);
+        let header = match blocks.next()? {
+            Next::Block(BlockType::Header, raw) => {
+                postcard::from_bytes::<Header>(&raw).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Corrupt(format!("header: {e}")),
+                        &name,
+                        Some(0),
+                        Some(12),
+                    )
+                })?
+            }
+            Next::Block(ty, _) => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt(format!("first block is {ty:?}, expected Header")),
+                    &name,
+                    Some(0),
+                    Some(12),
+                ))
+            }
+            Next::End | Next::Truncated { .. } => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt("file ends inside the header".into()),
+                    &name,
+                    Some(0),
+                    Some(12),
+                ))
+            }
+        };
+        Ok(Reader {
+            blocks,
+            file: name,
+            header,
+            stacks: StackTable::new(),
+            trailer: None,
+            queues: HashMap::new(),
+            heap: BinaryHeap::new(),
+            watermark: 0,
+            eof: false,
+            error: None,
+            truncation: None,
+            scratch: Vec::new(),
+            buffered: 0,
+            max_buffered: 0,
+        })
+    }
+
+    /// The trace header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Stacks defined so far (all of them once iteration has ended).
+    pub fn stacks(&self) -> &StackTable {
+        &self.stacks
+    }
+
+    /// The trailer, once read; `None` after the end means the recording did not
+    /// finish cleanly (the collector was killed, or the file was cut).
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    /// After the end: what was dropped because the file ends inside a block.
+    pub fn truncation(&self) -> Option<&Truncation> {
+        self.truncation.as_ref()
+    }
+
+    /// Name the reader was opened with.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Most records held in memory at once so far (a streaming bound check).
+    pub fn max_buffered(&self) -> usize {
+        self.max_buffered
+    }
+
+    /// Bytes of the file consumed so far (complete blocks).
+    pub fn bytes_read(&self) -> u64 {
+        self.blocks.offset
+    }
+
+    /// Reads every remaining record, discarding them, so the stack table and
+    /// trailer are complete. Returns how many records were skipped.
+    pub fn drain(&mut self) -> Result<u64> {
+        let mut n = 0;
+        for r in self.by_ref() {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn corrupt(&self, what: String) -> Error {
+        Error::new(
+            ErrorKind::Corrupt(what),
+            &self.file,
+            Some(self.blocks.index),
+            Some(self.blocks.offset),
+        )
+    }
+
+    /// Reads one block into the queues; sets `eof` at the end.
+    fn fill(&mut self) {
+        let at = (self.blocks.index, self.blocks.offset);
+        match self.blocks.next() {
+            Err(e) => {
+                self.error = Some(e);
+                self.eof = true;
+            }
+            Ok(Next::End) => self.eof = true,
+            Ok(Next::Truncated { have, .. }) => {
+                self.truncation = Some(Truncation {
+                    block: at.0,
+                    offset: at.1,
+                    dropped_bytes: have,
+                });
+                self.eof = true;
+            }
+            Ok(Next::Block(ty, payload)) => {
+                if let Err(e) = self.take_block(ty, &payload) {
+                    // Report where the block started, not where the next one does.
+                    self.error = Some(Error::new(
+                        ErrorKind::Corrupt(e),
+                        &self.file,
+                        Some(at.0),
+                        Some(at.1),
+                    ));
+                    self.eof = true;
+                }
+            }
+        }
+    }
+
+    fn take_block(&mut self, ty: BlockType, payload: &[u8]) -> Result<(), String> {
+        match ty {
+            BlockType::Events => {
+                self.scratch.clear();
+                let mut recs = std::mem::take(&mut self.scratch);
+                let thread = codec::decode_block(payload, &mut recs)?;
+                if let Some(first) = recs.first() {
+                    if first.time < self.watermark {
+                        return Err(format!(
+                            "events block of thread {thread} starts at time {} before watermark {}",
+                            first.time, self.watermark
+                        ));
+                    }
+                    self.buffered += recs.len();
+                    self.max_buffered = self.max_buffered.max(self.buffered);
+                    let q = self.queues.entry(thread).or_default();
+                    let was_empty = q.blocks.is_empty();
+                    q.blocks.push_back(recs.into_iter());
+                    if was_empty {
+                        if let Some(k) = q.head_key() {
+                            self.heap.push(Reverse(k));
+                        }
+                    }
+                }
+            }
+            BlockType::Stacks => self.stacks.add_block(payload)?,
+            BlockType::Watermark => {
+                let w = crate::varint::Cursor::new(payload)
+                    .get()
+                    .ok_or("watermark block: missing value")?;
+                self.watermark = self.watermark.max(w);
+            }
+            BlockType::Trailer => {
+                let t = postcard::from_bytes::<Trailer>(payload)
+                    .map_err(|e| format!("trailer: {e}"))?;
+                self.trailer = Some(t);
+            }
+            BlockType::Header => return Err("second header block".into()),
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if let Some(mut top) = self.heap.peek_mut() {
+                let Reverse((t, thread)) = *top;
+                if self.eof || t < self.watermark {
+                    let q = self.queues.get_mut(&thread)?;
+                    let rec = q.pop();
+                    self.buffered -= 1;
+                    match q.head_key() {
+                        Some(k) => *top = Reverse(k),
+                        None => {
+                            std::collections::binary_heap::PeekMut::pop(top);
+                        }
+                    }
+                    return rec.map(Ok);
+                }
+            }
+            if self.eof {
+                return self.error.take().map(Err);
+            }
+            self.fill();
+        }
+    }
+}
+
+/// Shorthand to build an error about this reader's current position.
+impl<R: Read> Reader<R> {
+    /// An error positioned at the reader's current block (for callers that
+    /// find semantic problems in what they read).
+    pub fn error_here(&self, what: impl Into<String>) -> Error {
+        self.corrupt(what.into())
+    }
+}

@@ -1,0 +1,232 @@
+//! The trace writer: buffers each thread's events into blocks, interns stacks,
+//! and writes watermarks so a reader can merge threads in bounded memory.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::block::{write_block, BlockType};
+use crate::codec::BlockEncoder;
+use crate::error::{Error, Result};
+use crate::event::{Record, StackId, ThreadId};
+use crate::stacks::TrieBuilder;
+use crate::{Header, Trailer, MAGIC, VERSION};
+
+/// Tuning of a [`Writer`].
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// zstd level for blocks; 0 stores them uncompressed.
+    pub compression_level: i32,
+    /// A thread's block is written once its encoded columns reach this size.
+    pub block_bytes: usize,
+    /// Events are written in global time order (generators, tests): the writer
+    /// then advances the watermark by itself.
+    pub ordered: bool,
+    /// [`Writer::advance`] writes out any thread buffer whose first event is
+    /// older than `safe_time - max_lag`, so the watermark never lags further.
+    pub max_lag: u64,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            compression_level: 3,
+            block_bytes: 256 << 10,
+            ordered: false,
+            max_lag: 50_000_000,
+        }
+    }
+}
+
+/// Writes a trace to `W`. Call [`Writer::finish`] at the end; a writer that is
+/// dropped leaves a trace without trailer, which readers accept as "ended early".
+pub struct Writer<W: Write> {
+    out: W,
+    opts: WriterOptions,
+    threads: HashMap<ThreadId, BlockEncoder>,
+    trie: TrieBuilder,
+    next_stack: StackId,
+    interned: HashMap<Vec<u64>, StackId>,
+    watermark: u64,
+    last_time: u64,
+    bytes: u64,
+    events: u64,
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::io(e, "<trace output>")
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the magic and `header`, and returns a writer for the events.
+    pub fn new(mut out: W, header: &Header, opts: WriterOptions) -> Result<Self> {
+        out.write_all(MAGIC).map_err(io)?;
+        out.write_all(&VERSION.to_le_bytes()).map_err(io)?;
+        out.write_all(&[0, 0]).map_err(io)?;
+        let raw = postcard::to_stdvec(header).map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Corrupt(format!("header: {e}")),
+                "<trace output>",
+                None,
+                None,
+            )
+        })?;
+        let n = write_block(&mut out, BlockType::Header, &raw, 0).map_err(io)?;
+        Ok(Writer {
+            out,
+            opts,
+            threads: HashMap::new(),
+            trie: TrieBuilder::default(),
+            next_stack: 1,
+            interned: HashMap::new(),
+            watermark: 0,
+            last_time: 0,
+            bytes: 12 + n,
+            events: 0,
+        })
+    }
+
+    /// Binds stack `id` (non-zero) to `frames`, innermost first. The binding may
+    /// be written before or after events that use it. Rebinding an id is ignored.
+    pub fn define_stack(&mut self, id: StackId, frames: &[u64]) -> Result<()> {
+        self.trie.define(id, frames);
+        self.next_stack = self.next_stack.max(id.saturating_add(1));
+        if self.trie.pending_len() >= self.opts.block_bytes {
+            self.flush_stacks()?;
+        }
+        Ok(())
+    }
+
+    /// Returns the id of `frames`, defining a new one the first time. Don't mix
+    /// with [`Writer::define_stack`] ids chosen by the caller unless disjoint.
+    pub fn intern_stack(&mut self, frames: &[u64]) -> Result<StackId> {
+        if let Some(&id) = self.interned.get(frames) {
+            return Ok(id);
+        }
+        let id = self.next_stack;
+        self.interned.insert(frames.to_vec(), id);
+        self.define_stack(id, frames)?;
+        Ok(id)
+    }
+
+    /// Adds one record. Records of one thread must come in time order; across
+    /// threads any order is fine, as long as no record is older than the last
+    /// `safe_time` given to [`Writer::advance`].
+    pub fn write(&mut self, rec: &Record) -> Result<()> {
+        let enc = self
+            .threads
+            .entry(rec.thread)
+            .or_insert_with(|| BlockEncoder::new(rec.thread));
+        enc.push(rec.time, &rec.event);
+        self.events += 1;
+        self.last_time = self.last_time.max(rec.time);
+        if enc.len() >= self.opts.block_bytes {
+            self.flush_thread(rec.thread)?;
+            if self.opts.ordered {
+                self.advance(self.last_time)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares that no record older than `safe_time` will be written from now
+    /// on; writes lagging thread buffers and a watermark block.
+    pub fn advance(&mut self, safe_time: u64) -> Result<()> {
+        let lag_limit = safe_time.saturating_sub(self.opts.max_lag);
+        let lagging: Vec<ThreadId> = self
+            .threads
+            .values()
+            .filter(|e| !e.is_empty() && e.first_time < lag_limit.max(1))
+            .map(|e| e.thread)
+            .collect();
+        for t in lagging {
+            self.flush_thread(t)?;
+        }
+        let held = self
+            .threads
+            .values()
+            .filter(|e| !e.is_empty())
+            .map(|e| e.first_time)
+            .min();
+        let w = held.map_or(safe_time, |h| h.min(safe_time));
+        if w > self.watermark {
+            self.flush_stacks()?;
+            let mut raw = Vec::new();
+            crate::varint::put(&mut raw, w);
+            self.bytes += write_block(&mut self.out, BlockType::Watermark, &raw, 0).map_err(io)?;
+            self.watermark = w;
+        }
+        Ok(())
+    }
+
+    /// Writes out everything buffered for `thread` (for example at thread exit).
+    pub fn flush_thread(&mut self, thread: ThreadId) -> Result<()> {
+        let Some(enc) = self.threads.get_mut(&thread) else {
+            return Ok(());
+        };
+        if enc.is_empty() {
+            return Ok(());
+        }
+        let payload = enc.finish();
+        // Stacks first, so a reader usually knows a stack before its use.
+        self.flush_stacks()?;
+        self.bytes += write_block(
+            &mut self.out,
+            BlockType::Events,
+            &payload,
+            self.opts.compression_level,
+        )
+        .map_err(io)?;
+        Ok(())
+    }
+
+    fn flush_stacks(&mut self) -> Result<()> {
+        if self.trie.pending_len() > 0 {
+            let raw = self.trie.take();
+            self.bytes += write_block(
+                &mut self.out,
+                BlockType::Stacks,
+                &raw,
+                self.opts.compression_level,
+            )
+            .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffer out and flushes the output, without ending the trace.
+    pub fn flush(&mut self) -> Result<()> {
+        let mut ts: Vec<ThreadId> = self.threads.keys().copied().collect();
+        ts.sort_unstable();
+        for t in ts {
+            self.flush_thread(t)?;
+        }
+        self.flush_stacks()?;
+        self.out.flush().map_err(io)
+    }
+
+    /// Events written so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Bytes written to the output so far (buffered events not included).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes all buffers and the trailer; returns the output.
+    pub fn finish(mut self, trailer: &Trailer) -> Result<W> {
+        self.flush()?;
+        let raw = postcard::to_stdvec(trailer).map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Corrupt(format!("trailer: {e}")),
+                "<trace output>",
+                None,
+                None,
+            )
+        })?;
+        self.bytes += write_block(&mut self.out, BlockType::Trailer, &raw, 0).map_err(io)?;
+        self.out.flush().map_err(io)?;
+        Ok(self.out)
+    }
+}

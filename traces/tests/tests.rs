@@ -1,0 +1,5 @@
+//! Integration tests of the trace format: round trips, ordering, corruption.
+
+mod common;
+mod corruption;
+mod roundtrip;

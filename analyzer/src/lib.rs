@@ -1,1 +1,3 @@
-//! Offline analyses of alloctrace traces
+//! Offline analyses of alloctrace traces.
+
+pub mod cli;

@@ -1,1 +1,1 @@
-//! Replays traces against allocators and measures them
+//! Replays traces against allocators and measures them.

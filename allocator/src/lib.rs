@@ -1,1 +1,50 @@
-//! A size-class allocator on brk and mmap
+//! A size-class allocator on brk and mmap, usable as a Rust [`GlobalAlloc`]
+//! ([`AllocTrace`]), as a drop-in C malloc (the `alloctrace-malloc` cdylib over
+//! [`c_api`]), and as independent [`Heap`] instances for the replayer.
+//!
+//! Small requests (up to 128 KiB by default) are rounded to one of 48 size classes
+//! ([`size_class`]) and served from spans carved out of a brk arena ([`os::brk`]: the
+//! real program break, or a reserved region that emulates one). Larger requests get
+//! their own mapping and are unmapped on free. Empty spans return their pages to the
+//! OS with `madvise` after a decay. The global instance adds per-thread caches, so
+//! the common malloc/free takes no lock.
+//!
+//! The caller provides nothing but a Linux process. The allocator does not detect
+//! heap errors (double free, foreign pointers): it trusts its callers, as malloc does.
+//!
+//! # Glossary
+//!
+//! * **chunk**: 64 KiB of arena address space, aligned; the unit spans are made of.
+//! * **span** (slab): 1 to 16 chunks holding blocks of one class, header first
+//!   ([`span`]).
+//! * **class**: a block size; [`size_class`] documents the table and its waste.
+//! * **block**: what `malloc` hands out; free blocks are linked through their first word.
+//! * **arena**: the brk-grown region spans come from ([`os::brk::BrkArena`]).
+//! * **chunk map**: table from arena chunk to span, used by `free` ([`chunk_map`]).
+//! * **pool**: idle spans, dirty then purged after the decay ([`pool`]).
+//! * **large block**: a request above the threshold, in its own mapping ([`large`]).
+//! * **thread cache**: per-thread, per-class free lists ([`thread_cache`]).
+//! * **heap**: one allocator instance ([`Heap`]); [`global`] holds the process's own.
+//!
+//! [`GlobalAlloc`]: core::alloc::GlobalAlloc
+
+pub mod c_api;
+mod check;
+mod chunk_map;
+pub mod global;
+mod heap;
+mod heap_api;
+mod large;
+mod lock;
+pub mod os;
+mod pool;
+pub mod size_class;
+mod span;
+pub mod stats;
+pub mod thread_cache;
+
+pub use check::CheckError;
+pub use global::AllocTrace;
+pub use heap::{Config, Heap, InitError};
+pub use os::brk::Backend;
+pub use stats::{ClassStats, Stats};

@@ -1,0 +1,279 @@
+//! The invariant checker: walks every span of the arena, every class list, the pool
+//! and the large blocks, and cross-checks them with the statistics.
+//!
+//! It takes every lock, so run it while the heap is quiet (tests, debug builds).
+//! Blocks parked in thread caches count as used; flush the caches first (see
+//! [`crate::global::flush_thread_cache`]) if the test wants exact numbers.
+
+use crate::heap::Heap;
+use crate::large;
+use crate::size_class::{class_size, span_capacity, CHUNK, NUM_CLASSES, SPAN_CHUNKS};
+use crate::span::{Span, SpanState};
+
+/// A broken invariant: what, and the address of the span or block concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// The invariant that does not hold.
+    pub what: &'static str,
+    /// The span, block or header it was found at.
+    pub addr: usize,
+}
+
+impl core::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "heap invariant broken at {:#x}: {}",
+            self.addr, self.what
+        )
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+fn ensure(ok: bool, what: &'static str, addr: usize) -> Result<(), CheckError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(CheckError { what, addr })
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    spans: u64,
+    capacity: u64,
+    used: u64,
+    partial: usize,
+}
+
+impl Heap {
+    /// Checks every invariant of the heap; returns the first one broken.
+    pub fn check(&self) -> Result<(), CheckError> {
+        if !self.ensure_init() {
+            return Ok(());
+        }
+        self.lock_all();
+        // SAFETY: every lock is held, so no span, list or header changes under us.
+        let r = unsafe { self.check_locked() };
+        self.unlock_all();
+        r
+    }
+
+    /// # Safety
+    /// Every lock must be held.
+    unsafe fn check_locked(&self) -> Result<(), CheckError> {
+        let mut per_class = [Totals::default(); NUM_CLASSES];
+        let (mut idle, mut purged) = (0u64, 0u64);
+        // SAFETY: heap lock held.
+        let inner = unsafe { &*self.inner.get() };
+        let Some(arena) = inner.pool.arena.as_ref() else {
+            return Ok(());
+        };
+        let (base, end) = (arena.base(), inner.pool.frontier_end());
+        let mut at = base;
+        while at < end {
+            let s = self.map.lookup(at);
+            if s.is_null() {
+                at += CHUNK;
+                continue;
+            }
+            ensure(
+                s as usize == at,
+                "chunk map points into the middle of a span",
+                at,
+            )?;
+            // SAFETY: the map only holds valid span headers.
+            let sp = unsafe { &*s };
+            for i in 0..sp.chunks as usize {
+                ensure(
+                    self.map.lookup(at + i * CHUNK) == s,
+                    "chunk map entry does not match span",
+                    at,
+                )?;
+            }
+            match sp.state {
+                SpanState::Idle => idle += sp.bytes() as u64,
+                SpanState::Purged => purged += sp.bytes() as u64,
+                SpanState::Partial | SpanState::Full => {
+                    // SAFETY: formatted span, class lock held.
+                    unsafe { check_span(s)? };
+                    let t = &mut per_class[sp.class as usize];
+                    t.spans += 1;
+                    t.capacity += sp.capacity as u64;
+                    t.used += sp.used as u64;
+                    t.partial += usize::from(sp.state == SpanState::Partial);
+                }
+            }
+            at += sp.bytes();
+        }
+        let c = &self.counters;
+        let r = |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed);
+        ensure(
+            idle == r(&c.idle_bytes),
+            "idle bytes disagree with idle spans",
+            base,
+        )?;
+        ensure(
+            purged == r(&c.purged_bytes),
+            "purged bytes disagree with purged spans",
+            base,
+        )?;
+        for (class, t) in per_class.iter().enumerate() {
+            // SAFETY: class lock held.
+            let ci = unsafe { &*self.classes[class].inner.get() };
+            ensure(
+                ci.spans == t.spans,
+                "class span count disagrees with the arena",
+                class,
+            )?;
+            ensure(
+                ci.capacity == t.capacity,
+                "class capacity disagrees with the arena",
+                class,
+            )?;
+            ensure(
+                ci.used == t.used,
+                "class used blocks disagree with the spans",
+                class,
+            )?;
+            ensure(
+                ci.partial.len == t.partial,
+                "partial list length disagrees with span states",
+                class,
+            )?;
+            let mut s = ci.partial.head;
+            let mut n = 0;
+            while !s.is_null() {
+                // SAFETY: list members are valid spans.
+                let sp = unsafe { &*s };
+                ensure(
+                    sp.state == SpanState::Partial && sp.class as usize == class,
+                    "foreign span on partial list",
+                    s as usize,
+                )?;
+                n += 1;
+                ensure(n <= t.partial, "partial list has a cycle", s as usize)?;
+                s = sp.next;
+            }
+        }
+        // SAFETY: heap lock held.
+        unsafe { self.check_large() }
+    }
+
+    /// # Safety
+    /// The heap lock must be held.
+    unsafe fn check_large(&self) -> Result<(), CheckError> {
+        // SAFETY: heap lock held.
+        let inner = unsafe { &*self.inner.get() };
+        let mut h = inner.large.head;
+        let (mut n, mut bytes) = (0usize, 0u64);
+        while !h.is_null() {
+            let p = h as usize + large::LARGE_HEADER;
+            // SAFETY: list members are live large headers.
+            unsafe {
+                ensure(
+                    large::header_of(p) == Some(h),
+                    "large header corrupted",
+                    h as usize,
+                )?;
+                ensure(
+                    self.map.lookup(p).is_null(),
+                    "large block inside the arena",
+                    p,
+                )?;
+                bytes += (*h).len as u64;
+                h = (*h).next;
+            }
+            n += 1;
+            ensure(
+                n <= inner.large.count,
+                "large list longer than its count",
+                p,
+            )?;
+        }
+        ensure(
+            n == inner.large.count,
+            "large list shorter than its count",
+            0,
+        )?;
+        let mapped = self
+            .counters
+            .large_mapped_bytes
+            .load(core::sync::atomic::Ordering::Relaxed);
+        ensure(
+            bytes == mapped,
+            "large mapped bytes disagree with the list",
+            0,
+        )
+    }
+}
+
+/// Checks one formatted span: geometry, and a free list of distinct block starts
+/// whose length plus untouched and used blocks makes the capacity.
+///
+/// # Safety
+/// `s` must be a formatted span whose class lock is held.
+unsafe fn check_span(s: *mut Span) -> Result<(), CheckError> {
+    // SAFETY: guaranteed by the caller.
+    let sp = unsafe { &*s };
+    let class = sp.class as usize;
+    let at = s as usize;
+    ensure(class < NUM_CLASSES, "span class out of range", at)?;
+    ensure(
+        sp.block_size as usize == class_size(class),
+        "span block size is not its class's",
+        at,
+    )?;
+    ensure(
+        sp.chunks == SPAN_CHUNKS[class] as u32,
+        "span length is not its class's",
+        at,
+    )?;
+    ensure(
+        sp.capacity as usize == span_capacity(class),
+        "span capacity is not its class's",
+        at,
+    )?;
+    ensure(
+        sp.used <= sp.capacity,
+        "span has more used blocks than capacity",
+        at,
+    )?;
+    ensure(
+        (sp.state == SpanState::Full) == sp.is_full(),
+        "span state does not match its fill",
+        at,
+    )?;
+    let mut seen = [0u64; 4096 / 64];
+    let mut b = sp.free_head();
+    let mut free = 0usize;
+    while !b.is_null() {
+        ensure(
+            sp.is_block(b as usize),
+            "free list entry is not a block of its span",
+            b as usize,
+        )?;
+        let idx = (b as usize - at - crate::size_class::SPAN_HEADER) / sp.block_size as usize;
+        let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+        ensure(
+            seen[w] & bit == 0,
+            "block on the free list twice",
+            b as usize,
+        )?;
+        seen[w] |= bit;
+        free += 1;
+        ensure(
+            free <= sp.capacity as usize,
+            "free list longer than the span",
+            b as usize,
+        )?;
+        // SAFETY: free blocks hold a valid link.
+        b = unsafe { (*b).next };
+    }
+    ensure(
+        free + sp.untouched() + sp.used as usize == sp.capacity as usize,
+        "free + untouched + used != capacity",
+        at,
+    )
+}

@@ -1,0 +1,344 @@
+//! The process-global instance, with per-thread caches: what the Rust
+//! [`GlobalAlloc`] face ([`AllocTrace`]) and the C face ([`crate::c_api`]) call.
+//!
+//! The instance sets itself up on first use. Its backend is, in order of precedence:
+//! the environment variable `ALLOCTRACE_MALLOC_BACKEND` (`brk` or `reserved`), the
+//! backend of the [`AllocTrace`] that first allocates, [`set_backend`] called before
+//! any allocation, and the real program break otherwise.
+//!
+//! Thread exit: a pthread key destructor flushes the exiting thread's cache; later
+//! calls from that thread (other destructors) go straight to the heap.
+//! Fork: `pthread_atfork` handlers take every heap lock before `fork` and release
+//! them in parent and child, so the child never inherits a lock held mid-update.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use crate::heap::{Config, Heap};
+use crate::heap_api::{Resize, MAX_REQUEST};
+use crate::os::brk::Backend;
+use crate::os::thread;
+use crate::stats::Stats;
+use crate::thread_cache::{ThreadCache, ACTIVE, DEAD, INACTIVE};
+
+static HEAP: Heap = Heap::new_lazy(Config::DEFAULT);
+
+thread_local! {
+    static CACHE: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::new()) };
+}
+
+static CONFIGURED: AtomicBool = AtomicBool::new(false);
+/// 0: no key yet, 1: being created, 2: ready, 3: failed.
+static KEY_STATE: AtomicU8 = AtomicU8::new(0);
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// The process-global heap (for statistics and checks).
+pub fn heap() -> &'static Heap {
+    &HEAP
+}
+
+/// Chooses the global instance's backend; false if it is already set up.
+pub fn set_backend(backend: Backend) -> bool {
+    HEAP.set_backend_if_unused(backend)
+}
+
+#[cold]
+fn configure() {
+    if CONFIGURED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    match thread::getenv(c"ALLOCTRACE_MALLOC_BACKEND") {
+        Some(b"reserved") => {
+            set_backend(Backend::Reserved);
+        }
+        Some(b"brk") => {
+            set_backend(Backend::Brk);
+        }
+        _ => {}
+    }
+}
+
+unsafe extern "C" fn thread_exit(_: *mut c_void) {
+    CACHE.with(|c| {
+        // SAFETY: this thread's cache; no other borrow is live in a key destructor.
+        let tc = unsafe { &mut *c.get() };
+        if tc.state == ACTIVE {
+            tc.flush_all(&HEAP);
+        }
+        tc.state = DEAD;
+    });
+}
+
+unsafe extern "C" fn fork_prepare() {
+    HEAP.lock_all();
+}
+
+unsafe extern "C" fn fork_release() {
+    HEAP.unlock_all();
+}
+
+/// Creates the thread-exit key and fork handlers once per process.
+fn process_hooks() -> Option<libc::pthread_key_t> {
+    loop {
+        match KEY_STATE.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                // Both calls may allocate; this thread's cache is already active.
+                let key = thread::key_create(thread_exit);
+                thread::atfork(fork_prepare, fork_release, fork_release);
+                if let Some(k) = key {
+                    KEY.store(k as usize, Ordering::Relaxed);
+                }
+                KEY_STATE.store(if key.is_some() { 2 } else { 3 }, Ordering::Release);
+            }
+            Err(2) => return Some(KEY.load(Ordering::Relaxed) as libc::pthread_key_t),
+            Err(3) => return None,
+            Err(_) => thread::yield_now(),
+        }
+    }
+}
+
+/// Turns this thread's cache on. No borrow of the cache may be live: the pthread
+/// calls below may allocate, re-entering the allocator.
+#[cold]
+fn activate(c: &UnsafeCell<ThreadCache>) {
+    configure();
+    // SAFETY: this thread's cache; no borrow is live (caller's contract).
+    unsafe { (*c.get()).state = ACTIVE };
+    if let Some(key) = process_hooks() {
+        thread::key_arm(key);
+    }
+}
+
+/// Allocates `size` bytes aligned to 16; null when out of memory.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size > HEAP.large_threshold {
+        return malloc_large(size, 16);
+    }
+    CACHE.with(|c| {
+        // SAFETY: this thread's cache; the borrow ends before anything re-entrant runs.
+        let p = unsafe { (*c.get()).try_pop(size) };
+        if !p.is_null() {
+            return p;
+        }
+        malloc_slow(c, size)
+    })
+}
+
+#[inline(never)]
+fn malloc_slow(c: &UnsafeCell<ThreadCache>, size: usize) -> *mut u8 {
+    // SAFETY: reading this thread's cache state; no borrow is live.
+    let state = unsafe { (*c.get()).state };
+    if state == INACTIVE {
+        activate(c);
+    } else if state == DEAD {
+        return HEAP.malloc(size);
+    }
+    // SAFETY: active cache of this thread; refilling does not re-enter the allocator.
+    unsafe { (*c.get()).refill_pop(&HEAP, size) }
+}
+
+#[cold]
+fn malloc_large(size: usize, align: usize) -> *mut u8 {
+    configure();
+    if size > MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    HEAP.malloc_aligned(size, align)
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two); null when out of
+/// memory or for a bad alignment.
+pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+    if align <= 16 {
+        return malloc(size);
+    }
+    configure();
+    HEAP.malloc_aligned(size, align)
+}
+
+/// Allocates zeroed memory for `n` items of `size` bytes; null on overflow or when
+/// out of memory.
+pub fn calloc(n: usize, size: usize) -> *mut u8 {
+    let Some(total) = n.checked_mul(size) else {
+        return ptr::null_mut();
+    };
+    let p = malloc(total);
+    if !p.is_null() && total <= HEAP.large_threshold {
+        // SAFETY: a fresh block of at least `total` bytes (large ones are fresh
+        // mappings, already zero).
+        unsafe { ptr::write_bytes(p, 0, total) };
+    }
+    p
+}
+
+/// Frees a block (null is ignored).
+///
+/// # Safety
+/// `p` must be null or a live block from the global instance, not used afterwards.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    let s = HEAP.map.lookup(p as usize);
+    if s.is_null() {
+        if !p.is_null() {
+            // SAFETY: not in the arena: a large block (caller's promise).
+            unsafe { HEAP.free_large(p) };
+        }
+        return;
+    }
+    let (start, _) = Heap::small_block(s, p as usize);
+    // SAFETY: `s` is the formatted span of live block `p`.
+    let class = unsafe { (*s).class } as usize;
+    CACHE.with(|c| {
+        // SAFETY: this thread's cache; pushing does not re-enter the allocator.
+        let tc = unsafe { &mut *c.get() };
+        if tc.state == ACTIVE {
+            tc.push(&HEAP, class, start);
+        } else {
+            free_slow(c, p);
+        }
+    });
+}
+
+#[cold]
+fn free_slow(c: &UnsafeCell<ThreadCache>, p: *mut u8) {
+    // SAFETY: reading this thread's cache state; no borrow is live.
+    if unsafe { (*c.get()).state } == INACTIVE {
+        activate(c);
+        // SAFETY: caller's promise; the cache is active now.
+        unsafe { free(p) };
+    } else {
+        // SAFETY: caller's promise; dead threads go to the heap directly.
+        unsafe { HEAP.free(p) };
+    }
+}
+
+/// Resizes block `p` (null: allocate), in place when possible; null on failure,
+/// leaving `p` untouched.
+///
+/// # Safety
+/// `p` must be null or a live block from the global instance; if the result is not
+/// null, `p` must not be used afterwards.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc(size);
+    }
+    // SAFETY: caller's promise.
+    match unsafe { HEAP.resize_in_place(p, size) } {
+        Resize::Done(q) => q,
+        Resize::Move(old) => {
+            let q = malloc(size);
+            if !q.is_null() {
+                // SAFETY: distinct live blocks; `old.min(size)` bytes are valid in both.
+                unsafe {
+                    ptr::copy_nonoverlapping(p, q, old.min(size));
+                    free(p);
+                }
+            }
+            q
+        }
+    }
+}
+
+/// Usable bytes of block `p`.
+///
+/// # Safety
+/// `p` must be a live block from the global instance.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    // SAFETY: caller's promise.
+    unsafe { HEAP.usable_size(p) }
+}
+
+/// Returns the calling thread's cached blocks to the heap and publishes its counts.
+pub fn flush_thread_cache() {
+    CACHE.with(|c| {
+        // SAFETY: this thread's cache; flushing does not re-enter the allocator.
+        let tc = unsafe { &mut *c.get() };
+        if tc.state == ACTIVE {
+            tc.flush_all(&HEAP);
+        }
+    });
+}
+
+/// Statistics of the global instance (the calling thread's counts published first).
+pub fn stats() -> Stats {
+    flush_thread_cache();
+    HEAP.stats()
+}
+
+/// The Rust face: `#[global_allocator] static A: AllocTrace = AllocTrace::RESERVED;`
+///
+/// Use [`AllocTrace::RESERVED`] in ordinary Rust programs: C libraries in the same
+/// process may still use glibc's malloc, which grows the real program break.
+#[derive(Clone, Copy, Debug)]
+pub struct AllocTrace {
+    backend: Backend,
+}
+
+impl AllocTrace {
+    /// The global instance on a reserved region of its own.
+    pub const RESERVED: AllocTrace = AllocTrace {
+        backend: Backend::Reserved,
+    };
+
+    /// The global instance on the given backend (if it is the first to set it up).
+    pub const fn new(backend: Backend) -> AllocTrace {
+        AllocTrace { backend }
+    }
+
+    #[inline]
+    fn prepare(&self) {
+        if !CONFIGURED.load(Ordering::Relaxed) {
+            set_backend(self.backend);
+            configure();
+        }
+    }
+}
+
+// SAFETY: blocks are at least `layout.size()` bytes, aligned to `layout.align()`,
+// exclusively owned until freed; nothing here unwinds.
+unsafe impl GlobalAlloc for AllocTrace {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.prepare();
+        malloc_aligned(layout.size(), layout.align())
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        // SAFETY: GlobalAlloc contract: `p` is live and ours.
+        unsafe { free(p) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.prepare();
+        if layout.align() <= 16 {
+            return calloc(1, layout.size());
+        }
+        let p = malloc_aligned(layout.size(), layout.align());
+        if !p.is_null() {
+            // SAFETY: a fresh block of `layout.size()` bytes.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= 16 {
+            // SAFETY: GlobalAlloc contract: `p` is live and ours.
+            return unsafe { realloc(p, new_size) };
+        }
+        let q = malloc_aligned(new_size, layout.align());
+        if !q.is_null() {
+            // SAFETY: distinct live blocks, each at least `min` bytes.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                free(p);
+            }
+        }
+        q
+    }
+}

@@ -1,0 +1,385 @@
+//! The heap: one allocator instance. Central per-class span lists behind per-class
+//! locks, the span pool and large-block list behind the heap lock.
+//!
+//! Lock order: a class lock, then the heap lock. The fork handlers take every class
+//! lock in index order, then the heap lock.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::chunk_map::ChunkMap;
+use crate::large::LargeList;
+use crate::lock::SpinLock;
+use crate::os::brk::{Backend, BrkArena};
+use crate::os::thread::now_ms;
+use crate::pool::Pool;
+use crate::size_class::{class_size, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, SPAN_CHUNKS};
+use crate::span::{self, FreeBlock, Span, SpanList, SpanState};
+use crate::stats::{add, Counters};
+
+/// How a heap gets and returns memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// What backs the brk arena for small blocks.
+    pub backend: Backend,
+    /// Address space the brk arena may grow into, in bytes (a multiple of 64 KiB).
+    pub arena_limit: usize,
+    /// Requests larger than this many bytes get their own mapping (at most 128 KiB,
+    /// [`crate::size_class::MAX_SMALL`]).
+    pub large_threshold: usize,
+    /// How long an empty span stays resident before its pages are returned with
+    /// `madvise(MADV_DONTNEED)`, in milliseconds (0: at once).
+    pub decay_ms: u64,
+}
+
+impl Config {
+    /// Real program break, 64 GiB arena limit, 128 KiB large threshold, 1 s decay.
+    pub const DEFAULT: Config = Config {
+        backend: Backend::Brk,
+        arena_limit: 64 << 30,
+        large_threshold: MAX_SMALL,
+        decay_ms: 1000,
+    };
+
+    /// [`Config::DEFAULT`] with a reserved region instead of the real break: the
+    /// choice for a process whose glibc malloc also uses `brk`.
+    pub const RESERVED: Config = Config {
+        backend: Backend::Reserved,
+        ..Config::DEFAULT
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+/// Why a heap could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitError;
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("could not set up the allocator's arena (mmap/sbrk failed)")
+    }
+}
+
+impl std::error::Error for InitError {}
+
+/// A class's central state, under its lock.
+#[derive(Debug)]
+pub(crate) struct ClassInner {
+    /// Formatted spans with at least one free block.
+    pub partial: SpanList,
+    pub spans: u64,
+    pub capacity: u64,
+    pub used: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Central {
+    pub lock: SpinLock,
+    pub inner: UnsafeCell<ClassInner>,
+}
+
+/// Heap-wide state, under the heap lock.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub config: Config,
+    pub pool: Pool,
+    pub large: LargeList,
+    pub failed: bool,
+}
+
+/// One allocator instance: size classes, span pool, large blocks and statistics.
+///
+/// A `Heap` can be used directly (every call takes a short lock) or, for the
+/// process-global instance, through per-thread caches (see [`crate::global`]).
+pub struct Heap {
+    pub(crate) classes: [Central; NUM_CLASSES],
+    pub(crate) lock: SpinLock,
+    pub(crate) inner: UnsafeCell<Inner>,
+    pub(crate) map: ChunkMap,
+    ready: AtomicBool,
+    pub(crate) large_threshold: usize,
+    pub(crate) counters: Counters,
+}
+
+// SAFETY: all mutable state is behind the class locks, the heap lock or atomics.
+unsafe impl Sync for Heap {}
+// SAFETY: the raw pointers inside point into memory the heap owns, not thread-bound.
+unsafe impl Send for Heap {}
+
+impl Heap {
+    /// A heap that sets itself up on first use (usable in a `static`).
+    pub const fn new_lazy(config: Config) -> Heap {
+        let large_threshold = if config.large_threshold > MAX_SMALL {
+            MAX_SMALL
+        } else {
+            config.large_threshold
+        };
+        Heap {
+            classes: [const {
+                Central {
+                    lock: SpinLock::new(),
+                    inner: UnsafeCell::new(ClassInner {
+                        partial: SpanList::new(),
+                        spans: 0,
+                        capacity: 0,
+                        used: 0,
+                    }),
+                }
+            }; NUM_CLASSES],
+            lock: SpinLock::new(),
+            inner: UnsafeCell::new(Inner {
+                config,
+                pool: Pool::new(),
+                large: LargeList::new(),
+                failed: false,
+            }),
+            map: ChunkMap::new(),
+            ready: AtomicBool::new(false),
+            large_threshold,
+            counters: Counters::new(),
+        }
+    }
+
+    /// A heap set up now: its arena and chunk map are reserved before returning.
+    pub fn new(config: Config) -> Result<Heap, InitError> {
+        let heap = Heap::new_lazy(config);
+        if heap.ensure_init() {
+            Ok(heap)
+        } else {
+            Err(InitError)
+        }
+    }
+
+    /// The heap's configuration.
+    pub fn config(&self) -> Config {
+        let _g = self.lock.lock();
+        // SAFETY: heap lock held.
+        unsafe { (*self.inner.get()).config }
+    }
+
+    /// Replaces the backend of a heap that has not set itself up yet. Returns false
+    /// (and changes nothing) once it has.
+    pub fn set_backend_if_unused(&self, backend: Backend) -> bool {
+        let _g = self.lock.lock();
+        if self.ready.load(Ordering::Relaxed) {
+            return false;
+        }
+        // SAFETY: heap lock held.
+        unsafe { (*self.inner.get()).config.backend = backend };
+        true
+    }
+
+    /// Sets up the arena and chunk map once. Returns false if that failed.
+    #[inline]
+    pub(crate) fn ensure_init(&self) -> bool {
+        if self.ready.load(Ordering::Acquire) {
+            return true;
+        }
+        self.init_slow()
+    }
+
+    #[cold]
+    fn init_slow(&self) -> bool {
+        let _g = self.lock.lock();
+        if self.ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        // SAFETY: heap lock held.
+        let inner = unsafe { &mut *self.inner.get() };
+        if inner.failed {
+            return false;
+        }
+        let limit = inner.config.arena_limit.next_multiple_of(CHUNK);
+        add(&self.counters.mmap_calls, 2);
+        let Some(arena) = BrkArena::new(inner.config.backend, limit, CHUNK) else {
+            inner.failed = true;
+            return false;
+        };
+        let Some(meta) = self.map.init(arena.base(), arena.limit()) else {
+            inner.failed = true;
+            return false;
+        };
+        add(&self.counters.metadata_bytes, meta as u64);
+        inner.pool.arena = Some(arena);
+        self.ready.store(true, Ordering::Release);
+        true
+    }
+
+    /// Fetches up to `want` blocks of `class`, linked through their first word, into
+    /// `*out`. Returns how many it got (0 when out of memory).
+    pub(crate) fn refill(&self, class: usize, want: usize, out: &mut *mut FreeBlock) -> usize {
+        if !self.ensure_init() {
+            return 0;
+        }
+        let central = &self.classes[class];
+        let _g = central.lock.lock();
+        // SAFETY: class lock held.
+        let ci = unsafe { &mut *central.inner.get() };
+        let mut got = 0;
+        while got < want {
+            let mut s = ci.partial.head;
+            if s.is_null() {
+                s = self.new_span(class);
+                if s.is_null() {
+                    break;
+                }
+                ci.spans += 1;
+                ci.capacity += span_capacity(class) as u64;
+                // SAFETY: fresh formatted span on no list.
+                unsafe { ci.partial.push_front(s) };
+            }
+            // SAFETY: `s` is a formatted span of this class; class lock held.
+            unsafe {
+                while got < want {
+                    let b = span::take_block(s);
+                    if b.is_null() {
+                        break;
+                    }
+                    (*b).next = *out;
+                    *out = b;
+                    got += 1;
+                }
+                if (*s).is_full() {
+                    ci.partial.remove(s);
+                    (*s).state = SpanState::Full;
+                }
+            }
+        }
+        ci.used += got as u64;
+        got
+    }
+
+    /// Returns `count` blocks of `class`, linked through their first word from
+    /// `head`, to their spans.
+    ///
+    /// # Safety
+    /// Every block must be a dead block start of `class` from this heap, each once.
+    pub(crate) unsafe fn flush(&self, class: usize, mut head: *mut FreeBlock, count: usize) {
+        let central = &self.classes[class];
+        let _g = central.lock.lock();
+        // SAFETY: class lock held.
+        let ci = unsafe { &mut *central.inner.get() };
+        for _ in 0..count {
+            let b = head;
+            // SAFETY: the caller passes `count` linked dead blocks.
+            head = unsafe { (*b).next };
+            let s = self.map.lookup(b as usize);
+            debug_assert!(!s.is_null());
+            // SAFETY: `b` is a block of formatted span `s` of this class.
+            unsafe {
+                span::give_block(s, b);
+                if (*s).state == SpanState::Full {
+                    (*s).state = SpanState::Partial;
+                    ci.partial.push_front(s);
+                }
+                if (*s).used == 0 {
+                    ci.partial.remove(s);
+                    ci.spans -= 1;
+                    ci.capacity -= span_capacity(class) as u64;
+                    self.release_span(s);
+                }
+            }
+        }
+        ci.used -= count as u64;
+    }
+
+    /// A freshly formatted span for `class`, or null when out of memory.
+    fn new_span(&self, class: usize) -> *mut Span {
+        let _g = self.lock.lock();
+        // SAFETY: heap lock held.
+        let inner = unsafe { &mut *self.inner.get() };
+        // SAFETY: heap lock held; the map is ours.
+        let s = unsafe {
+            inner.pool.take(
+                SPAN_CHUNKS[class] as usize,
+                &self.map,
+                &self.counters,
+                now_ms(),
+            )
+        };
+        if !s.is_null() {
+            // SAFETY: `s` is an idle span of the right length, on no list.
+            unsafe { span::format(s, class) };
+        }
+        s
+    }
+
+    /// Gives an empty span back to the pool.
+    ///
+    /// # Safety
+    /// `s` must be formatted, with no blocks out, on no list.
+    unsafe fn release_span(&self, s: *mut Span) {
+        let _g = self.lock.lock();
+        // SAFETY: heap lock held; guaranteed by the caller.
+        unsafe {
+            let inner = &mut *self.inner.get();
+            let decay = inner.config.decay_ms;
+            inner.pool.give(s, &self.counters, now_ms(), decay);
+        }
+    }
+
+    /// Returns every idle span's pages to the OS now, whatever the decay.
+    pub fn purge(&self) {
+        let _g = self.lock.lock();
+        // SAFETY: heap lock held.
+        unsafe {
+            let inner = &mut *self.inner.get();
+            inner.pool.decay(now_ms(), 0, &self.counters, true);
+        }
+    }
+
+    /// Takes every lock (class locks in order, then the heap lock): before `fork`.
+    pub(crate) fn lock_all(&self) {
+        for c in &self.classes {
+            c.lock.acquire();
+        }
+        self.lock.acquire();
+    }
+
+    /// Releases every lock taken by [`Heap::lock_all`].
+    pub(crate) fn unlock_all(&self) {
+        self.lock.release();
+        for c in self.classes.iter().rev() {
+            c.lock.release();
+        }
+    }
+
+    /// The usable size of small block `p` in span `s`, and its block start.
+    #[inline]
+    pub(crate) fn small_block(s: *mut Span, p: usize) -> (usize, usize) {
+        // SAFETY: `s` came from the chunk map for a live block, so it is formatted.
+        let s = unsafe { &*s };
+        let start = s.block_start(p);
+        (start, start + s.block_size as usize - p)
+    }
+
+    /// The block size of class `class` (re-exported for the caches).
+    #[inline]
+    pub(crate) fn class_bytes(class: usize) -> usize {
+        class_size(class)
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        // SAFETY: `&mut self`: no block of this heap can be used any more.
+        unsafe {
+            while !inner.large.head.is_null() {
+                let h = inner.large.head;
+                inner.large.remove(h);
+                crate::large::unmap_block(h, &self.counters);
+            }
+            if let Some(arena) = inner.pool.arena.as_mut() {
+                arena.release();
+            }
+            self.map.release();
+        }
+        inner.pool = Pool::new();
+    }
+}

@@ -1,0 +1,102 @@
+//! Threads and process plumbing: a pthread key for thread-exit hooks, fork handlers,
+//! yielding, a coarse clock, `errno` and `getenv`.
+
+use core::ffi::{c_void, CStr};
+
+/// A destructor run at thread exit for threads that set a non-null key value.
+pub type KeyDestructor = unsafe extern "C" fn(*mut c_void);
+
+/// A fork handler (`pthread_atfork` prepare, parent or child).
+pub type ForkHandler = unsafe extern "C" fn();
+
+/// Creates a pthread key whose destructor runs at exit of every thread that stored a
+/// non-null value under it.
+pub fn key_create(dtor: KeyDestructor) -> Option<libc::pthread_key_t> {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; the destructor has the C ABI pthread wants.
+    let rc = unsafe { libc::pthread_key_create(&mut key, Some(dtor)) };
+    (rc == 0).then_some(key)
+}
+
+/// Stores a non-null marker under `key` for the calling thread so that the key's
+/// destructor runs when the thread exits.
+pub fn key_arm(key: libc::pthread_key_t) -> bool {
+    // SAFETY: the key came from `key_create`; the value is a marker, never dereferenced.
+    unsafe { libc::pthread_setspecific(key, 1 as *const c_void) == 0 }
+}
+
+/// Registers fork handlers with `pthread_atfork`.
+pub fn atfork(prepare: ForkHandler, parent: ForkHandler, child: ForkHandler) -> bool {
+    // SAFETY: the handlers are plain C-ABI functions valid for the program's lifetime.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
+/// Gives up the CPU (used when a spin lock stays contended).
+pub fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// Milliseconds of a coarse monotonic clock (cheap: served by the vDSO).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts);
+    }
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(value: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe {
+        *libc::__errno_location() = value;
+    }
+}
+
+/// `ENOMEM`, for callers that report allocation failure through `errno`.
+pub const ENOMEM: i32 = libc::ENOMEM;
+/// `EINVAL`, for bad alignment arguments.
+pub const EINVAL: i32 = libc::EINVAL;
+
+/// The value of environment variable `name` (reads `environ` without allocating).
+pub fn getenv(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer into the
+    // environment block, which lives as long as nobody calls setenv on the name.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a NUL-terminated string.
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_moves_forward() {
+        let a = now_ms();
+        let b = now_ms();
+        assert!(b >= a);
+    }
+
+    #[test]
+    fn errno_round_trip() {
+        set_errno(ENOMEM);
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(ENOMEM));
+    }
+
+    #[test]
+    fn getenv_reads_path() {
+        assert!(getenv(c"PATH").is_some());
+        assert!(getenv(c"ALLOCTRACE_SURELY_UNSET_VARIABLE").is_none());
+    }
+}

@@ -1,0 +1,227 @@
+//! The span pool: idle spans waiting for reuse, and growth of the brk arena.
+//!
+//! Empty spans come back here from their class. They stay resident ("dirty") for the
+//! decay time, so a program that frees and reallocates does not pay page faults; then
+//! their pages (all but the header page) are returned with `madvise(MADV_DONTNEED)`
+//! and they move to the "clean" lists. Lists are per span length and ordered by idle
+//! time (newest at the front), so decay only looks at list tails.
+//!
+//! A request for `n` chunks is served, in order, by an idle span of exactly `n`
+//! chunks (dirty first), by splitting a longer idle span, or by carving the arena
+//! frontier, growing the arena by at least [`GROW_BYTES`]. Idle spans are not
+//! coalesced; the madvise keeps that from costing resident memory.
+//!
+//! Everything here runs under the heap lock.
+
+use crate::chunk_map::ChunkMap;
+use crate::os::brk::BrkArena;
+use crate::os::mmap;
+use crate::size_class::{CHUNK, MAX_SPAN_CHUNKS};
+use crate::span::{init_idle, Span, SpanList, SpanState};
+use crate::stats::{add, sub, Counters};
+
+/// The least the arena grows by at a time (address space only: untouched brk pages
+/// cost no memory).
+pub(crate) const GROW_BYTES: usize = 16 * CHUNK;
+
+/// Idle spans and the arena frontier.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub arena: Option<BrkArena>,
+    frontier: usize,
+    frontier_end: usize,
+    pub dirty: [SpanList; MAX_SPAN_CHUNKS + 1],
+    pub clean: [SpanList; MAX_SPAN_CHUNKS + 1],
+    last_decay: u64,
+}
+
+impl Pool {
+    /// A pool with no arena yet.
+    pub const fn new() -> Pool {
+        Pool {
+            arena: None,
+            frontier: 0,
+            frontier_end: 0,
+            dirty: [const { SpanList::new() }; MAX_SPAN_CHUNKS + 1],
+            clean: [const { SpanList::new() }; MAX_SPAN_CHUNKS + 1],
+            last_decay: 0,
+        }
+    }
+
+    /// The end of the arena memory obtained so far.
+    pub fn frontier_end(&self) -> usize {
+        self.frontier_end
+    }
+
+    /// Returns an idle span exactly `chunks` long, off every list, or null when the
+    /// arena cannot grow.
+    ///
+    /// # Safety
+    /// The heap lock must be held; `map` must be this heap's chunk map.
+    pub unsafe fn take(
+        &mut self,
+        chunks: usize,
+        map: &ChunkMap,
+        c: &Counters,
+        now: u64,
+    ) -> *mut Span {
+        // SAFETY: the lists hold valid idle spans owned under the heap lock.
+        unsafe {
+            for n in chunks..=MAX_SPAN_CHUNKS {
+                let mut s = self.dirty[n].pop_front();
+                let dirty = !s.is_null();
+                if !dirty {
+                    s = self.clean[n].pop_front();
+                }
+                if s.is_null() {
+                    continue;
+                }
+                let bytes = (*s).bytes() as u64;
+                sub(
+                    if dirty {
+                        &c.idle_bytes
+                    } else {
+                        &c.purged_bytes
+                    },
+                    bytes,
+                );
+                if n > chunks {
+                    self.split(s, chunks, map, c, now);
+                }
+                return s;
+            }
+            self.carve(chunks, map, c, now)
+        }
+    }
+
+    /// Cuts the tail of idle span `s` off into its own idle span, keeping `chunks`.
+    ///
+    /// # Safety
+    /// `s` must be an idle span longer than `chunks`, on no list.
+    unsafe fn split(
+        &mut self,
+        s: *mut Span,
+        chunks: usize,
+        map: &ChunkMap,
+        c: &Counters,
+        now: u64,
+    ) {
+        // SAFETY: the tail is part of `s`, which the caller owns.
+        unsafe {
+            let rest_chunks = (*s).chunks as usize - chunks;
+            let state = (*s).state;
+            let rest = init_idle(s as usize + chunks * CHUNK, rest_chunks, state, now);
+            map.set(rest as usize, rest_chunks, rest);
+            (*s).chunks = chunks as u32;
+            self.put(rest, c);
+        }
+    }
+
+    /// Puts idle span `s` on the list matching its state and counts its bytes.
+    ///
+    /// # Safety
+    /// `s` must be a valid idle span on no list.
+    unsafe fn put(&mut self, s: *mut Span, c: &Counters) {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let n = (*s).chunks as usize;
+            let bytes = (*s).bytes() as u64;
+            if (*s).state == SpanState::Purged {
+                add(&c.purged_bytes, bytes);
+                self.clean[n].push_front(s);
+            } else {
+                add(&c.idle_bytes, bytes);
+                self.dirty[n].push_front(s);
+            }
+        }
+    }
+
+    /// Carves a span from the arena frontier, growing the arena if needed.
+    ///
+    /// # Safety
+    /// The heap lock must be held.
+    unsafe fn carve(&mut self, chunks: usize, map: &ChunkMap, c: &Counters, now: u64) -> *mut Span {
+        let want = chunks * CHUNK;
+        if self.frontier_end - self.frontier < want {
+            let Some(arena) = self.arena.as_mut() else {
+                return core::ptr::null_mut();
+            };
+            let grow = want.max(GROW_BYTES);
+            add(&c.brk_calls, 1);
+            let Some(start) = arena.grow(grow, CHUNK) else {
+                return core::ptr::null_mut();
+            };
+            add(&c.heap_bytes, grow as u64);
+            if start != self.frontier_end {
+                // Someone else moved the break: keep what is left of the old frontier
+                // as untouched (clean) idle spans.
+                while self.frontier < self.frontier_end {
+                    let n = ((self.frontier_end - self.frontier) / CHUNK).min(MAX_SPAN_CHUNKS);
+                    // SAFETY: the old frontier is arena memory nobody uses.
+                    unsafe {
+                        let s = init_idle(self.frontier, n, SpanState::Purged, now);
+                        map.set(s as usize, n, s);
+                        self.put(s, c);
+                    }
+                    self.frontier += n * CHUNK;
+                }
+                self.frontier = start;
+            }
+            self.frontier_end = start + grow;
+        }
+        // SAFETY: `[frontier, frontier + want)` is fresh arena memory.
+        let s = unsafe { init_idle(self.frontier, chunks, SpanState::Idle, now) };
+        map.set(s as usize, chunks, s);
+        self.frontier += want;
+        s
+    }
+
+    /// Takes back empty span `s` and runs decay.
+    ///
+    /// # Safety
+    /// The heap lock must be held; `s` must be a formatted span with no blocks out, on
+    /// no list.
+    pub unsafe fn give(&mut self, s: *mut Span, c: &Counters, now: u64, decay_ms: u64) {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            (*s).state = SpanState::Idle;
+            (*s).idle_since = now;
+            self.put(s, c);
+            self.decay(now, decay_ms, c, false);
+        }
+    }
+
+    /// Returns the pages of spans idle for at least `decay_ms` (all idle spans if
+    /// `force`) to the OS. Without `force`, runs at most every `decay_ms / 4` ms.
+    ///
+    /// # Safety
+    /// The heap lock must be held.
+    pub unsafe fn decay(&mut self, now: u64, decay_ms: u64, c: &Counters, force: bool) {
+        if !force && now.saturating_sub(self.last_decay) < decay_ms / 4 {
+            return;
+        }
+        self.last_decay = now;
+        let page = mmap::page_size();
+        for n in 1..=MAX_SPAN_CHUNKS {
+            loop {
+                let s = self.dirty[n].tail;
+                // SAFETY: list members are valid idle spans.
+                if s.is_null()
+                    || (!force && now.saturating_sub(unsafe { (*s).idle_since }) < decay_ms)
+                {
+                    break;
+                }
+                // SAFETY: `s` is idle: no block in it is in use, and we keep its header page.
+                unsafe {
+                    self.dirty[n].remove(s);
+                    let bytes = (*s).bytes();
+                    sub(&c.idle_bytes, bytes as u64);
+                    add(&c.madvise_calls, 1);
+                    mmap::advise_free(s as usize + page, bytes - page);
+                    (*s).state = SpanState::Purged;
+                    self.put(s, c);
+                }
+            }
+        }
+    }
+}

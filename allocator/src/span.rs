@@ -1,0 +1,258 @@
+//! Spans (slabs): runs of whole 64 KiB chunks carved from the brk arena, holding
+//! blocks of one size class, with their header in the first 128 bytes.
+//!
+//! A span hands out blocks from its free list first, then by bumping through memory
+//! it never used (so a fresh span touches pages only as blocks are taken). Spans are
+//! linked into intrusive doubly linked lists: a class's partial list, or the pool's
+//! idle lists. All functions take raw span pointers; the caller holds the lock that
+//! owns the span (the class lock while formatted, the heap lock while idle).
+
+use core::ptr;
+
+use crate::size_class::{class_size, span_capacity, CHUNK, SPAN_CHUNKS, SPAN_HEADER};
+
+/// Where a span is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SpanState {
+    /// Formatted, has free blocks, on its class's partial list.
+    Partial,
+    /// Formatted, every block handed out, on no list.
+    Full,
+    /// Empty, on the pool's dirty list (pages still resident).
+    Idle,
+    /// Empty, on the pool's clean list (pages returned with madvise).
+    Purged,
+}
+
+/// A free block: its first word links to the next one.
+#[repr(C)]
+pub(crate) struct FreeBlock {
+    pub next: *mut FreeBlock,
+}
+
+/// The span header, at the span's first address.
+#[repr(C)]
+pub(crate) struct Span {
+    pub next: *mut Span,
+    pub prev: *mut Span,
+    free: *mut FreeBlock,
+    bump: usize,
+    data_end: usize,
+    /// `ceil(2^40 / block_size)`, to find a block from an interior pointer.
+    recip: u64,
+    /// When the span went idle (coarse ms), for decay.
+    pub idle_since: u64,
+    pub block_size: u32,
+    pub capacity: u32,
+    pub used: u32,
+    pub chunks: u32,
+    pub class: u8,
+    pub state: SpanState,
+}
+
+const _: () = assert!(core::mem::size_of::<Span>() <= SPAN_HEADER);
+
+impl Span {
+    /// The span's length in bytes.
+    pub fn bytes(&self) -> usize {
+        self.chunks as usize * CHUNK
+    }
+
+    /// Whether every block is handed out.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.used == self.capacity
+    }
+
+    /// The start of the block containing `p` (which may point inside the block, as
+    /// aligned allocations do).
+    #[inline]
+    pub fn block_start(&self, p: usize) -> usize {
+        let data = self as *const Span as usize + SPAN_HEADER;
+        let off = (p - data) as u64;
+        let idx = (off * self.recip) >> 40;
+        data + idx as usize * self.block_size as usize
+    }
+
+    /// Whether `block` is a block boundary of this span's data area.
+    pub fn is_block(&self, block: usize) -> bool {
+        let data = self as *const Span as usize + SPAN_HEADER;
+        block >= data && block < self.data_end && (block - data) % self.block_size as usize == 0
+    }
+
+    /// Number of blocks never handed out yet (beyond the bump pointer).
+    pub fn untouched(&self) -> usize {
+        (self.data_end - self.bump) / self.block_size as usize
+    }
+
+    /// The free list head (for the invariant checker).
+    pub fn free_head(&self) -> *mut FreeBlock {
+        self.free
+    }
+}
+
+/// Writes a fresh idle span header at `at`, `chunks` chunks long.
+///
+/// # Safety
+/// `[at, at + chunks * CHUNK)` must be arena memory owned by the caller, with `at`
+/// chunk-aligned.
+pub(crate) unsafe fn init_idle(at: usize, chunks: usize, state: SpanState, now: u64) -> *mut Span {
+    let span = at as *mut Span;
+    // SAFETY: the caller owns the memory; the header fits in it and `at` is aligned.
+    unsafe {
+        span.write(Span {
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            free: ptr::null_mut(),
+            bump: 0,
+            data_end: 0,
+            recip: 0,
+            idle_since: now,
+            block_size: 0,
+            capacity: 0,
+            used: 0,
+            chunks: chunks as u32,
+            class: 0,
+            state,
+        });
+    }
+    span
+}
+
+/// Formats an idle span of the right length for `class`: empty free list, bump
+/// pointer at the first block.
+///
+/// # Safety
+/// `span` must be an idle span of `SPAN_CHUNKS[class]` chunks owned by the caller.
+pub(crate) unsafe fn format(span: *mut Span, class: usize) {
+    let size = class_size(class);
+    let data = span as usize + SPAN_HEADER;
+    // SAFETY: the caller owns the idle span, so nobody else reads its header.
+    let s = unsafe { &mut *span };
+    debug_assert_eq!(s.chunks as usize, SPAN_CHUNKS[class] as usize);
+    s.free = ptr::null_mut();
+    s.bump = data;
+    s.data_end = data + span_capacity(class) * size;
+    s.recip = (1u64 << 40).div_ceil(size as u64);
+    s.block_size = size as u32;
+    s.capacity = span_capacity(class) as u32;
+    s.used = 0;
+    s.class = class as u8;
+    s.state = SpanState::Partial;
+}
+
+/// Takes one block from the span, or returns null if it is full.
+///
+/// # Safety
+/// `span` must be formatted and owned by the caller (class lock held).
+#[inline]
+pub(crate) unsafe fn take_block(span: *mut Span) -> *mut FreeBlock {
+    // SAFETY: the caller owns the span header.
+    let s = unsafe { &mut *span };
+    let b = s.free;
+    if !b.is_null() {
+        // SAFETY: blocks on the free list are free and hold a valid link.
+        s.free = unsafe { (*b).next };
+        s.used += 1;
+        return b;
+    }
+    if s.bump < s.data_end {
+        let b = s.bump as *mut FreeBlock;
+        s.bump += s.block_size as usize;
+        s.used += 1;
+        return b;
+    }
+    ptr::null_mut()
+}
+
+/// Gives block `b` back to its span.
+///
+/// # Safety
+/// `b` must be a block start of the formatted span `span`, currently handed out and
+/// no longer used; the caller owns the span (class lock held).
+#[inline]
+pub(crate) unsafe fn give_block(span: *mut Span, b: *mut FreeBlock) {
+    // SAFETY: the caller owns the span header and the dead block.
+    unsafe {
+        let s = &mut *span;
+        (*b).next = s.free;
+        s.free = b;
+        s.used -= 1;
+    }
+}
+
+/// An intrusive doubly linked list of spans.
+#[derive(Debug)]
+pub(crate) struct SpanList {
+    pub head: *mut Span,
+    pub tail: *mut Span,
+    pub len: usize,
+}
+
+impl SpanList {
+    /// An empty list.
+    pub const fn new() -> SpanList {
+        SpanList {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// Pushes `s` at the front.
+    ///
+    /// # Safety
+    /// `s` must be a valid span on no list, owned by the caller.
+    pub unsafe fn push_front(&mut self, s: *mut Span) {
+        // SAFETY: `s` and the current head are valid spans owned by the caller.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.head;
+            if self.head.is_null() {
+                self.tail = s;
+            } else {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// Unlinks `s`.
+    ///
+    /// # Safety
+    /// `s` must be on this list.
+    pub unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: `s` and its neighbours are valid spans on this list.
+        unsafe {
+            let (p, n) = ((*s).prev, (*s).next);
+            if p.is_null() {
+                self.head = n;
+            } else {
+                (*p).next = n;
+            }
+            if n.is_null() {
+                self.tail = p;
+            } else {
+                (*n).prev = p;
+            }
+            (*s).next = ptr::null_mut();
+            (*s).prev = ptr::null_mut();
+        }
+        self.len -= 1;
+    }
+
+    /// Unlinks and returns the front span, or null.
+    ///
+    /// # Safety
+    /// The list must be well formed.
+    pub unsafe fn pop_front(&mut self) -> *mut Span {
+        let s = self.head;
+        if !s.is_null() {
+            // SAFETY: `s` is on this list.
+            unsafe { self.remove(s) };
+        }
+        s
+    }
+}

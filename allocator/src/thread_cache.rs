@@ -1,0 +1,207 @@
+//! Per-thread caches: a free list per size class, so the common malloc and free take
+//! no lock and touch no shared cache line.
+//!
+//! A cache is filled from the central lists in batches and flushed back in batches
+//! when a list grows past its limit (about 32 KiB worth of blocks per class, between
+//! 4 and 256 blocks). A block freed by another thread simply joins that thread's
+//! cache: blocks are interchangeable within a class, and spans are found from the
+//! block address, so cross-thread frees need no special path.
+//!
+//! The cache itself is plain data with a `const` initialiser and no destructor, so
+//! it can live in a `thread_local!` without allocating; the global module arms a
+//! pthread key whose destructor flushes it when the thread exits.
+
+use core::ptr;
+
+use crate::heap::Heap;
+use crate::size_class::{class_of, class_size, NUM_CLASSES};
+use crate::span::FreeBlock;
+use crate::stats::LocalCounts;
+
+/// Cached-block limit per class.
+const LIMIT: [u32; NUM_CLASSES] = {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let n = (32 * 1024 / crate::size_class::CLASS_SIZE[i]) as usize;
+        t[i] = if n < 4 {
+            4
+        } else if n > 256 {
+            256
+        } else {
+            n as u32
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The cache has not registered its thread-exit hook yet.
+pub(crate) const INACTIVE: u8 = 0;
+/// The cache is in use.
+pub(crate) const ACTIVE: u8 = 1;
+/// The thread is exiting: the cache was flushed and must stay empty.
+pub(crate) const DEAD: u8 = 2;
+
+#[derive(Debug)]
+struct Bin {
+    head: *mut FreeBlock,
+    count: u32,
+}
+
+/// One thread's cached free blocks and unpublished counts.
+#[derive(Debug)]
+pub struct ThreadCache {
+    bins: [Bin; NUM_CLASSES],
+    local: LocalCounts,
+    pub(crate) state: u8,
+}
+
+impl ThreadCache {
+    /// An empty, inactive cache.
+    pub const fn new() -> ThreadCache {
+        ThreadCache {
+            bins: [const {
+                Bin {
+                    head: ptr::null_mut(),
+                    count: 0,
+                }
+            }; NUM_CLASSES],
+            local: LocalCounts::new(),
+            state: INACTIVE,
+        }
+    }
+
+    /// Pops a cached block for `size` bytes (at most the large threshold), or null.
+    #[inline(always)]
+    pub(crate) fn try_pop(&mut self, size: usize) -> *mut u8 {
+        let class = class_of(size);
+        let bin = &mut self.bins[class];
+        let b = bin.head;
+        if b.is_null() {
+            return b as *mut u8;
+        }
+        // SAFETY: cached blocks are free and hold a valid link.
+        bin.head = unsafe { (*b).next };
+        bin.count -= 1;
+        self.count_alloc(class, size);
+        b as *mut u8
+    }
+
+    #[inline(always)]
+    fn count_alloc(&mut self, class: usize, size: usize) {
+        self.local.allocs += 1;
+        self.local.requested += size as u64;
+        self.local.live_bytes += class_size(class) as i64;
+        self.local.live_blocks += 1;
+    }
+
+    /// Refills the bin for `size` from `heap` and pops a block; null when out of
+    /// memory. The cache must be active.
+    #[inline(never)]
+    pub(crate) fn refill_pop(&mut self, heap: &Heap, size: usize) -> *mut u8 {
+        let class = class_of(size);
+        heap.counters.publish(&mut self.local);
+        let want = (LIMIT[class] / 2).max(1) as usize;
+        let bin = &mut self.bins[class];
+        let got = heap.refill(class, want, &mut bin.head);
+        bin.count += got as u32;
+        self.try_pop(size)
+    }
+
+    /// Caches dead block `p`, a block of class `class` starting at `start`.
+    /// The cache must be active.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, heap: &Heap, class: usize, start: usize) {
+        let bin = &mut self.bins[class];
+        let b = start as *mut FreeBlock;
+        // SAFETY: the caller hands over a dead block; its first word is ours to use.
+        unsafe { (*b).next = bin.head };
+        bin.head = b;
+        bin.count += 1;
+        self.local.frees += 1;
+        self.local.live_bytes -= class_size(class) as i64;
+        self.local.live_blocks -= 1;
+        if bin.count > LIMIT[class] {
+            self.trim(heap, class, LIMIT[class] as usize / 2);
+        }
+    }
+
+    /// Keeps the first `keep` blocks of a bin and returns the rest to the heap.
+    #[inline(never)]
+    fn trim(&mut self, heap: &Heap, class: usize, keep: usize) {
+        heap.counters.publish(&mut self.local);
+        let bin = &mut self.bins[class];
+        let count = bin.count as usize;
+        if count <= keep {
+            return;
+        }
+        let rest = if keep == 0 {
+            core::mem::replace(&mut bin.head, ptr::null_mut())
+        } else {
+            let mut last = bin.head;
+            for _ in 1..keep {
+                // SAFETY: the bin holds `count > keep` linked blocks.
+                last = unsafe { (*last).next };
+            }
+            // SAFETY: `last` is the keep-th block; detach what follows.
+            unsafe { core::mem::replace(&mut (*last).next, ptr::null_mut()) }
+        };
+        bin.count = keep as u32;
+        // SAFETY: `rest` links `count - keep` dead blocks of `class`, each once.
+        unsafe { heap.flush(class, rest, count - keep) };
+    }
+
+    /// Returns every cached block to `heap` and publishes the counts.
+    pub(crate) fn flush_all(&mut self, heap: &Heap) {
+        for class in 0..NUM_CLASSES {
+            if self.bins[class].count > 0 {
+                self.trim(heap, class, 0);
+            }
+        }
+        heap.counters.publish(&mut self.local);
+    }
+}
+
+impl Default for ThreadCache {
+    fn default() -> Self {
+        ThreadCache::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn cache_round_trip_returns_everything() {
+        let heap = Heap::new(Config::RESERVED).expect("heap");
+        let mut tc = ThreadCache::new();
+        tc.state = ACTIVE;
+        let mut ptrs = Vec::new();
+        for i in 0..5000 {
+            let size = 1 + (i * 37) % 2000;
+            let p = tc.try_pop(size);
+            let p = if p.is_null() {
+                tc.refill_pop(&heap, size)
+            } else {
+                p
+            };
+            assert!(!p.is_null());
+            ptrs.push(p);
+        }
+        for p in ptrs {
+            let s = heap.map.lookup(p as usize);
+            // SAFETY: `s` is the span of live block `p`.
+            let class = unsafe { (*s).class } as usize;
+            tc.push(&heap, class, p as usize);
+        }
+        tc.flush_all(&heap);
+        heap.check().expect("invariants");
+        let st = heap.stats();
+        assert_eq!(st.live_blocks, 0);
+        assert_eq!(st.allocs, 5000);
+        assert!(st.classes.iter().all(|c| c.used_blocks == 0));
+    }
+}

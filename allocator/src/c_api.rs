@@ -13,6 +13,7 @@ use crate::global;
 use crate::os::mmap::page_size;
 use crate::os::thread::{set_errno, EINVAL, ENOMEM};
 
+#[inline(always)]
 fn enomem_if_null(p: *mut u8) -> *mut c_void {
     if p.is_null() {
         set_errno(ENOMEM);
@@ -21,6 +22,7 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 }
 
 /// `malloc(3)`.
+#[inline]
 pub fn malloc(size: usize) -> *mut c_void {
     enomem_if_null(global::malloc(size))
 }
@@ -29,6 +31,7 @@ pub fn malloc(size: usize) -> *mut c_void {
 ///
 /// # Safety
 /// `p` must be null or a live block from this allocator.
+#[inline]
 pub unsafe fn free(p: *mut c_void) {
     // SAFETY: caller's promise.
     unsafe { global::free(p.cast()) }

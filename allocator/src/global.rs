@@ -12,7 +12,6 @@
 //! them in parent and child, so the child never inherits a lock held mid-update.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -26,8 +25,16 @@ use crate::thread_cache::{ThreadCache, ACTIVE, DEAD, INACTIVE};
 
 static HEAP: Heap = Heap::new_lazy(Config::DEFAULT);
 
-thread_local! {
-    static CACHE: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::new()) };
+const _: () = assert!(
+    core::mem::size_of::<ThreadCache>() <= crate::os::tls::SIZE
+        && core::mem::align_of::<ThreadCache>() <= 64
+);
+
+/// This thread's cache: the zero-initialised thread area is a valid inactive
+/// `ThreadCache` (null lists, zero counts, state `INACTIVE`).
+#[inline(always)]
+fn cache() -> *mut ThreadCache {
+    crate::os::tls::area().cast()
 }
 
 static CONFIGURED: AtomicBool = AtomicBool::new(false);
@@ -62,14 +69,12 @@ fn configure() {
 }
 
 unsafe extern "C" fn thread_exit(_: *mut c_void) {
-    CACHE.with(|c| {
-        // SAFETY: this thread's cache; no other borrow is live in a key destructor.
-        let tc = unsafe { &mut *c.get() };
-        if tc.state == ACTIVE {
-            tc.flush_all(&HEAP);
-        }
-        tc.state = DEAD;
-    });
+    // SAFETY: this thread's cache; no other borrow is live in a key destructor.
+    let tc = unsafe { &mut *cache() };
+    if tc.state == ACTIVE {
+        tc.flush_all(&HEAP);
+    }
+    tc.state = DEAD;
 }
 
 unsafe extern "C" fn fork_prepare() {
@@ -103,10 +108,10 @@ fn process_hooks() -> Option<libc::pthread_key_t> {
 /// Turns this thread's cache on. No borrow of the cache may be live: the pthread
 /// calls below may allocate, re-entering the allocator.
 #[cold]
-fn activate(c: &UnsafeCell<ThreadCache>) {
+fn activate() {
     configure();
     // SAFETY: this thread's cache; no borrow is live (caller's contract).
-    unsafe { (*c.get()).state = ACTIVE };
+    unsafe { (*cache()).state = ACTIVE };
     if let Some(key) = process_hooks() {
         thread::key_arm(key);
     }
@@ -118,27 +123,25 @@ pub fn malloc(size: usize) -> *mut u8 {
     if size > HEAP.large_threshold {
         return malloc_large(size, 16);
     }
-    CACHE.with(|c| {
-        // SAFETY: this thread's cache; the borrow ends before anything re-entrant runs.
-        let p = unsafe { (*c.get()).try_pop(size) };
-        if !p.is_null() {
-            return p;
-        }
-        malloc_slow(c, size)
-    })
+    // SAFETY: this thread's cache; the borrow ends before anything re-entrant runs.
+    let p = unsafe { (*cache()).try_pop(size) };
+    if !p.is_null() {
+        return p;
+    }
+    malloc_slow(size)
 }
 
 #[inline(never)]
-fn malloc_slow(c: &UnsafeCell<ThreadCache>, size: usize) -> *mut u8 {
+fn malloc_slow(size: usize) -> *mut u8 {
     // SAFETY: reading this thread's cache state; no borrow is live.
-    let state = unsafe { (*c.get()).state };
+    let state = unsafe { (*cache()).state };
     if state == INACTIVE {
-        activate(c);
+        activate();
     } else if state == DEAD {
         return HEAP.malloc(size);
     }
     // SAFETY: active cache of this thread; refilling does not re-enter the allocator.
-    unsafe { (*c.get()).refill_pop(&HEAP, size) }
+    unsafe { (*cache()).refill_pop(&HEAP, size) }
 }
 
 #[cold]
@@ -192,22 +195,20 @@ pub unsafe fn free(p: *mut u8) {
     let (start, _) = Heap::small_block(s, p as usize);
     // SAFETY: `s` is the formatted span of live block `p`.
     let class = unsafe { (*s).class } as usize;
-    CACHE.with(|c| {
-        // SAFETY: this thread's cache; pushing does not re-enter the allocator.
-        let tc = unsafe { &mut *c.get() };
-        if tc.state == ACTIVE {
-            tc.push(&HEAP, class, start);
-        } else {
-            free_slow(c, p);
-        }
-    });
+    // SAFETY: this thread's cache; pushing does not re-enter the allocator.
+    let tc = unsafe { &mut *cache() };
+    if tc.state == ACTIVE {
+        tc.push(&HEAP, class, start);
+    } else {
+        free_slow(p);
+    }
 }
 
 #[cold]
-fn free_slow(c: &UnsafeCell<ThreadCache>, p: *mut u8) {
+fn free_slow(p: *mut u8) {
     // SAFETY: reading this thread's cache state; no borrow is live.
-    if unsafe { (*c.get()).state } == INACTIVE {
-        activate(c);
+    if unsafe { (*cache()).state } == INACTIVE {
+        activate();
         // SAFETY: caller's promise; the cache is active now.
         unsafe { free(p) };
     } else {
@@ -254,13 +255,11 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 
 /// Returns the calling thread's cached blocks to the heap and publishes its counts.
 pub fn flush_thread_cache() {
-    CACHE.with(|c| {
-        // SAFETY: this thread's cache; flushing does not re-enter the allocator.
-        let tc = unsafe { &mut *c.get() };
-        if tc.state == ACTIVE {
-            tc.flush_all(&HEAP);
-        }
-    });
+    // SAFETY: this thread's cache; flushing does not re-enter the allocator.
+    let tc = unsafe { &mut *cache() };
+    if tc.state == ACTIVE {
+        tc.flush_all(&HEAP);
+    }
 }
 
 /// Statistics of the global instance (the calling thread's counts published first).

@@ -43,17 +43,23 @@ pub(crate) const ACTIVE: u8 = 1;
 /// The thread is exiting: the cache was flushed and must stay empty.
 pub(crate) const DEAD: u8 = 2;
 
+/// One class's cached blocks, and allocations and frees not yet published.
 #[derive(Debug)]
+#[repr(C)]
 struct Bin {
     head: *mut FreeBlock,
     count: u32,
+    allocs: u64,
+    frees: u64,
 }
 
-/// One thread's cached free blocks and unpublished counts.
+/// One thread's cached free blocks and unpublished counts. All-zero bytes are a
+/// valid inactive cache.
 #[derive(Debug)]
+#[repr(C)]
 pub struct ThreadCache {
     bins: [Bin; NUM_CLASSES],
-    local: LocalCounts,
+    requested: u64,
     pub(crate) state: u8,
 }
 
@@ -65,9 +71,11 @@ impl ThreadCache {
                 Bin {
                     head: ptr::null_mut(),
                     count: 0,
+                    allocs: 0,
+                    frees: 0,
                 }
             }; NUM_CLASSES],
-            local: LocalCounts::new(),
+            requested: 0,
             state: INACTIVE,
         }
     }
@@ -84,16 +92,27 @@ impl ThreadCache {
         // SAFETY: cached blocks are free and hold a valid link.
         bin.head = unsafe { (*b).next };
         bin.count -= 1;
-        self.count_alloc(class, size);
+        bin.allocs += 1;
+        self.requested += size as u64;
         b as *mut u8
     }
 
-    #[inline(always)]
-    fn count_alloc(&mut self, class: usize, size: usize) {
-        self.local.allocs += 1;
-        self.local.requested += size as u64;
-        self.local.live_bytes += class_size(class) as i64;
-        self.local.live_blocks += 1;
+    /// Publishes the counts of one class (and the requested bytes) to `heap`.
+    fn publish(&mut self, heap: &Heap, class: usize) {
+        let bin = &mut self.bins[class];
+        let size = class_size(class) as i64;
+        let net = bin.allocs as i64 - bin.frees as i64;
+        let mut local = LocalCounts {
+            live_bytes: net * size,
+            live_blocks: net,
+            requested: self.requested,
+            allocs: bin.allocs,
+            frees: bin.frees,
+        };
+        bin.allocs = 0;
+        bin.frees = 0;
+        self.requested = 0;
+        heap.counters.publish(&mut local);
     }
 
     /// Refills the bin for `size` from `heap` and pops a block; null when out of
@@ -101,7 +120,7 @@ impl ThreadCache {
     #[inline(never)]
     pub(crate) fn refill_pop(&mut self, heap: &Heap, size: usize) -> *mut u8 {
         let class = class_of(size);
-        heap.counters.publish(&mut self.local);
+        self.publish(heap, class);
         let want = (LIMIT[class] / 2).max(1) as usize;
         let bin = &mut self.bins[class];
         let got = heap.refill(class, want, &mut bin.head);
@@ -113,15 +132,15 @@ impl ThreadCache {
     /// The cache must be active.
     #[inline(always)]
     pub(crate) fn push(&mut self, heap: &Heap, class: usize, start: usize) {
-        let bin = &mut self.bins[class];
+        debug_assert!(class < NUM_CLASSES);
+        // SAFETY: callers pass a class read from a span header, always < NUM_CLASSES.
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
         let b = start as *mut FreeBlock;
         // SAFETY: the caller hands over a dead block; its first word is ours to use.
         unsafe { (*b).next = bin.head };
         bin.head = b;
         bin.count += 1;
-        self.local.frees += 1;
-        self.local.live_bytes -= class_size(class) as i64;
-        self.local.live_blocks -= 1;
+        bin.frees += 1;
         if bin.count > LIMIT[class] {
             self.trim(heap, class, LIMIT[class] as usize / 2);
         }
@@ -130,7 +149,7 @@ impl ThreadCache {
     /// Keeps the first `keep` blocks of a bin and returns the rest to the heap.
     #[inline(never)]
     fn trim(&mut self, heap: &Heap, class: usize, keep: usize) {
-        heap.counters.publish(&mut self.local);
+        self.publish(heap, class);
         let bin = &mut self.bins[class];
         let count = bin.count as usize;
         if count <= keep {
@@ -155,11 +174,8 @@ impl ThreadCache {
     /// Returns every cached block to `heap` and publishes the counts.
     pub(crate) fn flush_all(&mut self, heap: &Heap) {
         for class in 0..NUM_CLASSES {
-            if self.bins[class].count > 0 {
-                self.trim(heap, class, 0);
-            }
+            self.trim(heap, class, 0);
         }
-        heap.counters.publish(&mut self.local);
     }
 }
 

@@ -14,6 +14,7 @@
 //!   [`mmap::advise_free`] instead.
 //! * [`mmap`]: anonymous private mappings (zero-filled, read-write), unmapping,
 //!   `mremap` growth and shrink, and `madvise(MADV_DONTNEED)`.
+//! * [`tls`]: one zero-initialised thread-local area reached without a call.
 //! * [`thread`]: a pthread key whose destructor runs at thread exit, `pthread_atfork`
 //!   registration, yielding the CPU, a coarse monotonic clock, `errno` and `getenv`.
 //!
@@ -23,3 +24,4 @@
 pub mod brk;
 pub mod mmap;
 pub mod thread;
+pub mod tls;

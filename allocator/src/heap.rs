@@ -195,7 +195,14 @@ impl Heap {
             return false;
         }
         let limit = inner.config.arena_limit.next_multiple_of(CHUNK);
-        add(&self.counters.mmap_calls, 2);
+        add(
+            &self.counters.mmap_calls,
+            if inner.config.backend == Backend::Reserved {
+                2
+            } else {
+                1
+            },
+        );
         let Some(arena) = BrkArena::new(inner.config.backend, limit, CHUNK) else {
             inner.failed = true;
             return false;

@@ -37,6 +37,9 @@ impl Heap {
             return ptr::null_mut();
         }
         let align = align.max(16);
+        // At least one byte: an aligned pointer at the very end of a zero-size block
+        // would be the start of its neighbour.
+        let size = size.max(1);
         let padded = size + (align - 16);
         if padded <= self.large_threshold {
             let class = class_of(padded);

@@ -1,0 +1,269 @@
+//! Edge cases of the C face and of the heap API: alignment for every power of two up
+//! to 64 KiB, zero sizes, calloc overflow, huge requests, free(NULL), realloc in
+//! place, statistics, the Rust GlobalAlloc face.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ffi::c_void;
+use core::ptr;
+
+use allocator::{c_api, global, AllocTrace, Config, Heap};
+
+use crate::util::{fill, global_instance, verify};
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn every_alignment_up_to_64k_through_every_entry_point() {
+    let _g = global_instance();
+    for shift in 0..=16 {
+        let align = 1usize << shift;
+        for size in [0usize, 1, 24, 1000, 70_000, 200_000] {
+            let mut p: *mut c_void = ptr::null_mut();
+            let rc = unsafe { c_api::posix_memalign(&mut p, align.max(8), size) };
+            assert_eq!(rc, 0);
+            let q = c_api::aligned_alloc(align, size);
+            let r = c_api::memalign(align, size);
+            for (x, a) in [(p, align.max(8)), (q, align), (r, align)] {
+                assert!(!x.is_null());
+                assert_eq!(x as usize % a, 0, "align {a} size {size}");
+                // SAFETY: live block of at least `size` bytes.
+                unsafe {
+                    assert!(c_api::malloc_usable_size(x) >= size);
+                    fill(x.cast(), size, size as u64);
+                }
+            }
+            // SAFETY: live blocks, each freed once; contents intact until then.
+            unsafe {
+                for x in [p, q, r] {
+                    verify(x.cast(), size, size as u64);
+                    c_api::free(x);
+                }
+            }
+        }
+    }
+    global::heap().check().expect("invariants");
+}
+
+#[test]
+fn bad_alignments_are_rejected() {
+    let _g = global_instance();
+    let mut p: *mut c_void = ptr::null_mut();
+    // SAFETY: `p` is a valid out-pointer.
+    unsafe {
+        assert_eq!(c_api::posix_memalign(&mut p, 0, 8), libc_einval());
+        assert_eq!(c_api::posix_memalign(&mut p, 24, 8), libc_einval());
+        assert_eq!(
+            c_api::posix_memalign(&mut p, 4, 8),
+            libc_einval(),
+            "not a multiple of sizeof(void*)"
+        );
+    }
+    assert!(c_api::aligned_alloc(24, 8).is_null());
+    assert_eq!(errno(), libc_einval());
+    let m = c_api::memalign(24, 8);
+    assert_eq!(m as usize % 32, 0, "memalign rounds 24 up to 32");
+    // SAFETY: live block.
+    unsafe { c_api::free(m) };
+}
+
+fn libc_einval() -> i32 {
+    22
+}
+
+#[test]
+fn zero_sizes_null_and_overflow() {
+    let _g = global_instance();
+    let a = c_api::malloc(0);
+    let b = c_api::malloc(0);
+    assert!(
+        !a.is_null() && !b.is_null() && a != b,
+        "malloc(0) gives unique blocks"
+    );
+    let c = c_api::calloc(0, 5);
+    assert!(!c.is_null());
+    // SAFETY: live blocks / null, freed once.
+    unsafe {
+        c_api::free(a);
+        c_api::free(b);
+        c_api::free(c);
+        c_api::free(ptr::null_mut());
+        assert_eq!(c_api::malloc_usable_size(ptr::null_mut()), 0);
+    }
+    assert!(
+        c_api::calloc(usize::MAX / 2 + 1, 2).is_null(),
+        "calloc overflow"
+    );
+    assert_eq!(errno(), 12);
+    // SAFETY: null input, overflowing count.
+    assert!(unsafe { c_api::reallocarray(ptr::null_mut(), usize::MAX, 3) }.is_null());
+    assert_eq!(errno(), 12);
+    for huge in [usize::MAX, usize::MAX / 2, 1usize << 62, 1usize << 47] {
+        assert!(c_api::malloc(huge).is_null(), "malloc({huge}) must fail");
+        assert_eq!(errno(), 12, "ENOMEM for {huge}");
+        assert!(c_api::aligned_alloc(4096, huge).is_null());
+    }
+    // realloc(p, 0) frees and returns null, like glibc.
+    let p = c_api::malloc(40);
+    // SAFETY: `p` is live; freed by the call.
+    assert!(unsafe { c_api::realloc(p, 0) }.is_null());
+}
+
+#[test]
+fn calloc_zeroes_recycled_memory() {
+    let _g = global_instance();
+    for size in [16usize, 100, 5000, 100_000, 300_000] {
+        let p = c_api::malloc(size);
+        // SAFETY: live block of `size` bytes, then freed.
+        unsafe {
+            ptr::write_bytes(p.cast::<u8>(), 0xAA, size);
+            c_api::free(p);
+        }
+        let q = c_api::calloc(1, size);
+        // SAFETY: live block of `size` bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(q.cast::<u8>(), size) };
+        assert!(bytes.iter().all(|&b| b == 0), "calloc({size}) not zeroed");
+        // SAFETY: live block.
+        unsafe { c_api::free(q) };
+    }
+}
+
+#[test]
+fn realloc_shrinks_grows_and_keeps_contents() {
+    let _g = global_instance();
+    let mut p = c_api::malloc(10);
+    let mut size = 10usize;
+    // SAFETY: `p` stays the live block of `size` bytes through the loop.
+    unsafe {
+        fill(p.cast(), size, 7);
+        for next in [
+            100,
+            3000,
+            50_000,
+            150_000,
+            1 << 20,
+            4 << 20,
+            200_000,
+            5000,
+            20,
+            1,
+        ] {
+            p = c_api::realloc(p, next);
+            assert!(!p.is_null());
+            verify(p.cast(), size.min(next), 7);
+            size = next;
+            fill(p.cast(), size, 7);
+        }
+        c_api::free(p);
+    }
+}
+
+#[test]
+fn realloc_grows_in_place_where_it_can() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    // SAFETY: every pointer is live when used and freed once.
+    unsafe {
+        let p = heap.malloc(100);
+        assert_eq!(heap.realloc(p, 112), p, "within its 112-byte class");
+        heap.free(p);
+        let big = heap.malloc(1 << 20);
+        fill(big, 1 << 20, 3);
+        let before = heap.stats().mremap_calls;
+        let grown = heap.realloc(big, 8 << 20);
+        assert!(
+            heap.stats().mremap_calls > before,
+            "large realloc uses mremap"
+        );
+        verify(grown, 1 << 20, 3);
+        let shrunk = heap.realloc(grown, 2 << 20);
+        assert_eq!(shrunk, grown, "shrinking a large block stays in place");
+        verify(shrunk, 1 << 20, 3);
+        heap.free(shrunk);
+    }
+    heap.check().expect("invariants");
+}
+
+#[test]
+fn statistics_track_mappings_and_classes() {
+    let heap = Heap::new(Config {
+        decay_ms: 0,
+        ..Config::RESERVED
+    })
+    .expect("heap");
+    let ps: Vec<_> = (0..1000).map(|_| heap.malloc(40)).collect();
+    let st = heap.stats();
+    let c = st.classes.iter().find(|c| c.block_size == 48).unwrap();
+    assert_eq!(c.used_blocks, 1000);
+    assert!(c.spans >= 1 && c.capacity_blocks >= 1000);
+    assert_eq!(st.live_bytes, 48 * 1000);
+    assert_eq!(st.requested_bytes_total, 40 * 1000);
+    assert!(st.heap_bytes >= 48 * 1000 && st.mapped_bytes >= st.heap_bytes);
+    let big = heap.malloc(1 << 20);
+    let st2 = heap.stats();
+    assert!(st2.large_mapped_bytes > 1 << 20);
+    assert_eq!(st2.mmap_calls, st.mmap_calls + 1);
+    // SAFETY: live blocks freed once.
+    unsafe {
+        heap.free(big);
+        for p in ps {
+            heap.free(p);
+        }
+    }
+    let st3 = heap.stats();
+    assert_eq!(st3.munmap_calls, st.munmap_calls + 1);
+    assert_eq!(
+        (st3.live_blocks, st3.live_bytes, st3.large_mapped_bytes),
+        (0, 0, 0)
+    );
+    assert!(
+        st3.madvise_calls > 0 && st3.idle_bytes == 0,
+        "decay 0 purges at once"
+    );
+    heap.check().expect("invariants");
+}
+
+#[test]
+fn independent_heaps_do_not_share_blocks() {
+    let a = Heap::new(Config::RESERVED).expect("heap a");
+    let b = Heap::new(Config::RESERVED).expect("heap b");
+    let pa = a.malloc(64);
+    let pb = b.malloc(64);
+    // SAFETY: live blocks freed once, each to its own heap.
+    unsafe {
+        fill(pa, 64, 1);
+        fill(pb, 64, 2);
+        verify(pa, 64, 1);
+        a.free(pa);
+        b.free(pb);
+    }
+    assert_eq!(a.stats().allocs, 1);
+    assert_eq!(b.stats().allocs, 1);
+    a.check().expect("a");
+    b.check().expect("b");
+}
+
+#[test]
+fn global_alloc_face_honours_layouts() {
+    let _g = global_instance();
+    let a = AllocTrace::RESERVED;
+    for shift in 0..=16 {
+        for size in [1usize, 33, 4096, 200_000] {
+            let layout = Layout::from_size_align(size, 1 << shift).unwrap();
+            // SAFETY: non-zero-size layouts; blocks freed with their layout.
+            unsafe {
+                let p = a.alloc(layout);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % layout.align(), 0);
+                fill(p, size, 9);
+                let q = a.realloc(p, layout, size * 2);
+                assert_eq!(q as usize % layout.align(), 0);
+                verify(q, size, 9);
+                a.dealloc(q, Layout::from_size_align(size * 2, 1 << shift).unwrap());
+                let z = a.alloc_zeroed(layout);
+                assert!(core::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                a.dealloc(z, layout);
+            }
+        }
+    }
+}

@@ -380,6 +380,7 @@ impl Drop for Heap {
             while !inner.large.head.is_null() {
                 let h = inner.large.head;
                 inner.large.remove(h);
+                crate::stats::sub(&self.counters.large_mapped_bytes, (*h).len as u64);
                 crate::large::unmap_block(h, &self.counters);
             }
             if let Some(arena) = inner.pool.arena.as_mut() {

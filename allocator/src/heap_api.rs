@@ -10,7 +10,7 @@ use crate::heap::Heap;
 use crate::large;
 use crate::size_class::class_of;
 use crate::span::FreeBlock;
-use crate::stats::Stats;
+use crate::stats::{add, sub, Stats};
 
 /// Requests above this are refused outright (no mapping can be that large).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize / 2;
@@ -191,6 +191,7 @@ impl Heap {
         // SAFETY: heap lock held; `h` is a fresh header.
         unsafe {
             (*self.inner.get()).large.insert(h);
+            add(&self.counters.large_mapped_bytes, (*h).len as u64);
             self.counters.on_alloc(large::usable(h, p), size);
         }
         p as *mut u8
@@ -210,6 +211,7 @@ impl Heap {
             // SAFETY: heap lock held; `h` is on the large list.
             unsafe {
                 self.counters.on_free(large::usable(h, p as usize));
+                sub(&self.counters.large_mapped_bytes, (*h).len as u64);
                 (*self.inner.get()).large.remove(h);
             }
         }

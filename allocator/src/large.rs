@@ -93,6 +93,7 @@ fn layout(size: usize, align: usize) -> Option<(usize, usize)> {
 }
 
 /// Maps a large block; returns its header (not yet on any list) and user pointer.
+/// The caller counts the mapping in `large_mapped_bytes` when it links the block.
 pub(crate) fn map_block(
     size: usize,
     align: usize,
@@ -113,7 +114,6 @@ pub(crate) fn map_block(
             next: ptr::null_mut(),
         });
     }
-    add(&c.large_mapped_bytes, len as u64);
     Some((h, p))
 }
 
@@ -137,7 +137,8 @@ pub(crate) unsafe fn usable(h: *mut LargeHeader, p: usize) -> usize {
     unsafe { (*h).base + (*h).len - p }
 }
 
-/// Unmaps a large block.
+/// Unmaps a large block. The caller uncounts it from `large_mapped_bytes` when it
+/// unlinks the block.
 ///
 /// # Safety
 /// `h` must be a valid header on no list; the block must be dead.
@@ -147,7 +148,6 @@ pub(crate) unsafe fn unmap_block(h: *mut LargeHeader, c: &Counters) {
         let (base, len) = ((*h).base, (*h).len);
         (*h).magic = 0;
         add(&c.munmap_calls, 1);
-        sub(&c.large_mapped_bytes, len as u64);
         mmap::unmap(base, len);
     }
 }

@@ -1,1 +1,285 @@
+//! Real programs under `LD_PRELOAD=liballoctrace_malloc.so`: C workloads compiled by
+//! the test (every entry point, fork safety, churn with cross-thread frees), and
+//! python3, sqlite3, git and gcc, whose output must be identical with and without
+//! the preloaded allocator.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Builds the cdylib (once) into this test binary's target directory and profile and
+/// returns its path.
+fn preload_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "alloctrace-malloc", "--target-dir"])
+            .arg(target_dir);
+        if profile_dir.file_name().unwrap() == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building liballoctrace_malloc.so failed");
+        let lib = profile_dir.join("liballoctrace_malloc.so");
+        assert!(lib.exists(), "{} missing", lib.display());
+        lib
+    })
+}
+
+fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("alloctrace-allocator-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Compiles a C source from `tests/programs` (or `bench`) with `cc -O2 -pthread`.
+fn compile(src: &Path) -> PathBuf {
+    let out = scratch(src.file_stem().unwrap().to_str().unwrap());
+    let status = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&out)
+        .arg(src)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc {} failed", src.display());
+    out
+}
+
+/// Runs `cmd`, with our allocator preloaded if `preload`, killing it after `limit`.
+fn run(mut cmd: Command, preload: bool, limit: Duration) -> Output {
+    if preload {
+        cmd.env("LD_PRELOAD", preload_lib());
+    } else {
+        cmd.env_remove("LD_PRELOAD");
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("{cmd:?} (preload: {preload}) did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs the command built by `make` without and with the preloaded allocator and
+/// asserts both succeed with identical stdout; returns that stdout.
+fn same_output(make: impl Fn() -> Command) -> String {
+    let plain = run(make(), false, Duration::from_secs(60));
+    let ours = run(make(), true, Duration::from_secs(60));
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        plain.status.success(),
+        "without preload: {}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(
+        ours.status.success(),
+        "with preload: {:?}: {}",
+        ours.status,
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    assert_eq!(
+        text(&ours),
+        text(&plain),
+        "output differs under the preloaded allocator"
+    );
+    assert!(!text(&plain).is_empty());
+    text(&plain)
+}
+
+#[test]
+fn preload_replaces_malloc() {
+    let maps = run(
+        {
+            let mut c = Command::new("cat");
+            c.arg("/proc/self/maps");
+            c
+        },
+        true,
+        Duration::from_secs(10),
+    );
+    assert!(String::from_utf8_lossy(&maps.stdout).contains("liballoctrace_malloc.so"));
+    let exe = compile(&programs_dir().join("capi.c"));
+    let ours = run(Command::new(&exe), true, Duration::from_secs(20));
+    let plain = run(Command::new(&exe), false, Duration::from_secs(20));
+    assert!(
+        ours.status.success(),
+        "capi.c under preload: {}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    assert!(
+        plain.status.success(),
+        "capi.c under glibc: {}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    // Our 100-byte request lands in the 112-byte class; glibc's chunk gives 104.
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stdout),
+        "ok 112\n",
+        "served by our allocator"
+    );
+    assert_ne!(ours.stdout, plain.stdout);
+}
+
+#[test]
+fn fork_while_threads_allocate() {
+    let exe = compile(&programs_dir().join("fork.c"));
+    let out = run(Command::new(&exe), true, Duration::from_secs(30));
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "forked 40\n",
+        "every child ran to completion"
+    );
+}
+
+#[test]
+fn churn_workloads_match_glibc() {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    for name in ["churn.c", "churn_mt.c"] {
+        let exe = compile(&bench.join(name));
+        same_output(|| {
+            let mut c = Command::new(&exe);
+            c.arg("400000");
+            c
+        });
+    }
+}
+
+#[test]
+fn python3_workload() {
+    same_output(|| {
+        let mut c = Command::new("python3");
+        c.arg(programs_dir().join("workload.py"));
+        c
+    });
+}
+
+#[test]
+fn sqlite3_workload() {
+    let out = same_output(|| {
+        let mut c = Command::new("sqlite3");
+        c.arg(":memory:")
+            .stdin(std::fs::File::open(programs_dir().join("workload.sql")).unwrap());
+        c
+    });
+    assert!(out.starts_with("60000|"));
+}
+
+#[test]
+fn git_workload() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let root = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["rev-list", "--max-parents=0", "HEAD"])
+        .output()
+        .unwrap();
+    let root = String::from_utf8(root.stdout)
+        .unwrap()
+        .lines()
+        .next()
+        .expect("root commit")
+        .to_string();
+    for args in [
+        vec!["show", "--stat", "--format=%H %an %s", root.as_str()],
+        vec!["ls-tree", "-r", "-l", root.as_str()],
+        vec!["log", "-p", "-n", "1", root.as_str()],
+    ] {
+        same_output(|| {
+            let mut c = Command::new("git");
+            c.arg("-C").arg(&repo).args(&args);
+            c
+        });
+    }
+    // A write path: a new repository with fixed dates has a deterministic history.
+    let work = scratch("git-work");
+    for preload in [false, true] {
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        for i in 0..50 {
+            std::fs::write(
+                work.join(format!("f{i}.txt")),
+                format!("line {i}\n").repeat(i + 1),
+            )
+            .unwrap();
+        }
+        let git = |args: &[&str]| {
+            let mut c = Command::new("git");
+            c.arg("-C")
+                .arg(&work)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args);
+            c.env("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")
+                .env("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z");
+            let out = run(c, preload, Duration::from_secs(30));
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "first"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        assert_eq!(
+            head.trim(),
+            expected_git_head(&head),
+            "commit hash must not depend on the allocator"
+        );
+    }
+}
+
+/// The first run's HEAD, which the second (preloaded) run must reproduce.
+fn expected_git_head(head: &str) -> String {
+    static FIRST: OnceLock<String> = OnceLock::new();
+    FIRST.get_or_init(|| head.trim().to_string()).clone()
+}
+
+#[test]
+fn gcc_compiles_identically() {
+    let src = programs_dir().join("compile_me.c");
+    let asm = same_output(|| {
+        let mut c = Command::new("gcc");
+        c.args(["-O2", "-S", "-o", "-"]).arg(&src);
+        c
+    });
+    assert!(asm.contains("sum_list"));
+    // A full compile and link under the preloaded allocator, then run the result.
+    let exe = scratch("compile_me");
+    let mut c = Command::new("gcc");
+    c.args(["-O2", "-o"]).arg(&exe).arg(&src);
+    let out = run(c, true, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran = Command::new(&exe).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "24 1 9\n");
+}

@@ -205,10 +205,12 @@ impl Pool {
         for n in 1..=MAX_SPAN_CHUNKS {
             loop {
                 let s = self.dirty[n].tail;
+                if s.is_null() {
+                    break;
+                }
                 // SAFETY: list members are valid idle spans.
-                if s.is_null()
-                    || (!force && now.saturating_sub(unsafe { (*s).idle_since }) < decay_ms)
-                {
+                let since = unsafe { (*s).idle_since };
+                if !force && now.saturating_sub(since) < decay_ms {
                     break;
                 }
                 // SAFETY: `s` is idle: no block in it is in use, and we keep its header page.

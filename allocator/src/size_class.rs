@@ -51,7 +51,7 @@ const fn class_of_const(size: usize) -> usize {
         if size == 0 {
             0
         } else {
-            (size + 15) / 16 - 1
+            size.div_ceil(16) - 1
         }
     } else {
         let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
@@ -172,8 +172,8 @@ mod tests {
 
     #[test]
     fn span_tail_waste_is_bounded() {
-        for c in 0..NUM_CLASSES {
-            let span = SPAN_CHUNKS[c] as usize * CHUNK;
+        for (c, &chunks) in SPAN_CHUNKS.iter().enumerate() {
+            let span = chunks as usize * CHUNK;
             let cap = span_capacity(c);
             assert!(cap >= 4, "class {c}");
             let tail = span - SPAN_HEADER - cap * class_size(c);

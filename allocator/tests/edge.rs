@@ -21,6 +21,7 @@ fn every_alignment_up_to_64k_through_every_entry_point() {
         let align = 1usize << shift;
         for size in [0usize, 1, 24, 1000, 70_000, 200_000] {
             let mut p: *mut c_void = ptr::null_mut();
+            // SAFETY: `p` is a valid out-pointer.
             let rc = unsafe { c_api::posix_memalign(&mut p, align.max(8), size) };
             assert_eq!(rc, 0);
             let q = c_api::aligned_alloc(align, size);

@@ -22,7 +22,7 @@ pub fn key_create(dtor: KeyDestructor) -> Option<libc::pthread_key_t> {
 /// destructor runs when the thread exits.
 pub fn key_arm(key: libc::pthread_key_t) -> bool {
     // SAFETY: the key came from `key_create`; the value is a marker, never dereferenced.
-    unsafe { libc::pthread_setspecific(key, 1 as *const c_void) == 0 }
+    unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<c_void>()) == 0 }
 }
 
 /// Registers fork handlers with `pthread_atfork`.

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmarks liballoctrace_malloc.so against glibc, jemalloc and mimalloc, each
+# preloaded under the same programs in the same run: wall time (hyperfine, mean of
+# RUNS runs) and peak RSS (/usr/bin/time -f %M, median of 3 runs), as ratios to glibc.
+#
+# Usage: allocator/bench/run.sh            (from anywhere; RUNS=10 by default)
+# Needs: cargo, cc, hyperfine, python3, sqlite3, git, gcc, /usr/bin/time.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+runs="${RUNS:-10}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+cargo build -q --release -p alloctrace-malloc --manifest-path "$root/Cargo.toml"
+ours="$target/release/liballoctrace_malloc.so"
+cc -O2 -o "$work/churn" "$here/churn.c"
+cc -O2 -pthread -o "$work/churn_mt" "$here/churn_mt.c"
+
+declare -A lib=(
+  [glibc]=""
+  [jemalloc]=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+  [mimalloc]=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
+  [alloctrace]="$ours"
+)
+order=(glibc jemalloc mimalloc alloctrace)
+
+progs="$root/allocator/tests/programs"
+declare -A cmd=(
+  [churn]="$work/churn"
+  [churn_mt]="$work/churn_mt"
+  [python3]="python3 $progs/workload.py"
+  [sqlite3]="sqlite3 :memory: .read\ $progs/workload.sql"
+  [git]="git -C $root log -p -n 300 --all"
+  [gcc]="gcc -O2 -c $here/churn_mt.c -o $work/out.o"
+)
+workloads=(churn churn_mt python3 sqlite3 git gcc)
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g')"
+printf '%-10s %-11s %10s %8s %10s %8s\n' workload allocator "time(ms)" ratio "rss(KB)" ratio
+for w in "${workloads[@]}"; do
+  hf=()
+  for a in "${order[@]}"; do
+    hf+=("env LD_PRELOAD=${lib[$a]} ${cmd[$w]}")
+  done
+  hyperfine -N -w 1 -r "$runs" --export-json "$work/$w.json" "${hf[@]}" >/dev/null 2>&1 \
+    || hyperfine -w 1 -r "$runs" --export-json "$work/$w.json" "${hf[@]}" >/dev/null
+  for a in "${order[@]}"; do
+    for i in 1 2 3; do
+      env LD_PRELOAD="${lib[$a]}" /usr/bin/time -f %M -o "$work/rss" bash -c "${cmd[$w]} >/dev/null"
+      cat "$work/rss"
+    done | sort -n | sed -n 2p >"$work/$w.$a.rss"
+  done
+  python3 - "$work" "$w" "${order[@]}" <<'PY'
+import json, sys
+work, w, order = sys.argv[1], sys.argv[2], sys.argv[3:]
+res = json.load(open(f"{work}/{w}.json"))["results"]
+t = {a: r["mean"] * 1000 for a, r in zip(order, res)}
+rss = {a: int(open(f"{work}/{w}.{a}.rss").read()) for a in order}
+for a in order:
+    print(f"{w:<10} {a:<11} {t[a]:10.1f} {t[a]/t['glibc']:8.2f} {rss[a]:10d} {rss[a]/rss['glibc']:8.2f}")
+PY
+done

@@ -3,15 +3,24 @@
 //! Layout (all varints unless noted):
 //! ```text
 //! thread, count, first_time,
-//! len(ops), len(times), len(addrs), len(sizes), len(stacks), len(extra),
-//! ops[count] (one byte each) | times | addrs | sizes | stacks | extra
+//! len(ops), len(times), len(addrs), len(frees), len(frees_hi), len(allocs),
+//! len(sizes), len(stacks), len(extra),
+//! ops[count] (one byte each) | times | addrs | frees | frees_hi | allocs | sizes | stacks | extra
 //! ```
 //! `times` holds each event's time minus the previous one's (the first minus
-//! `first_time`); `addrs` holds each address minus the previous address in the
-//! column, zigzag-encoded; `sizes` and `stacks` plain varints; `extra` the rare
-//! fields. Which columns an event uses is fixed by its opcode (`FORMAT.md`).
+//! `first_time`); `addrs` holds literal addresses, `frees` and `allocs` the
+//! prediction codes of freed and allocated addresses ([`AddrModel`]); `sizes`
+//! and `stacks` plain varints; `extra` the rare fields. Which columns an event
+//! uses is fixed by its opcode (`FORMAT.md`).
+//!
+//! Addresses are predicted from per-thread state that persists across the
+//! thread's blocks ([`AddrModel`]): a freed address is usually coded as its
+//! index in the thread's list of live blocks, an allocated one as its position
+//! in the ring of the thread's recent frees; anything else is a literal delta.
 
 use crate::event::{AllocFn, Event, FreeFn, Module, Record, ThreadId};
+use rustc_hash::FxHashMap as HashMap;
+
 use crate::varint::{self, Cursor};
 
 /// Opcode bases; the low bits carry the function number.
@@ -48,6 +57,312 @@ pub mod op {
     pub const MARKER: u8 = 0x72;
 }
 
+/// Most entries in a thread's live list; at this size the list is cleared (by
+/// encoder and decoder alike), which bounds the reader's memory per thread.
+pub const LIVE_CAP: usize = 1 << 15;
+/// Recent frees remembered per size class.
+pub const RING: usize = 16;
+/// Slots of the table predicting a free's stack from its block's allocation stack.
+const FREE_SITES: usize = 1024;
+
+/// Columns in an events block.
+pub const COLUMNS: usize = 9;
+
+/// Size classes predicted: glibc-like 16-byte chunk classes up to 1 KiB, and
+/// one shared class for everything larger.
+const CLASSES: usize = 66;
+
+/// The size class of a request, as a LIFO allocator (glibc's tcache, most
+/// thread caches) would bin it: chunk size `size + 8` rounded up to 16.
+#[inline]
+fn class(size: u64) -> usize {
+    (size.saturating_add(23) >> 4).min(CLASSES as u64 - 1) as usize
+}
+
+/// Per-thread address prediction state, identical in writer and reader.
+///
+/// Codes in the `frees` column (freed addresses: `Free`, realloc's old):
+/// `0` then a literal in `addrs`, or `i + 1` for entry `i` of the live list
+/// (which is then swap-removed and its address remembered as recently freed
+/// in its size class).
+///
+/// Codes in the `allocs` column (allocated addresses: `Alloc`, realloc's new):
+/// `0` then a literal in `addrs`; `1` for the most recently freed address;
+/// `k + 2` for the `k`-th entry from the top of the request's size-class
+/// stack of recent frees, which is then removed from that stack (mirroring a
+/// LIFO allocator). A non-zero allocated address is then pushed on the live
+/// list with its size (the list is cleared first when it holds [`LIVE_CAP`]
+/// entries). Each class stack keeps the [`RING`] most recent frees.
+///
+/// A literal is the zigzag delta `d` from the previous literal, stored as
+/// `zigzag(d / 16) << 1` when `d` is a multiple of 16, else `zigzag(d) << 1 | 1`.
+/// Other addresses (mappings, the break) are always literals.
+#[derive(Clone)]
+pub struct AddrModel {
+    live: Vec<(u64, u64, u32)>,
+    free_site: Vec<(u32, u32)>,
+    rings: [[u64; RING]; CLASSES],
+    ring_pos: [u8; CLASSES],
+    ring_len: [u8; CLASSES],
+    last_freed: u64,
+    last_lit: u64,
+}
+
+impl Default for AddrModel {
+    fn default() -> Self {
+        AddrModel {
+            live: Vec::new(),
+            free_site: vec![(0, 0); FREE_SITES],
+            rings: [[0; RING]; CLASSES],
+            ring_pos: [0; CLASSES],
+            ring_len: [0; CLASSES],
+            last_freed: 0,
+            last_lit: 0,
+        }
+    }
+}
+
+impl AddrModel {
+    #[inline]
+    fn push_live(&mut self, a: u64, size: u64, stack: u32) {
+        if self.live.len() >= LIVE_CAP {
+            self.live.clear();
+        }
+        self.live.push((a, size, stack));
+    }
+
+    /// Code of a free's stack: `0` when it is the stack that last freed a block
+    /// allocated at `alloc_stack`, otherwise `stack + 1`.
+    #[inline]
+    fn free_stack_code(&mut self, alloc_stack: Option<u32>, stack: u32) -> u64 {
+        let Some(a) = alloc_stack else {
+            return stack as u64 + 1;
+        };
+        let slot = &mut self.free_site[a as usize % FREE_SITES];
+        let code = if *slot == (a, stack) {
+            0
+        } else {
+            stack as u64 + 1
+        };
+        *slot = (a, stack);
+        code
+    }
+
+    #[inline]
+    fn free_stack_decode(&mut self, alloc_stack: Option<u32>, code: u64) -> Option<u32> {
+        let stack = match (code, alloc_stack) {
+            (0, Some(a)) => {
+                let slot = self.free_site[a as usize % FREE_SITES];
+                if slot.0 != a {
+                    return None;
+                }
+                slot.1
+            }
+            (0, None) => return None,
+            (c, _) => u32::try_from(c - 1).ok()?,
+        };
+        if let Some(a) = alloc_stack {
+            self.free_site[a as usize % FREE_SITES] = (a, stack);
+        }
+        Some(stack)
+    }
+
+    #[inline]
+    fn push_freed(&mut self, a: u64, size: Option<u64>) {
+        self.last_freed = a;
+        if let Some(size) = size {
+            let c = class(size);
+            let p = (self.ring_pos[c] as usize + 1) % RING;
+            self.ring_pos[c] = p as u8;
+            self.rings[c][p] = a;
+            self.ring_len[c] = (self.ring_len[c] + 1).min(RING as u8);
+        }
+    }
+
+    /// The `k`-th entry from the top of class `c`'s stack, if it has one.
+    #[inline]
+    fn ring_get(&self, c: usize, k: usize) -> Option<u64> {
+        (k < self.ring_len[c] as usize)
+            .then(|| self.rings[c][(self.ring_pos[c] as usize + RING - k) % RING])
+    }
+
+    /// Removes the `k`-th entry from the top of class `c`'s stack.
+    #[inline]
+    fn ring_remove(&mut self, c: usize, k: usize) {
+        let top = self.ring_pos[c] as usize;
+        for j in (1..=k).rev() {
+            // Entry j-1 (nearer the top) moves down into slot j.
+            self.rings[c][(top + RING - j) % RING] = self.rings[c][(top + RING - j + 1) % RING];
+        }
+        self.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+        self.ring_len[c] -= 1;
+    }
+
+    /// After an allocation coded `1`: drop the address from the top of its class stack.
+    #[inline]
+    fn pop_if_top(&mut self, c: usize, a: u64) {
+        if self.ring_get(c, 0) == Some(a) {
+            self.ring_remove(c, 0);
+        }
+    }
+
+    #[inline]
+    fn put_lit(&mut self, out: &mut Vec<u8>, a: u64) {
+        let d = a.wrapping_sub(self.last_lit) as i64;
+        if d % 16 == 0 {
+            varint::put(out, varint::zigzag(d / 16) << 1);
+        } else {
+            varint::put(out, (varint::zigzag(d) << 1) | 1);
+        }
+        self.last_lit = a;
+    }
+
+    #[inline]
+    fn get_lit(&mut self, c: &mut Cursor) -> Option<u64> {
+        let v = c.get()?;
+        let d = if v & 1 == 0 {
+            varint::unzigzag(v >> 1).wrapping_mul(16)
+        } else {
+            varint::unzigzag(v >> 1)
+        };
+        self.last_lit = self.last_lit.wrapping_add(d as u64);
+        Some(self.last_lit)
+    }
+
+    #[inline]
+    fn get_freed(
+        &mut self,
+        codes: (&mut Cursor, &mut Cursor),
+        lits: &mut Cursor,
+    ) -> Option<(u64, Option<u32>)> {
+        let code = get_split(codes.0, codes.1)?;
+        if code == 0 {
+            let a = self.get_lit(lits)?;
+            self.push_freed(a, None);
+            Some((a, None))
+        } else {
+            let i = (code - 1) as usize;
+            if i >= self.live.len() {
+                return None;
+            }
+            let (a, size, stack) = self.live.swap_remove(i);
+            self.push_freed(a, Some(size));
+            Some((a, Some(stack)))
+        }
+    }
+
+    #[inline]
+    fn get_allocated(
+        &mut self,
+        codes: &mut Cursor,
+        lits: &mut Cursor,
+        size: u64,
+        stack: u32,
+    ) -> Option<u64> {
+        let c = class(size);
+        let a = match codes.get()? {
+            0 => self.get_lit(lits)?,
+            1 => {
+                let a = self.last_freed;
+                self.pop_if_top(c, a);
+                a
+            }
+            k => {
+                let k = (k - 2) as usize;
+                let a = self.ring_get(c, k)?;
+                self.ring_remove(c, k);
+                a
+            }
+        };
+        if a != 0 {
+            self.push_live(a, size, stack);
+        }
+        Some(a)
+    }
+}
+
+/// Free codes are split: the low byte in one column, the rest as a varint in
+/// another, so each column has a simple distribution for zstd's entropy coder.
+#[inline]
+fn put_split(cols: &mut (Vec<u8>, Vec<u8>), code: u64) {
+    cols.0.push(code as u8);
+    varint::put(&mut cols.1, code >> 8);
+}
+
+#[inline]
+fn get_split(lo: &mut Cursor, hi: &mut Cursor) -> Option<u64> {
+    let l = lo.byte()? as u64;
+    let h = hi.get()?;
+    h.checked_mul(256).map(|h| h | l)
+}
+
+/// The writer's side of [`AddrModel`]: also knows where each live address is.
+#[derive(Default)]
+pub struct AddrEncoder {
+    model: AddrModel,
+    index: HashMap<u64, u32>,
+}
+
+impl AddrEncoder {
+    /// Codes a freed address; returns the allocation stack of its block, if known.
+    fn freed(&mut self, codes: &mut (Vec<u8>, Vec<u8>), lits: &mut Vec<u8>, a: u64) -> Option<u32> {
+        let m = &mut self.model;
+        match self.index.remove(&a) {
+            Some(i) if m.live.get(i as usize).map(|e| e.0) == Some(a) => {
+                put_split(codes, i as u64 + 1);
+                let (_, size, stack) = m.live.swap_remove(i as usize);
+                if let Some(&(moved, _, _)) = m.live.get(i as usize) {
+                    // The moved entry may be a stale copy; only a current one is re-pointed.
+                    if self.index.get(&moved) == Some(&(m.live.len() as u32)) {
+                        self.index.insert(moved, i);
+                    }
+                }
+                m.push_freed(a, Some(size));
+                Some(stack)
+            }
+            _ => {
+                put_split(codes, 0);
+                m.put_lit(lits, a);
+                m.push_freed(a, None);
+                None
+            }
+        }
+    }
+
+    fn allocated(
+        &mut self,
+        codes: &mut Vec<u8>,
+        lits: &mut Vec<u8>,
+        a: u64,
+        size: u64,
+        stack: u32,
+    ) {
+        let m = &mut self.model;
+        let c = class(size);
+        if let Some(k) = (0..RING).find(|&k| a != 0 && m.ring_get(c, k) == Some(a)) {
+            varint::put(codes, k as u64 + 2);
+            m.ring_remove(c, k);
+        } else if a != 0 && a == m.last_freed {
+            varint::put(codes, 1);
+            m.pop_if_top(c, a);
+        } else {
+            varint::put(codes, 0);
+            m.put_lit(lits, a);
+        }
+        if a != 0 {
+            if m.live.len() >= LIVE_CAP {
+                self.index.clear();
+            }
+            m.push_live(a, size, stack);
+            self.index.insert(a, m.live.len() as u32 - 1);
+        }
+    }
+
+    fn other(&mut self, lits: &mut Vec<u8>, a: u64) {
+        self.model.put_lit(lits, a);
+    }
+}
+
 fn is_sized_delete(f: FreeFn) -> bool {
     use FreeFn::*;
     matches!(
@@ -66,10 +381,12 @@ pub struct BlockEncoder {
     /// Time of the first event.
     pub first_time: u64,
     last_time: u64,
-    last_addr: u64,
+    addr: AddrEncoder,
     ops: Vec<u8>,
     times: Vec<u8>,
     addrs: Vec<u8>,
+    frees: (Vec<u8>, Vec<u8>),
+    allocs: Vec<u8>,
     sizes: Vec<u8>,
     stacks: Vec<u8>,
     extra: Vec<u8>,
@@ -89,6 +406,9 @@ impl BlockEncoder {
         self.ops.len()
             + self.times.len()
             + self.addrs.len()
+            + self.frees.0.len()
+            + self.frees.1.len()
+            + self.allocs.len()
             + self.sizes.len()
             + self.stacks.len()
             + self.extra.len()
@@ -105,9 +425,19 @@ impl BlockEncoder {
     }
 
     #[inline]
+    fn allocated(&mut self, a: u64, size: u64, stack: u32) {
+        self.addr
+            .allocated(&mut self.allocs, &mut self.addrs, a, size, stack);
+    }
+
+    #[inline]
+    fn freed(&mut self, a: u64) -> Option<u32> {
+        self.addr.freed(&mut self.frees, &mut self.addrs, a)
+    }
+
+    #[inline]
     fn addr(&mut self, a: u64) {
-        varint::put_signed(&mut self.addrs, a.wrapping_sub(self.last_addr) as i64);
-        self.last_addr = a;
+        self.addr.other(&mut self.addrs, a);
     }
 
     fn string(&mut self, s: &[u8]) {
@@ -133,7 +463,7 @@ impl BlockEncoder {
                 stack,
             } => {
                 self.ops.push(op::ALLOC + *func as u8);
-                self.addr(*addr);
+                self.allocated(*addr, *size, *stack);
                 varint::put(&mut self.sizes, *size);
                 varint::put(&mut self.stacks, *stack as u64);
                 if func.is_aligned() {
@@ -148,8 +478,9 @@ impl BlockEncoder {
                 stack,
             } => {
                 self.ops.push(op::FREE + *func as u8);
-                self.addr(*addr);
-                varint::put(&mut self.stacks, *stack as u64);
+                let alloc_stack = self.freed(*addr);
+                let code = self.addr.model.free_stack_code(alloc_stack, *stack);
+                varint::put(&mut self.stacks, code);
                 if is_sized_delete(*func) {
                     varint::put(&mut self.sizes, *size);
                 }
@@ -169,8 +500,8 @@ impl BlockEncoder {
                 } else {
                     op::REALLOC
                 });
-                self.addr(*old_addr);
-                self.addr(*new_addr);
+                self.freed(*old_addr);
+                self.allocated(*new_addr, *size, *stack);
                 varint::put(&mut self.sizes, *size);
                 varint::put(&mut self.stacks, *stack as u64);
             }
@@ -263,6 +594,9 @@ impl BlockEncoder {
             &self.ops,
             &self.times,
             &self.addrs,
+            &self.frees.0,
+            &self.frees.1,
+            &self.allocs,
             &self.sizes,
             &self.stacks,
             &self.extra,
@@ -273,99 +607,224 @@ impl BlockEncoder {
             &self.ops,
             &self.times,
             &self.addrs,
+            &self.frees.0,
+            &self.frees.1,
+            &self.allocs,
             &self.sizes,
             &self.stacks,
             &self.extra,
         ] {
             out.extend_from_slice(col);
         }
-        *self = BlockEncoder::new(self.thread);
+        let addr = std::mem::take(&mut self.addr);
+        *self = BlockEncoder {
+            thread: self.thread,
+            addr,
+            ..Default::default()
+        };
         out
     }
 }
 
-/// Decodes an events block payload, appending its records to `out`.
-/// Returns the thread, or a description of what is malformed.
-pub fn decode_block(payload: &[u8], out: &mut Vec<Record>) -> Result<ThreadId, String> {
-    let mut h = Cursor::new(payload);
-    let bad = |what: &str| format!("events block: {what}");
-    let thread = h.get().ok_or_else(|| bad("missing thread"))?;
-    let count = h.get().ok_or_else(|| bad("missing count"))?;
-    let first_time = h.get().ok_or_else(|| bad("missing time"))?;
-    let mut lens = [0usize; 6];
-    for l in lens.iter_mut() {
-        *l = h.get().ok_or_else(|| bad("missing column length"))? as usize;
+/// Decodes an events block payload, appending its records to `out`. `models`
+/// holds each thread's [`AddrModel`]; blocks of a thread must be decoded in
+/// file order. Returns the thread, or a description of what is malformed.
+pub fn decode_block(
+    payload: &[u8],
+    models: &mut HashMap<ThreadId, AddrModel>,
+    out: &mut Vec<Record>,
+) -> Result<ThreadId, String> {
+    let mut d = BlockDecoder::new(payload.to_vec())?;
+    let model = models.entry(d.thread()).or_default();
+    while d.remaining() > 0 {
+        d.decode_batch(model, out, usize::MAX)?;
     }
-    let thread = u32::try_from(thread).map_err(|_| bad("thread id out of range"))?;
-    // Every event takes one op byte, so count is bounded by the payload.
-    if count as usize != lens[0] {
-        return Err(bad("op column length differs from event count"));
-    }
-    let mut rest = &payload[h.pos()..];
-    let mut cols: [&[u8]; 6] = [&[]; 6];
-    for (i, l) in lens.iter().enumerate() {
-        if *l > rest.len() {
-            return Err(bad("column longer than block"));
+    Ok(d.thread())
+}
+
+/// Decodes an events block lazily, a batch at a time, so a reader holds the
+/// compact payload rather than decoded records.
+pub struct BlockDecoder {
+    payload: Vec<u8>,
+    thread: ThreadId,
+    remaining: u64,
+    first_time: u64,
+    time: u64,
+    /// Start and end of each column in `payload`.
+    bounds: [(usize, usize); COLUMNS],
+    /// Read position within each column.
+    pos: [usize; COLUMNS],
+}
+
+impl BlockDecoder {
+    /// Parses and checks the block's header and column table.
+    pub fn new(payload: Vec<u8>) -> Result<Self, String> {
+        let mut h = Cursor::new(&payload);
+        let bad = |what: &str| format!("events block: {what}");
+        let thread = h.get().ok_or_else(|| bad("missing thread"))?;
+        let count = h.get().ok_or_else(|| bad("missing count"))?;
+        let first_time = h.get().ok_or_else(|| bad("missing time"))?;
+        let mut bounds = [(0usize, 0usize); COLUMNS];
+        let mut lens = [0u64; COLUMNS];
+        for l in lens.iter_mut() {
+            *l = h.get().ok_or_else(|| bad("missing column length"))?;
         }
-        let (a, b) = rest.split_at(*l);
-        cols[i] = a;
-        rest = b;
-    }
-    if !rest.is_empty() {
-        return Err(bad("trailing bytes after columns"));
-    }
-    let [ops, times, addrs, sizes, stacks, extra] = cols;
-    let mut d = Decoder {
-        times: Cursor::new(times),
-        addrs: Cursor::new(addrs),
-        sizes: Cursor::new(sizes),
-        stacks: Cursor::new(stacks),
-        extra: Cursor::new(extra),
-        last_addr: 0,
-    };
-    out.reserve(count as usize);
-    let mut time = first_time;
-    for &opc in ops {
-        let dt = d
-            .times
-            .get()
-            .ok_or_else(|| bad("times column ended early"))?;
-        time = time.checked_add(dt).ok_or_else(|| bad("time overflow"))?;
-        let event = d
-            .event(opc)
-            .ok_or_else(|| format!("events block: bad or cut event with opcode {opc:#04x}"))?;
-        out.push(Record {
-            time,
+        let thread = u32::try_from(thread).map_err(|_| bad("thread id out of range"))?;
+        // Every event takes one op byte, so the count is bounded by the payload.
+        if count != lens[0] {
+            return Err(bad("op column length differs from event count"));
+        }
+        let mut at = h.pos();
+        for (b, &l) in bounds.iter_mut().zip(&lens) {
+            let end = usize::try_from(l)
+                .ok()
+                .and_then(|l| at.checked_add(l))
+                .filter(|&e| e <= payload.len());
+            let end = end.ok_or_else(|| bad("column longer than block"))?;
+            *b = (at, end);
+            at = end;
+        }
+        if at != payload.len() {
+            return Err(bad("trailing bytes after columns"));
+        }
+        Ok(BlockDecoder {
+            payload,
             thread,
-            event,
-        });
+            remaining: count,
+            first_time,
+            time: first_time,
+            bounds,
+            pos: [0; COLUMNS],
+        })
     }
-    if !(d.times.is_empty()
-        && d.addrs.is_empty()
-        && d.sizes.is_empty()
-        && d.stacks.is_empty()
-        && d.extra.is_empty())
-    {
-        return Err(bad("columns hold more values than the events use"));
+
+    /// Thread of the block's events.
+    pub fn thread(&self) -> ThreadId {
+        self.thread
     }
-    Ok(thread)
+
+    /// Events not yet decoded.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Time of the block's first event.
+    pub fn first_time(&self) -> u64 {
+        self.first_time
+    }
+
+    /// Bytes held.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Decodes up to `max` more events into `out`, using and updating the
+    /// thread's `model`. Checks at the end that every column was consumed.
+    pub fn decode_batch(
+        &mut self,
+        model: &mut AddrModel,
+        out: &mut Vec<Record>,
+        max: usize,
+    ) -> Result<(), String> {
+        let col = |i: usize| {
+            let (a, b) = self.bounds[i];
+            Cursor::at(&self.payload[a..b], self.pos[i])
+        };
+        let mut ops = col(0);
+        let mut d = Decoder {
+            times: col(1),
+            addrs: col(2),
+            frees: col(3),
+            frees_hi: col(4),
+            allocs: col(5),
+            sizes: col(6),
+            stacks: col(7),
+            extra: col(8),
+            model,
+        };
+        let n = (self.remaining as usize).min(max);
+        out.reserve(n);
+        let mut time = self.time;
+        let thread = self.thread;
+        let mut result = Ok(());
+        let mut done = 0;
+        while done < n {
+            let (Some(opc), Some(dt)) = (ops.byte(), d.times.get()) else {
+                result = Err("events block: times column ended early".to_string());
+                break;
+            };
+            let Some(t) = time.checked_add(dt) else {
+                result = Err("events block: time overflow".to_string());
+                break;
+            };
+            time = t;
+            let Some(event) = d.event(opc) else {
+                result = Err(format!(
+                    "events block: bad or cut event with opcode {opc:#04x}"
+                ));
+                break;
+            };
+            out.push(Record {
+                time,
+                thread,
+                event,
+            });
+            done += 1;
+        }
+        let cursors = [
+            &ops,
+            &d.times,
+            &d.addrs,
+            &d.frees,
+            &d.frees_hi,
+            &d.allocs,
+            &d.sizes,
+            &d.stacks,
+            &d.extra,
+        ];
+        let all_used = cursors.iter().all(|c| c.is_empty());
+        for (p, c) in self.pos.iter_mut().zip(cursors) {
+            *p = c.pos();
+        }
+        self.time = time;
+        self.remaining -= done as u64;
+        result?;
+        if self.remaining == 0 && !all_used {
+            return Err("events block: columns hold more values than the events use".into());
+        }
+        Ok(())
+    }
 }
 
 struct Decoder<'a> {
     times: Cursor<'a>,
     addrs: Cursor<'a>,
+    frees: Cursor<'a>,
+    frees_hi: Cursor<'a>,
+    allocs: Cursor<'a>,
     sizes: Cursor<'a>,
     stacks: Cursor<'a>,
     extra: Cursor<'a>,
-    last_addr: u64,
+    model: &'a mut AddrModel,
 }
 
 impl Decoder<'_> {
     #[inline]
     fn addr(&mut self) -> Option<u64> {
-        let d = self.addrs.get_signed()?;
-        self.last_addr = self.last_addr.wrapping_add(d as u64);
-        Some(self.last_addr)
+        self.model.get_lit(&mut self.addrs)
+    }
+
+    #[inline]
+    fn allocated(&mut self, size: u64, stack: u32) -> Option<u64> {
+        self.model
+            .get_allocated(&mut self.allocs, &mut self.addrs, size, stack)
+    }
+
+    #[inline]
+    fn freed(&mut self) -> Option<u64> {
+        self.model
+            .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)
+            .map(|(a, _)| a)
     }
 
     #[inline]
@@ -387,9 +846,9 @@ impl Decoder<'_> {
                 if matches!(func, AllocFn::Realloc | AllocFn::Reallocarray) {
                     return None;
                 }
-                let addr = self.addr()?;
                 let size = self.sizes.get()?;
                 let stack = self.stack()?;
+                let addr = self.allocated(size, stack)?;
                 let align = if func.is_aligned() {
                     self.extra.get()?
                 } else {
@@ -405,8 +864,11 @@ impl Decoder<'_> {
             }
             0x20..=0x2c => {
                 let func = FreeFn::from_u8(opc - op::FREE)?;
-                let addr = self.addr()?;
-                let stack = self.stack()?;
+                let (addr, alloc_stack) = self
+                    .model
+                    .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
+                let code = self.stacks.get()?;
+                let stack = self.model.free_stack_decode(alloc_stack, code)?;
                 let size = if is_sized_delete(func) {
                     self.sizes.get()?
                 } else {
@@ -425,17 +887,23 @@ impl Decoder<'_> {
                     stack,
                 }
             }
-            op::REALLOC | op::REALLOCARRAY => Event::Realloc {
-                func: if opc == op::REALLOC {
+            op::REALLOC | op::REALLOCARRAY => {
+                let old_addr = self.freed()?;
+                let size = self.sizes.get()?;
+                let func = if opc == op::REALLOC {
                     AllocFn::Realloc
                 } else {
                     AllocFn::Reallocarray
-                },
-                old_addr: self.addr()?,
-                new_addr: self.addr()?,
-                size: self.sizes.get()?,
-                stack: self.stack()?,
-            },
+                };
+                let stack = self.stack()?;
+                Event::Realloc {
+                    func,
+                    old_addr,
+                    new_addr: self.allocated(size, stack)?,
+                    size,
+                    stack,
+                }
+            }
             op::MMAP => Event::Mmap {
                 addr: self.addr()?,
                 len: self.sizes.get()?,

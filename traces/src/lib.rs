@@ -22,6 +22,7 @@ mod event;
 mod header;
 mod reader;
 pub mod stacks;
+pub mod synthetic;
 pub mod varint;
 mod writer;
 

@@ -34,26 +34,52 @@ impl std::fmt::Display for Truncation {
     }
 }
 
+/// Records decoded in one go from a block: small, so a reader holds compact
+/// payloads rather than decoded records.
+const BATCH: usize = 512;
+
+/// One thread's pending events: undecoded blocks and a small decoded batch.
 #[derive(Default)]
 struct Queue {
-    blocks: VecDeque<std::vec::IntoIter<Record>>,
+    model: codec::AddrModel,
+    blocks: VecDeque<codec::BlockDecoder>,
+    batch: Vec<Record>,
+    next: usize,
+    /// Payload bytes of blocks finished since the reader last looked.
+    released: usize,
 }
 
 impl Queue {
-    fn head_key(&self) -> Option<(u64, ThreadId)> {
-        self.blocks
-            .front()
-            .and_then(|b| b.as_slice().first())
-            .map(|r| (r.time, r.thread))
+    /// Makes sure a decoded record is at the head, if any remain.
+    fn head_key(&mut self) -> Result<Option<(u64, ThreadId)>, String> {
+        while self.next >= self.batch.len() {
+            let Some(front) = self.blocks.front_mut() else {
+                return Ok(None);
+            };
+            self.batch.clear();
+            self.next = 0;
+            front.decode_batch(&mut self.model, &mut self.batch, BATCH)?;
+            if front.remaining() == 0 {
+                self.released += front.payload_len();
+                self.blocks.pop_front();
+            }
+        }
+        let r = &self.batch[self.next];
+        Ok(Some((r.time, r.thread)))
     }
 
     fn pop(&mut self) -> Option<Record> {
-        let front = self.blocks.front_mut()?;
-        let r = front.next();
-        if front.as_slice().is_empty() {
-            self.blocks.pop_front();
-        }
-        r
+        let r = self.batch.get_mut(self.next)?;
+        self.next += 1;
+        // Moving out leaves a cheap placeholder; the batch is cleared on refill.
+        Some(std::mem::replace(
+            r,
+            Record {
+                time: 0,
+                thread: 0,
+                event: crate::Event::ThreadExit,
+            },
+        ))
     }
 }
 
@@ -71,7 +97,6 @@ pub struct Reader<R: Read> {
     eof: bool,
     error: Option<Error>,
     truncation: Option<Truncation>,
-    scratch: Vec<Record>,
     buffered: usize,
     max_buffered: usize,
 }
@@ -173,7 +198,6 @@ impl<R: Read> Reader<R> {
             eof: false,
             error: None,
             truncation: None,
-            scratch: Vec::new(),
             buffered: 0,
             max_buffered: 0,
         })
@@ -205,7 +229,8 @@ impl<R: Read> Reader<R> {
         &self.file
     }
 
-    /// Most records held in memory at once so far (a streaming bound check).
+    /// Most payload bytes of undecoded event blocks held at once so far (a
+    /// check that reading streams).
     pub fn max_buffered(&self) -> usize {
         self.max_buffered
     }
@@ -270,23 +295,24 @@ impl<R: Read> Reader<R> {
     fn take_block(&mut self, ty: BlockType, payload: &[u8]) -> Result<(), String> {
         match ty {
             BlockType::Events => {
-                self.scratch.clear();
-                let mut recs = std::mem::take(&mut self.scratch);
-                let thread = codec::decode_block(payload, &mut recs)?;
-                if let Some(first) = recs.first() {
-                    if first.time < self.watermark {
-                        return Err(format!(
-                            "events block of thread {thread} starts at time {} before watermark {}",
-                            first.time, self.watermark
-                        ));
-                    }
-                    self.buffered += recs.len();
+                let block = codec::BlockDecoder::new(payload.to_vec())?;
+                if block.first_time() < self.watermark {
+                    return Err(format!(
+                        "events block of thread {} starts at time {} before watermark {}",
+                        block.thread(),
+                        block.first_time(),
+                        self.watermark
+                    ));
+                }
+                if block.remaining() > 0 {
+                    self.buffered += block.payload_len();
                     self.max_buffered = self.max_buffered.max(self.buffered);
+                    let thread = block.thread();
                     let q = self.queues.entry(thread).or_default();
-                    let was_empty = q.blocks.is_empty();
-                    q.blocks.push_back(recs.into_iter());
+                    let was_empty = q.next >= q.batch.len() && q.blocks.is_empty();
+                    q.blocks.push_back(block);
                     if was_empty {
-                        if let Some(k) = q.head_key() {
+                        if let Some(k) = q.head_key()? {
                             self.heap.push(Reverse(k));
                         }
                     }
@@ -320,11 +346,20 @@ impl<R: Read> Iterator for Reader<R> {
                 if self.eof || t < self.watermark {
                     let q = self.queues.get_mut(&thread)?;
                     let rec = q.pop();
-                    self.buffered -= 1;
-                    match q.head_key() {
-                        Some(k) => *top = Reverse(k),
-                        None => {
+                    let head = q.head_key();
+                    self.buffered -= std::mem::take(&mut q.released);
+                    match head {
+                        Ok(Some(k)) => *top = Reverse(k),
+                        Ok(None) => {
                             std::collections::binary_heap::PeekMut::pop(top);
+                        }
+                        Err(e) => {
+                            std::collections::binary_heap::PeekMut::pop(top);
+                            let (block, offset) = (self.blocks.index, self.blocks.offset);
+                            let kind = ErrorKind::Corrupt(format!("thread {thread}: {e}"));
+                            let e = Error::new(kind, &self.file, Some(block), Some(offset));
+                            self.error.get_or_insert(e);
+                            self.eof = true;
                         }
                     }
                     return rec.map(Ok);

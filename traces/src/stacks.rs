@@ -7,7 +7,7 @@
 //! `0 parent addr` defines the next node (ids count up from 1; parent 0 is the
 //! root) and `1 stack_id node` binds a stack id to a node.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::event::StackId;
 use crate::varint::{self, Cursor};
@@ -73,7 +73,7 @@ impl StackTable {
     pub fn new() -> Self {
         StackTable {
             nodes: vec![(0, 0)],
-            ids: HashMap::new(),
+            ids: HashMap::default(),
         }
     }
 

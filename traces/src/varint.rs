@@ -42,6 +42,11 @@ impl<'a> Cursor<'a> {
         Cursor { buf, pos: 0 }
     }
 
+    /// A cursor at byte `pos` of `buf`.
+    pub fn at(buf: &'a [u8], pos: usize) -> Self {
+        Cursor { buf, pos }
+    }
+
     /// Bytes consumed so far.
     pub fn pos(&self) -> usize {
         self.pos

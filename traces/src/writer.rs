@@ -1,7 +1,7 @@
 //! The trace writer: buffers each thread's events into blocks, interns stacks,
 //! and writes watermarks so a reader can merge threads in bounded memory.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use crate::block::{write_block, BlockType};
@@ -30,7 +30,7 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             compression_level: 3,
-            block_bytes: 256 << 10,
+            block_bytes: 1 << 20,
             ordered: false,
             max_lag: 50_000_000,
         }
@@ -74,10 +74,10 @@ impl<W: Write> Writer<W> {
         Ok(Writer {
             out,
             opts,
-            threads: HashMap::new(),
+            threads: HashMap::default(),
             trie: TrieBuilder::default(),
             next_stack: 1,
-            interned: HashMap::new(),
+            interned: HashMap::default(),
             watermark: 0,
             last_time: 0,
             bytes: 12 + n,

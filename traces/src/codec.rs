@@ -94,8 +94,9 @@ fn class(size: u64) -> usize {
 /// list with its size (the list is cleared first when it holds [`LIVE_CAP`]
 /// entries). Each class stack keeps the [`RING`] most recent frees.
 ///
-/// A literal is the zigzag delta `d` from the previous literal, stored as
-/// `zigzag(d / 16) << 1` when `d` is a multiple of 16, else `zigzag(d) << 1 | 1`.
+/// A literal is the delta `d` from the previous literal (wrapping), stored as
+/// one varint `zigzag(d / 16) << 1` when `d` is a multiple of 16 and that fits,
+/// else as the varint `1` followed by the varint `zigzag(d)`.
 /// Other addresses (mappings, the break) are always literals.
 #[derive(Clone)]
 pub struct AddrModel {
@@ -209,21 +210,22 @@ impl AddrModel {
     #[inline]
     fn put_lit(&mut self, out: &mut Vec<u8>, a: u64) {
         let d = a.wrapping_sub(self.last_lit) as i64;
-        if d % 16 == 0 {
-            varint::put(out, varint::zigzag(d / 16) << 1);
+        let z = varint::zigzag(d / 16);
+        if d % 16 == 0 && z >> 63 == 0 {
+            varint::put(out, z << 1);
         } else {
-            varint::put(out, (varint::zigzag(d) << 1) | 1);
+            varint::put(out, 1);
+            varint::put(out, varint::zigzag(d));
         }
         self.last_lit = a;
     }
 
     #[inline]
     fn get_lit(&mut self, c: &mut Cursor) -> Option<u64> {
-        let v = c.get()?;
-        let d = if v & 1 == 0 {
-            varint::unzigzag(v >> 1).wrapping_mul(16)
-        } else {
-            varint::unzigzag(v >> 1)
+        let d = match c.get()? {
+            1 => varint::unzigzag(c.get()?),
+            v if v & 1 == 0 => varint::unzigzag(v >> 1).wrapping_mul(16),
+            _ => return None,
         };
         self.last_lit = self.last_lit.wrapping_add(d as u64);
         Some(self.last_lit)

@@ -29,7 +29,7 @@ mod writer;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
 pub use header::{flags, Clock, ExitStatus, Header, Trailer};
-pub use reader::{Reader, Truncation};
+pub use reader::{Reader, Truncation, MAX_BUFFERED};
 pub use stacks::StackTable;
 pub use writer::{Writer, WriterOptions};
 

@@ -34,6 +34,10 @@ impl std::fmt::Display for Truncation {
     }
 }
 
+/// Most payload bytes a reader holds waiting for a watermark before it calls
+/// the trace corrupt; bounds memory on damaged or hostile input.
+pub const MAX_BUFFERED: usize = 1 << 30;
+
 /// Records decoded in one go from a block: small, so a reader holds compact
 /// payloads rather than decoded records.
 const BATCH: usize = 512;
@@ -306,6 +310,12 @@ impl<R: Read> Reader<R> {
                 }
                 if block.remaining() > 0 {
                     self.buffered += block.payload_len();
+                    if self.buffered > MAX_BUFFERED {
+                        return Err(format!(
+                            "more than {} MiB of events wait for a watermark: the trace does not let threads be merged in bounded memory",
+                            MAX_BUFFERED >> 20
+                        ));
+                    }
                     self.max_buffered = self.max_buffered.max(self.buffered);
                     let thread = block.thread();
                     let q = self.queues.entry(thread).or_default();

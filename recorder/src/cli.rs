@@ -2,27 +2,50 @@
 
 use std::path::PathBuf;
 
+pub use crate::RecordOutcome;
+
 /// Run a program and record every heap allocation it makes.
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
     /// Trace file to write (children write `<stem>.<pid>.atrace` beside it).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Record no backtraces (faster, smaller traces).
+    #[arg(long)]
+    pub no_backtraces: bool,
+    /// Deepest backtrace recorded, in frames.
+    #[arg(long, default_value_t = 64)]
+    pub max_depth: usize,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<std::ffi::OsString>,
 }
 
-/// What a finished recording produced.
-#[derive(Debug)]
-pub struct RecordOutcome {
-    /// Every trace written, the root process's first.
-    pub traces: Vec<PathBuf>,
-    /// The exit code `alloctrace` should exit with (the program's, or 128+signal).
-    pub exit_code: i32,
+/// Runs `record`.
+pub fn run(args: &RecordArgs) -> anyhow::Result<RecordOutcome> {
+    let output = match &args.output {
+        Some(o) => o.clone(),
+        None => default_output(&args.command),
+    };
+    let opts = crate::RecordOptions {
+        output,
+        command: args.command.clone(),
+        max_depth: if args.no_backtraces {
+            0
+        } else {
+            args.max_depth.max(1)
+        },
+        quiet: false,
+    };
+    crate::record(&opts)
 }
 
-/// Runs `record`.
-pub fn run(_args: &RecordArgs) -> anyhow::Result<RecordOutcome> {
-    anyhow::bail!("record is not implemented yet")
+/// `<program name>.atrace` in the current directory.
+fn default_output(command: &[std::ffi::OsString]) -> PathBuf {
+    let name = command
+        .first()
+        .and_then(|c| std::path::Path::new(c).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "alloctrace".into());
+    PathBuf::from(format!("{name}.atrace"))
 }

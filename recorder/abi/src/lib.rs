@@ -1,1 +1,259 @@
-//! Shared-memory layout between the preload library and the collector
+//! The shared-memory layout between the preload library (writer, inside the
+//! traced process) and the collector (`alloctrace record`, reader).
+//!
+//! Each traced process image creates one file `<dir>/<pid>.<n>.proc` in the
+//! recording directory named by [`ENV_DIR`] (a directory under `/dev/shm`) and
+//! maps it `MAP_SHARED`. The file is laid out as:
+//!
+//! | offset | size | content |
+//! | --- | --- | --- |
+//! | 0 | [`PROC_HEADER_SIZE`] | [`ProcHeader`], then the command line and executable path |
+//! | [`SLOTS_OFFSET`] | [`NSLOTS`] × 16 | [`ThreadSlot`]: per-thread busy flag and last committed time |
+//! | [`CHUNK_HEADERS_OFFSET`] | [`NCHUNKS`] × 64 | [`ChunkHeader`] |
+//! | [`DATA_OFFSET`] | [`NCHUNKS`] × [`CHUNK_SIZE`] | chunk data: records |
+//!
+//! A thread owns one chunk at a time and appends records to it, publishing
+//! each with a `Release` store of [`ChunkHeader::committed`]; when a chunk is
+//! full it marks it [`CHUNK_FULL`] and claims a [`CHUNK_FREE`] one. The
+//! collector drains chunks in [`ChunkHeader::seq`] order (a per-process
+//! counter, so one thread's chunks are read in program order) and frees full
+//! chunks it has drained. The pages are file pages: they outlive the process,
+//! so the collector still reads every committed record after a crash.
+//!
+//! Records are a 16-byte [`RecordHeader`] followed by `len - 16` payload bytes
+//! (`len` is a multiple of 8); payloads are little-endian `u64` words as
+//! documented on each `KIND_*` constant.
+#![no_std]
+
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// Environment variable naming the recording directory.
+pub const ENV_DIR: &str = "ALLOCTRACE_DIR";
+/// Environment variable with the backtrace depth cap; `0` disables backtraces.
+pub const ENV_MAX_DEPTH: &str = "ALLOCTRACE_MAX_DEPTH";
+/// Environment variable with the collector's pid (backpressure gives up when it is gone).
+pub const ENV_COLLECTOR: &str = "ALLOCTRACE_COLLECTOR";
+
+/// `ProcHeader::magic`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"ATRCSHM1");
+/// `ProcHeader::version`; bumped on any layout change.
+pub const VERSION: u32 = 1;
+
+/// Bytes reserved for the process header and its strings.
+pub const PROC_HEADER_SIZE: usize = 64 << 10;
+/// Offset of the command line (NUL-separated, as in `/proc/self/cmdline`).
+pub const CMDLINE_OFFSET: usize = 4 << 10;
+/// Room for the command line.
+pub const CMDLINE_MAX: usize = 28 << 10;
+/// Offset of the executable path.
+pub const EXE_OFFSET: usize = 32 << 10;
+/// Room for the executable path.
+pub const EXE_MAX: usize = 4 << 10;
+/// Thread slots.
+pub const NSLOTS: usize = 4096;
+/// Offset of the thread slots.
+pub const SLOTS_OFFSET: usize = PROC_HEADER_SIZE;
+/// Number of chunks.
+pub const NCHUNKS: usize = 512;
+/// Offset of the chunk headers.
+pub const CHUNK_HEADERS_OFFSET: usize = SLOTS_OFFSET + NSLOTS * 16;
+/// Offset of the first chunk's data.
+pub const DATA_OFFSET: usize = CHUNK_HEADERS_OFFSET + NCHUNKS * 64;
+/// Bytes of one chunk.
+pub const CHUNK_SIZE: usize = 256 << 10;
+/// Size of the whole file.
+pub const FILE_SIZE: usize = DATA_OFFSET + NCHUNKS * CHUNK_SIZE;
+
+/// Process state: running.
+pub const PROC_RUNNING: u32 = 0;
+/// Process state: the image called exec (a new file follows if it succeeded).
+pub const PROC_EXECING: u32 = 1;
+/// Process state: the image is ready (header complete).
+pub const PROC_READY_BIT: u32 = 0x100;
+
+/// Header flag: the process is a forked child of a traced process.
+pub const FLAG_FORKED: u32 = 2;
+/// Header flag: the image was started by exec from a traced process.
+pub const FLAG_EXECED: u32 = 4;
+/// Header flag: no backtraces.
+pub const FLAG_NO_BACKTRACES: u32 = 8;
+
+/// The start of every process file.
+#[repr(C)]
+pub struct ProcHeader {
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`VERSION`].
+    pub version: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// `CLOCK_MONOTONIC` at start, ns.
+    pub start_time: u64,
+    /// `CLOCK_REALTIME` at start, ns since the epoch.
+    pub start_unix_ns: u64,
+    /// Page size.
+    pub page_size: u32,
+    /// Bytes of command line at [`CMDLINE_OFFSET`].
+    pub cmdline_len: u32,
+    /// Bytes of executable path at [`EXE_OFFSET`].
+    pub exe_len: u32,
+    /// `PROC_*` state; [`PROC_READY_BIT`] is set once the header is complete.
+    pub state: AtomicU32,
+    /// Next chunk sequence number.
+    pub chunk_seq: AtomicU64,
+    /// Events dropped because no chunk was free and the collector was gone.
+    pub dropped: AtomicU64,
+    /// Next stack id to hand out.
+    pub next_stack: AtomicU32,
+    /// Collector round counter (written by the collector; a liveness hint).
+    pub heartbeat: AtomicU32,
+}
+
+/// Per-thread watermark state.
+#[repr(C)]
+pub struct ThreadSlot {
+    /// Owner tid, 0 when free.
+    pub tid: AtomicU32,
+    /// Non-zero while the thread is between reading the clock and committing.
+    pub busy: AtomicU32,
+    /// Time of the thread's last committed record.
+    pub last_time: AtomicU64,
+}
+
+/// Chunk is free for any thread to claim.
+pub const CHUNK_FREE: u32 = 0;
+/// Chunk is owned by thread `tid` and being appended to.
+pub const CHUNK_OWNED: u32 = 1;
+/// Chunk is complete: `committed` is final; the collector frees it after draining.
+pub const CHUNK_FULL: u32 = 2;
+/// Chunk is being claimed (its fields are not yet valid).
+pub const CHUNK_CLAIMING: u32 = 3;
+
+/// State of one chunk.
+#[repr(C)]
+pub struct ChunkHeader {
+    /// `CHUNK_*`.
+    pub state: AtomicU32,
+    /// Owner tid.
+    pub tid: AtomicU32,
+    /// Claim order within the process.
+    pub seq: AtomicU64,
+    /// Bytes of complete records (published with `Release`).
+    pub committed: AtomicU32,
+    /// Padding to 64 bytes (one cache line).
+    pub _pad: [u32; 11],
+}
+
+/// Header of one record in a chunk.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordHeader {
+    /// `CLOCK_MONOTONIC` ns.
+    pub time: u64,
+    /// `KIND_*`.
+    pub kind: u8,
+    /// Allocation or release function number (the trace format's `AllocFn`/`FreeFn`).
+    pub func: u8,
+    /// Total bytes of the record, header included, a multiple of 8.
+    pub len: u16,
+    /// Stack id (0: none); for [`KIND_STACK`], the id being defined.
+    pub stack: u32,
+}
+
+/// Bytes of a [`RecordHeader`].
+pub const RECORD_HEADER: usize = 16;
+
+/// Allocation: `addr, size, align`.
+pub const KIND_ALLOC: u8 = 1;
+/// Release: `addr, size, align`.
+pub const KIND_FREE: u8 = 2;
+/// Realloc: `old_addr, new_addr, size`.
+pub const KIND_REALLOC: u8 = 3;
+/// mmap: `addr, len, prot | flags << 32, fd as i64`.
+pub const KIND_MMAP: u8 = 4;
+/// munmap: `addr, len`.
+pub const KIND_MUNMAP: u8 = 5;
+/// mremap: `old_addr, old_len, new_addr, new_len`.
+pub const KIND_MREMAP: u8 = 6;
+/// brk/sbrk: `old_break, new_break`.
+pub const KIND_BRK: u8 = 7;
+/// Thread start: `parent tid`.
+pub const KIND_THREAD_START: u8 = 8;
+/// Thread exit: no payload.
+pub const KIND_THREAD_EXIT: u8 = 9;
+/// fork (in the parent): `child pid`.
+pub const KIND_FORK: u8 = 10;
+/// exec: `path_len`, then the path bytes.
+pub const KIND_EXEC: u8 = 11;
+/// Module load: `base, start, end, build_id_len | path_len << 32`, then build id bytes, then path bytes.
+pub const KIND_MODULE_LOAD: u8 = 12;
+/// Module unload: `base`.
+pub const KIND_MODULE_UNLOAD: u8 = 13;
+/// Stack definition of id `stack`: frames, innermost first (call-site addresses).
+pub const KIND_STACK: u8 = 14;
+
+/// Rounds `n` up to a multiple of 8.
+pub const fn round8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// File name of process image `n` (0 for the first image of a pid) in the recording directory.
+pub fn proc_file_name(pid: u32, n: u32, out: &mut [u8; 40]) -> usize {
+    let mut len = 0;
+    len += write_dec(&mut out[len..], pid as u64);
+    out[len] = b'.';
+    len += 1;
+    len += write_dec(&mut out[len..], n as u64);
+    for b in b".proc" {
+        out[len] = *b;
+        len += 1;
+    }
+    len
+}
+
+/// Parses a name made by [`proc_file_name`] into `(pid, n)`.
+pub fn parse_proc_file_name(name: &str) -> Option<(u32, u32)> {
+    let stem = name.strip_suffix(".proc")?;
+    let (pid, n) = stem.split_once('.')?;
+    Some((pid.parse().ok()?, n.parse().ok()?))
+}
+
+fn write_dec(out: &mut [u8], mut v: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let n = tmp.len() - i;
+    out[..n].copy_from_slice(&tmp[i..]);
+    n
+}
+
+const _: () = assert!(core::mem::size_of::<ChunkHeader>() == 64);
+const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 16);
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == RECORD_HEADER);
+const _: () = assert!(core::mem::size_of::<ProcHeader>() <= CMDLINE_OFFSET);
+const _: () = assert!(DATA_OFFSET % 4096 == 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let mut buf = [0u8; 40];
+        let n = proc_file_name(1234, 2, &mut buf);
+        let s = core::str::from_utf8(&buf[..n]).unwrap();
+        assert_eq!(s, "1234.2.proc");
+        assert_eq!(parse_proc_file_name(s), Some((1234, 2)));
+    }
+}

@@ -1,0 +1,66 @@
+//! Builds the preload library (`recorder/preload`, a cdylib) with a nested
+//! `cargo build --release` into its own target directory under `OUT_DIR` (no
+//! lock shared with the outer build), and copies it to
+//! `$OUT_DIR/liballoctrace_preload.so` for `include_bytes!`. Re-runs only when
+//! the preload or ABI sources change.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    for p in [
+        "preload/src",
+        "preload/Cargo.toml",
+        "abi/src",
+        "abi/Cargo.toml",
+    ] {
+        println!("cargo:rerun-if-changed={}", manifest_dir.join(p).display());
+    }
+    println!("cargo:rerun-if-env-changed=ALLOCTRACE_PRELOAD_SO");
+    let dest = out_dir.join("liballoctrace_preload.so");
+    // A prebuilt library may be supplied (packaging, cross builds).
+    if let Ok(prebuilt) = env::var("ALLOCTRACE_PRELOAD_SO") {
+        std::fs::copy(&prebuilt, &dest).expect("copy ALLOCTRACE_PRELOAD_SO");
+        return;
+    }
+    let target_dir = out_dir.join("preload-target");
+    let manifest = manifest_dir.join("preload/Cargo.toml");
+    let built = target_dir.join("release/liballoctrace_preload.so");
+    let ok =
+        nested_build(&manifest, &target_dir, false) || nested_build(&manifest, &target_dir, true);
+    if ok && built.exists() {
+        std::fs::copy(&built, &dest).expect("copy the preload library");
+    } else {
+        println!("cargo:warning=could not build the preload library; `record` will look for liballoctrace_preload.so beside the binary");
+        std::fs::write(&dest, b"").expect("write placeholder");
+    }
+}
+
+fn nested_build(manifest: &Path, target_dir: &Path, offline: bool) -> bool {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if offline {
+        cmd.arg("--offline");
+    }
+    // Settings meant for the outer build only.
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    matches!(cmd.status(), Ok(s) if s.success())
+}

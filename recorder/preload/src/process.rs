@@ -1,0 +1,352 @@
+//! This process image's shared file: creation at start and after fork, and
+//! claiming thread slots and chunks in it.
+
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use abi::{ChunkHeader, ProcHeader, ThreadSlot};
+use alloctrace_abi as abi;
+
+use crate::guard::Guard;
+use crate::sys;
+
+/// The mapping of one process image's shared file.
+pub struct Process {
+    base: *mut u8,
+    /// Process id that created the file.
+    pub pid: u32,
+    /// Backtrace depth cap; 0 = no backtraces.
+    pub max_depth: usize,
+    collector: i32,
+    /// Changes at every fork, so thread states can tell they are stale.
+    pub epoch: u32,
+}
+
+// SAFETY: the mapping is shared memory accessed through atomics and by the
+// owning thread of each chunk only.
+unsafe impl Sync for Process {}
+// SAFETY: as above.
+unsafe impl Send for Process {}
+
+const UNINIT: u32 = 0;
+const BUSY: u32 = 1;
+const READY: u32 = 2;
+const DISABLED: u32 = 3;
+
+static STATE: AtomicU32 = AtomicU32::new(UNINIT);
+static PROCESS: AtomicPtr<Process> = AtomicPtr::new(core::ptr::null_mut());
+static EPOCH: AtomicU32 = AtomicU32::new(1);
+static COLLECTOR_GONE: AtomicU32 = AtomicU32::new(0);
+
+/// The current process, initialising on first use; `None` while recording is
+/// off (not started yet on another thread, or disabled).
+#[inline(always)]
+pub fn get(g: &Guard) -> Option<&'static Process> {
+    if STATE.load(Ordering::Acquire) == READY {
+        // SAFETY: set before READY was published and never freed.
+        return unsafe { PROCESS.load(Ordering::Acquire).as_ref() };
+    }
+    init(g)
+}
+
+#[cold]
+fn init(_g: &Guard) -> Option<&'static Process> {
+    if STATE
+        .compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return None;
+    }
+    let Some(dir) = sys::getenv(b"ALLOCTRACE_DIR\0") else {
+        STATE.store(DISABLED, Ordering::Release);
+        return None;
+    };
+    match Process::create(dir, 0) {
+        Ok(p) => {
+            PROCESS.store(Box::into_raw(Box::new(p)), Ordering::Release);
+            // SAFETY: the handler functions are `extern "C" fn()` with static lifetime.
+            unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+            crate::thread::init_key();
+            STATE.store(READY, Ordering::Release);
+            // SAFETY: just stored.
+            unsafe { PROCESS.load(Ordering::Acquire).as_ref() }
+        }
+        Err(why) => {
+            sys::warn_once(why);
+            STATE.store(DISABLED, Ordering::Release);
+            None
+        }
+    }
+}
+
+/// Runs in the child after `fork`: give it its own file and a fresh stack table.
+extern "C" fn atfork_child() {
+    if STATE.load(Ordering::Acquire) != READY {
+        return;
+    }
+    let _g = Guard::acquire();
+    let Some(dir) = sys::getenv(b"ALLOCTRACE_DIR\0") else {
+        STATE.store(DISABLED, Ordering::Release);
+        return;
+    };
+    let old = PROCESS.load(Ordering::Acquire);
+    match Process::create(dir, abi::FLAG_FORKED) {
+        Ok(p) => {
+            crate::stacks::reset();
+            crate::modules::forget_emitted();
+            PROCESS.store(Box::into_raw(Box::new(p)), Ordering::Release);
+            // SAFETY: the parent's mapping is no longer used by this process:
+            // the only thread (this one) sees the new epoch before writing.
+            if let Some(o) = unsafe { old.as_ref() } {
+                // SAFETY: unmapping our own mapping of the parent's file.
+                unsafe { crate::real::munmap(o.base.cast(), abi::FILE_SIZE) };
+            }
+        }
+        Err(why) => {
+            sys::warn_once(why);
+            STATE.store(DISABLED, Ordering::Release);
+        }
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    if s.is_empty() {
+        return None;
+    }
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(v)
+}
+
+impl Process {
+    fn create(dir: &[u8], flags: u32) -> Result<Process, &'static str> {
+        let pid = sys::getpid();
+        let max_depth = sys::getenv(b"ALLOCTRACE_MAX_DEPTH\0")
+            .and_then(parse_u64)
+            .unwrap_or(64)
+            .min(crate::unwind::MAX_DEPTH as u64) as usize;
+        let collector = sys::getenv(b"ALLOCTRACE_COLLECTOR\0")
+            .and_then(parse_u64)
+            .unwrap_or(0) as i32;
+        let mut path = [0u8; 512];
+        if dir.len() + 48 > path.len() {
+            return Err("recording directory path too long");
+        }
+        path[..dir.len()].copy_from_slice(dir);
+        path[dir.len()] = b'/';
+        let at = dir.len() + 1;
+        let mut fd = -1;
+        for n in 0..1000 {
+            let mut name = [0u8; 40];
+            let len = abi::proc_file_name(pid, n, &mut name);
+            path[at..at + len].copy_from_slice(&name[..len]);
+            path[at + len] = 0;
+            // SAFETY: `path` is NUL-terminated.
+            fd = unsafe {
+                libc::open(
+                    path.as_ptr().cast(),
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                    0o600,
+                )
+            };
+            // SAFETY: reading errno after a failed call.
+            if fd >= 0 || unsafe { *libc::__errno_location() } != libc::EEXIST {
+                break;
+            }
+        }
+        if fd < 0 {
+            return Err("cannot create the shared event file in the recording directory");
+        }
+        // SAFETY: `fd` is ours; the size fits in off_t.
+        let ok = unsafe { libc::ftruncate(fd, abi::FILE_SIZE as libc::off_t) } == 0;
+        let base = if ok {
+            // SAFETY: mapping a file we just sized.
+            unsafe {
+                crate::real::mmap(
+                    core::ptr::null_mut(),
+                    abi::FILE_SIZE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                )
+            }
+        } else {
+            libc::MAP_FAILED
+        };
+        // SAFETY: `fd` is ours; the mapping keeps the file.
+        unsafe { libc::close(fd) };
+        if base == libc::MAP_FAILED || (base as isize) < 0 && (base as isize) > -4096 {
+            return Err("cannot size or map the shared event file (no space in /dev/shm?)");
+        }
+        let base = base.cast::<u8>();
+        // SAFETY: the page size query has no preconditions.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
+        // SAFETY: `base` maps FILE_SIZE bytes; the strings fit their reserved areas.
+        unsafe {
+            let cmd =
+                core::slice::from_raw_parts_mut(base.add(abi::CMDLINE_OFFSET), abi::CMDLINE_MAX);
+            let cmdline_len = sys::read_file(b"/proc/self/cmdline\0", cmd).unwrap_or(0);
+            let exe = core::slice::from_raw_parts_mut(base.add(abi::EXE_OFFSET), abi::EXE_MAX);
+            let r = libc::readlink(
+                b"/proc/self/exe\0".as_ptr().cast(),
+                exe.as_mut_ptr().cast(),
+                exe.len(),
+            );
+            let h = &mut *base.cast::<ProcHeader>();
+            h.version = abi::VERSION;
+            h.pid = pid;
+            h.ppid = libc::getppid() as u32;
+            h.flags = flags
+                | if max_depth == 0 {
+                    abi::FLAG_NO_BACKTRACES
+                } else {
+                    0
+                };
+            h.start_time = sys::now();
+            h.start_unix_ns = sys::clock(libc::CLOCK_REALTIME);
+            h.page_size = page_size;
+            h.cmdline_len = cmdline_len as u32;
+            h.exe_len = r.max(0) as u32;
+            h.next_stack.store(1, Ordering::Relaxed);
+            core::ptr::write_volatile(&mut h.magic, abi::MAGIC);
+            h.state.store(abi::PROC_READY_BIT, Ordering::Release);
+        }
+        Ok(Process {
+            base,
+            pid,
+            max_depth,
+            collector,
+            epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// The file header.
+    pub fn header(&self) -> &ProcHeader {
+        // SAFETY: the mapping starts with a ProcHeader and lives forever.
+        unsafe { &*self.base.cast::<ProcHeader>() }
+    }
+
+    /// Thread slot `i`.
+    pub fn slot(&self, i: usize) -> &ThreadSlot {
+        // SAFETY: `i < NSLOTS` (callers); slots are atomics in the mapping.
+        unsafe { &*self.base.add(abi::SLOTS_OFFSET).cast::<ThreadSlot>().add(i) }
+    }
+
+    /// Chunk header `i`.
+    pub fn chunk(&self, i: usize) -> &ChunkHeader {
+        // SAFETY: `i < NCHUNKS` (callers); headers are atomics in the mapping.
+        unsafe {
+            &*self
+                .base
+                .add(abi::CHUNK_HEADERS_OFFSET)
+                .cast::<ChunkHeader>()
+                .add(i)
+        }
+    }
+
+    /// Start of chunk `i`'s data.
+    pub fn chunk_data(&self, i: usize) -> *mut u8 {
+        // SAFETY: within the mapping for `i < NCHUNKS`.
+        unsafe { self.base.add(abi::DATA_OFFSET + i * abi::CHUNK_SIZE) }
+    }
+
+    /// Claims a free thread slot for `tid`.
+    pub fn claim_slot(&self, tid: u32) -> Option<usize> {
+        (0..abi::NSLOTS).find(|&i| {
+            let s = self.slot(i);
+            if s.tid.load(Ordering::Relaxed) != 0 {
+                return false;
+            }
+            if s.tid
+                .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                s.busy.store(0, Ordering::Relaxed);
+                s.last_time.store(0, Ordering::Release);
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Claims a free chunk for `tid`, waiting for the collector to free one
+    /// when all are in use; `None` if the collector is gone or too slow.
+    pub fn claim_chunk(&self, tid: u32) -> Option<usize> {
+        let start = sys::now();
+        let mut spins = 0u64;
+        loop {
+            for i in 0..abi::NCHUNKS {
+                let c = self.chunk(i);
+                if c.state.load(Ordering::Relaxed) != abi::CHUNK_FREE {
+                    continue;
+                }
+                if c.state
+                    .compare_exchange(
+                        abi::CHUNK_FREE,
+                        abi::CHUNK_CLAIMING,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    c.committed.store(0, Ordering::Relaxed);
+                    c.tid.store(tid, Ordering::Relaxed);
+                    c.seq.store(
+                        self.header().chunk_seq.fetch_add(1, Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
+                    c.state.store(abi::CHUNK_OWNED, Ordering::Release);
+                    return Some(i);
+                }
+            }
+            if COLLECTOR_GONE.load(Ordering::Relaxed) != 0 {
+                return None;
+            }
+            spins += 1;
+            if spins % 64 == 0 && !self.collector_alive() {
+                COLLECTOR_GONE.store(1, Ordering::Relaxed);
+                return None;
+            }
+            if sys::now().saturating_sub(start) > 10_000_000_000 {
+                return None;
+            }
+            sys::sleep_us(50);
+        }
+    }
+
+    fn collector_alive(&self) -> bool {
+        if self.collector <= 0 {
+            return true;
+        }
+        // SAFETY: signal 0 only checks existence.
+        unsafe { libc::kill(self.collector, 0) == 0 }
+    }
+
+    /// Counts an event that could not be recorded.
+    pub fn drop_event(&self) {
+        self.header().dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hands out a new stack id.
+    pub fn next_stack_id(&self) -> u32 {
+        self.header().next_stack.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Marks the image as about to exec.
+    pub fn set_execing(&self, on: bool) {
+        let st = if on {
+            abi::PROC_EXECING
+        } else {
+            abi::PROC_RUNNING
+        };
+        self.header()
+            .state
+            .store(abi::PROC_READY_BIT | st, Ordering::Release);
+    }
+}

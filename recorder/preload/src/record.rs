@@ -1,0 +1,171 @@
+//! What hooks call to record an event: enter the guard, find the process and
+//! thread state, capture the stack, write one record. Every function here is
+//! a no-op when recording is off or the thread is already inside a hook.
+
+use alloctrace_abi as abi;
+
+use crate::guard::Guard;
+use crate::process;
+use crate::thread::ThreadState;
+use crate::unwind;
+
+/// Allocation function numbers (the trace format's `AllocFn`).
+pub mod alloc_fn {
+    pub const MALLOC: u8 = 0;
+    pub const CALLOC: u8 = 1;
+    pub const REALLOC: u8 = 2;
+    pub const REALLOCARRAY: u8 = 3;
+    pub const POSIX_MEMALIGN: u8 = 4;
+    pub const ALIGNED_ALLOC: u8 = 5;
+    pub const MEMALIGN: u8 = 6;
+    pub const VALLOC: u8 = 7;
+    pub const PVALLOC: u8 = 8;
+    pub const NEW: u8 = 9;
+    pub const NEW_ARRAY: u8 = 10;
+    pub const NEW_NOTHROW: u8 = 11;
+    pub const NEW_ARRAY_NOTHROW: u8 = 12;
+    pub const NEW_ALIGNED: u8 = 13;
+    pub const NEW_ARRAY_ALIGNED: u8 = 14;
+    pub const NEW_ALIGNED_NOTHROW: u8 = 15;
+    pub const NEW_ARRAY_ALIGNED_NOTHROW: u8 = 16;
+}
+
+/// Release function numbers (the trace format's `FreeFn`).
+pub mod free_fn {
+    pub const FREE: u8 = 0;
+    pub const DELETE: u8 = 1;
+    pub const DELETE_ARRAY: u8 = 2;
+    pub const DELETE_SIZED: u8 = 3;
+    pub const DELETE_ARRAY_SIZED: u8 = 4;
+    pub const DELETE_ALIGNED: u8 = 5;
+    pub const DELETE_ARRAY_ALIGNED: u8 = 6;
+    pub const DELETE_SIZED_ALIGNED: u8 = 7;
+    pub const DELETE_ARRAY_SIZED_ALIGNED: u8 = 8;
+    pub const DELETE_NOTHROW: u8 = 9;
+    pub const DELETE_ARRAY_NOTHROW: u8 = 10;
+    pub const DELETE_ALIGNED_NOTHROW: u8 = 11;
+    pub const DELETE_ARRAY_ALIGNED_NOTHROW: u8 = 12;
+}
+
+#[inline(always)]
+fn event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool) {
+    let Some(g) = Guard::acquire() else { return };
+    let Some(p) = process::get(&g) else { return };
+    let Some(ts) = ThreadState::get(&g, p) else {
+        return;
+    };
+    let stack = if with_stack {
+        unwind::capture(ts, p)
+    } else {
+        0
+    };
+    ts.write(p, kind, func, stack, words, bytes, true);
+}
+
+/// An allocation returned `addr` (0: failed).
+#[inline(always)]
+pub fn alloc(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
+    event(
+        abi::KIND_ALLOC,
+        func,
+        &[addr as u64, size as u64, align as u64],
+        &[],
+        true,
+    );
+}
+
+/// A block is about to be released (called before the real release).
+#[inline(always)]
+pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
+    if addr.is_null() {
+        return;
+    }
+    event(
+        abi::KIND_FREE,
+        func,
+        &[addr as u64, size as u64, align as u64],
+        &[],
+        true,
+    );
+}
+
+/// realloc/reallocarray returned.
+#[inline(always)]
+pub fn realloc(func: u8, old: *mut libc::c_void, new: *mut libc::c_void, size: usize) {
+    event(
+        abi::KIND_REALLOC,
+        func,
+        &[old as u64, new as u64, size as u64],
+        &[],
+        true,
+    );
+}
+
+/// `mmap` succeeded.
+pub fn mmap(addr: *mut libc::c_void, len: usize, prot: i32, flags: i32, fd: i32) {
+    let pf = prot as u32 as u64 | (flags as u32 as u64) << 32;
+    event(
+        abi::KIND_MMAP,
+        0,
+        &[addr as u64, len as u64, pf, fd as i64 as u64],
+        &[],
+        true,
+    );
+}
+
+/// `munmap` succeeded.
+pub fn munmap(addr: *mut libc::c_void, len: usize) {
+    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], &[], true);
+}
+
+/// `mremap` succeeded.
+pub fn mremap(old: *mut libc::c_void, old_len: usize, new: *mut libc::c_void, new_len: usize) {
+    event(
+        abi::KIND_MREMAP,
+        0,
+        &[old as u64, old_len as u64, new as u64, new_len as u64],
+        &[],
+        true,
+    );
+}
+
+/// The break moved.
+pub fn brk(old: u64, new: u64) {
+    if old != new {
+        event(abi::KIND_BRK, 0, &[old, new], &[], true);
+    }
+}
+
+/// This process forked `child` (recorded in the parent).
+pub fn fork(child: i32) {
+    event(abi::KIND_FORK, 0, &[child as u64], &[], false);
+}
+
+/// The image is about to exec `path` (or an exec just failed: `failed`).
+pub fn exec(path: *const libc::c_char, failed: bool) {
+    let Some(g) = Guard::acquire() else { return };
+    let Some(p) = process::get(&g) else { return };
+    if failed {
+        p.set_execing(false);
+        return;
+    }
+    let bytes = if path.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: exec's path argument is a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes()
+    };
+    let bytes = &bytes[..bytes.len().min(4000)];
+    if let Some(ts) = ThreadState::get(&g, p) {
+        ts.write(p, abi::KIND_EXEC, 0, 0, &[bytes.len() as u64], bytes, true);
+    }
+    p.set_execing(true);
+}
+
+/// Makes sure recording has started (called from the library constructor).
+pub fn start() {
+    let Some(g) = Guard::acquire() else { return };
+    if let Some(p) = process::get(&g) {
+        let _ = ThreadState::get(&g, p);
+    }
+}

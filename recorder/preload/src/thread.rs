@@ -1,0 +1,209 @@
+//! Per-thread recording state: the thread's slot and current chunk, and the
+//! record writer. The state is reached through a const thread-local raw
+//! pointer (no `Drop`) and torn down by a pthread key destructor, which also
+//! survives the thread-exit ordering problems of Rust thread-locals.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use alloctrace_abi as abi;
+
+use crate::guard::Guard;
+use crate::process::{self, Process};
+use crate::sys;
+use crate::unwind::Unwinder;
+
+thread_local! {
+    static STATE: Cell<*mut ThreadState> = const { Cell::new(core::ptr::null_mut()) };
+}
+
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Creates the pthread key whose destructor ends a thread's recording.
+pub fn init_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out pointer and a destructor with the right signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
+        KEY.store(key, Ordering::Release);
+    }
+}
+
+/// A thread's recording state.
+pub struct ThreadState {
+    /// Kernel thread id.
+    pub tid: u32,
+    epoch: u32,
+    slot: Option<usize>,
+    chunk: Option<usize>,
+    data: *mut u8,
+    off: usize,
+    /// Unwinder, created on first backtrace.
+    pub unwinder: Option<Box<Unwinder>>,
+}
+
+impl ThreadState {
+    /// This thread's state for process `p`, created (or reset after fork) on demand.
+    #[inline(always)]
+    pub fn get<'a>(_g: &'a Guard, p: &Process) -> Option<&'a mut ThreadState> {
+        let ptr = STATE.with(|s| s.get());
+        // SAFETY: the pointer is only ever set to a leaked Box owned by this
+        // thread, and `_g` proves no other reference to it is live here.
+        match unsafe { ptr.as_mut() } {
+            Some(ts) if ts.epoch == p.epoch => Some(ts),
+            Some(ts) => {
+                ts.reset(p);
+                Some(ts)
+            }
+            None => Self::create(p),
+        }
+    }
+
+    #[cold]
+    fn create<'a>(p: &Process) -> Option<&'a mut ThreadState> {
+        let ts = Box::into_raw(Box::new(ThreadState {
+            tid: sys::gettid(),
+            epoch: 0,
+            slot: None,
+            chunk: None,
+            data: core::ptr::null_mut(),
+            off: 0,
+            unwinder: None,
+        }));
+        STATE.with(|s| s.set(ts));
+        let key = KEY.load(Ordering::Acquire);
+        if key != u32::MAX {
+            // SAFETY: registering the state for the exit destructor.
+            unsafe { libc::pthread_setspecific(key, ts.cast()) };
+        }
+        // SAFETY: just allocated, owned by this thread.
+        let ts = unsafe { &mut *ts };
+        ts.reset(p);
+        Some(ts)
+    }
+
+    #[cold]
+    fn reset(&mut self, p: &Process) {
+        self.tid = sys::gettid();
+        self.epoch = p.epoch;
+        self.slot = p.claim_slot(self.tid);
+        self.chunk = None;
+        self.off = 0;
+        if let Some(u) = self.unwinder.as_mut() {
+            u.forget_stacks();
+        }
+        crate::modules::emit_if_needed(self, p);
+        self.write(p, abi::KIND_THREAD_START, 0, 0, &[0], &[], true);
+    }
+
+    /// Appends one record; `timed` records take the clock inside the busy
+    /// window (see the crate docs of `alloctrace-abi`). Returns false if the
+    /// event was dropped.
+    #[inline(always)]
+    pub fn write(
+        &mut self,
+        p: &Process,
+        kind: u8,
+        func: u8,
+        stack: u32,
+        words: &[u64],
+        bytes: &[u8],
+        timed: bool,
+    ) -> bool {
+        let len = abi::RECORD_HEADER + words.len() * 8 + abi::round8(bytes.len());
+        let Some(slot) = self.slot else {
+            p.drop_event();
+            return false;
+        };
+        if self.chunk.is_none() || self.off + len > abi::CHUNK_SIZE {
+            if !self.next_chunk(p, len) {
+                p.drop_event();
+                return false;
+            }
+        }
+        let Some(chunk) = self.chunk else {
+            return false;
+        };
+        let slot = p.slot(slot);
+        let time = if timed {
+            slot.busy.store(1, Ordering::SeqCst);
+            sys::now()
+        } else {
+            0
+        };
+        let hdr = abi::RecordHeader {
+            time,
+            kind,
+            func,
+            len: len as u16,
+            stack,
+        };
+        // SAFETY: `off + len <= CHUNK_SIZE` was ensured above; this thread owns
+        // the chunk; unaligned-safe writes of plain data.
+        unsafe {
+            let at = self.data.add(self.off);
+            core::ptr::write_unaligned(at.cast::<abi::RecordHeader>(), hdr);
+            let mut w = at.add(abi::RECORD_HEADER);
+            for &v in words {
+                core::ptr::write_unaligned(w.cast::<u64>(), v);
+                w = w.add(8);
+            }
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), w, bytes.len());
+        }
+        self.off += len;
+        p.chunk(chunk)
+            .committed
+            .store(self.off as u32, Ordering::Release);
+        if timed {
+            slot.last_time.store(time, Ordering::Release);
+            slot.busy.store(0, Ordering::Release);
+        }
+        true
+    }
+
+    #[cold]
+    fn next_chunk(&mut self, p: &Process, len: usize) -> bool {
+        if len > abi::CHUNK_SIZE {
+            return false;
+        }
+        if let Some(c) = self.chunk.take() {
+            p.chunk(c).state.store(abi::CHUNK_FULL, Ordering::Release);
+        }
+        match p.claim_chunk(self.tid) {
+            Some(c) => {
+                self.chunk = Some(c);
+                self.data = p.chunk_data(c);
+                self.off = 0;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn finish(&mut self, p: &Process) {
+        if self.epoch != p.epoch {
+            return;
+        }
+        self.write(p, abi::KIND_THREAD_EXIT, 0, 0, &[], &[], true);
+        if let Some(c) = self.chunk.take() {
+            p.chunk(c).state.store(abi::CHUNK_FULL, Ordering::Release);
+        }
+        if let Some(s) = self.slot.take() {
+            p.slot(s).tid.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// pthread key destructor: the thread is exiting.
+unsafe extern "C" fn thread_exit(ptr: *mut libc::c_void) {
+    let Some(g) = Guard::acquire() else {
+        return;
+    };
+    let ts = ptr.cast::<ThreadState>();
+    if let Some(p) = process::get(&g) {
+        // SAFETY: `ptr` is this thread's leaked state (set by `create`).
+        unsafe { (*ts).finish(p) };
+    }
+    STATE.with(|s| s.set(core::ptr::null_mut()));
+    // SAFETY: reclaiming the Box leaked in `create`; no other reference exists.
+    drop(unsafe { Box::from_raw(ts) });
+}

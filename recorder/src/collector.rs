@@ -1,0 +1,275 @@
+//! Turns one process image's shared event file into a trace: drains its
+//! chunks in claim order, decodes records, and feeds the trace writer with a
+//! safe watermark each round.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use alloctrace_abi as abi;
+use anyhow::Context;
+use traces::{
+    AllocFn, Clock, Event, ExitStatus, FreeFn, Header, Module, Record, Trailer, Writer,
+    WriterOptions,
+};
+
+use crate::shm::{self, ProcMap};
+
+/// One process image being collected.
+pub struct ProcTrace {
+    /// Process id.
+    pub pid: u32,
+    /// Image number for this pid (0 = first, then one per exec).
+    pub image: u32,
+    /// Trace path.
+    pub path: PathBuf,
+    map: ProcMap,
+    writer: Writer<BufWriter<File>>,
+    drained: Vec<usize>,
+    last_time: HashMap<u32, u64>,
+    advanced: u64,
+    max_time: u64,
+    /// Records decoded so far.
+    pub events: u64,
+}
+
+impl ProcTrace {
+    /// Starts the trace for a mapped, ready process file. `root` says whether
+    /// this is the recorded command's own first image.
+    pub fn new(
+        pid: u32,
+        image: u32,
+        map: ProcMap,
+        path: PathBuf,
+        root: bool,
+    ) -> anyhow::Result<ProcTrace> {
+        let h = map.header();
+        let (cmdline, exe) = map.strings();
+        let mut flags = 0;
+        if h.flags & abi::FLAG_FORKED != 0 {
+            flags |= traces::flags::FORKED;
+        } else if !root {
+            flags |= traces::flags::EXECED;
+        }
+        if h.flags & abi::FLAG_NO_BACKTRACES != 0 {
+            flags |= traces::flags::NO_BACKTRACES;
+        }
+        let header = Header {
+            pointer_size: std::mem::size_of::<usize>() as u8,
+            little_endian: cfg!(target_endian = "little"),
+            pid: h.pid,
+            ppid: h.ppid,
+            cmdline,
+            exe,
+            start_unix_ns: h.start_unix_ns,
+            start_time: h.start_time,
+            clock: Clock::Monotonic,
+            page_size: h.page_size,
+            flags,
+            tool: concat!("alloctrace ", env!("CARGO_PKG_VERSION")).to_string(),
+        };
+        let start = h.start_time;
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let opts = WriterOptions {
+            compression_level: 1,
+            ..WriterOptions::default()
+        };
+        let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), &header, opts)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(ProcTrace {
+            pid,
+            image,
+            path,
+            map,
+            writer,
+            drained: vec![0; abi::NCHUNKS],
+            last_time: HashMap::new(),
+            advanced: 0,
+            max_time: start,
+            events: 0,
+        })
+    }
+
+    /// One collection round: drains every committed record and advances the
+    /// watermark. Returns the number of records decoded.
+    pub fn drain(&mut self) -> anyhow::Result<u64> {
+        // Watermark first: no thread can still produce a record older than
+        // this, once the chunks are drained below.
+        let mut wm = shm::now();
+        for i in 0..abi::NSLOTS {
+            let s = self.map.slot(i);
+            if s.tid.load(Ordering::Acquire) != 0 && s.busy.load(Ordering::SeqCst) != 0 {
+                wm = wm.min(s.last_time.load(Ordering::Acquire));
+            }
+        }
+        let mut order: Vec<(u64, usize, bool)> = Vec::new();
+        for i in 0..abi::NCHUNKS {
+            let c = self.map.chunk(i);
+            let st = c.state.load(Ordering::Acquire);
+            if st == abi::CHUNK_OWNED || st == abi::CHUNK_FULL {
+                order.push((c.seq.load(Ordering::Relaxed), i, st == abi::CHUNK_FULL));
+            }
+        }
+        order.sort_unstable();
+        let before = self.events;
+        for (_, i, full) in order {
+            let c = self.map.chunk(i);
+            let tid = c.tid.load(Ordering::Relaxed);
+            let committed = (c.committed.load(Ordering::Acquire) as usize).min(abi::CHUNK_SIZE);
+            let from = self.drained[i];
+            if committed > from {
+                let n = self.decode(i, tid, from, committed)?;
+                self.drained[i] = from + n;
+            }
+            if full && self.drained[i] >= committed {
+                self.drained[i] = 0;
+                self.map.chunk(i).state.store(abi::CHUNK_FREE, Ordering::Release);
+            }
+        }
+        if wm > self.advanced {
+            self.writer.advance(wm)?;
+            self.advanced = wm;
+        }
+        self.map.header().heartbeat.fetch_add(1, Ordering::Relaxed);
+        Ok(self.events - before)
+    }
+
+    /// Decodes records of chunk `i` in `[from, to)`; returns bytes consumed.
+    fn decode(&mut self, i: usize, tid: u32, from: usize, to: usize) -> anyhow::Result<usize> {
+        let bytes = self.map.chunk_bytes(i, from, to).to_vec();
+        let mut at = 0;
+        while at + abi::RECORD_HEADER <= bytes.len() {
+            let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
+            let time = word(at);
+            let kind = bytes[at + 8];
+            let func = bytes[at + 9];
+            let len = u16::from_le_bytes([bytes[at + 10], bytes[at + 11]]) as usize;
+            let stack = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().unwrap_or([0; 4]));
+            if len < abi::RECORD_HEADER || at + len > bytes.len() {
+                break;
+            }
+            let nw = (len - abi::RECORD_HEADER) / 8;
+            let w: Vec<u64> = (0..nw)
+                .map(|k| word(at + abi::RECORD_HEADER + 8 * k))
+                .collect();
+            let tail = &bytes[at + abi::RECORD_HEADER..at + len];
+            let arg = |k: usize| w.get(k).copied().unwrap_or(0);
+            at += len;
+            let event = match kind {
+                abi::KIND_STACK => {
+                    self.writer.define_stack(stack, &w)?;
+                    continue;
+                }
+                abi::KIND_ALLOC => Event::Alloc {
+                    func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
+                    addr: arg(0),
+                    size: arg(1),
+                    align: arg(2),
+                    stack,
+                },
+                abi::KIND_FREE => Event::Free {
+                    func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
+                    addr: arg(0),
+                    size: arg(1),
+                    align: arg(2),
+                    stack,
+                },
+                abi::KIND_REALLOC => Event::Realloc {
+                    func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
+                    old_addr: arg(0),
+                    new_addr: arg(1),
+                    size: arg(2),
+                    stack,
+                },
+                abi::KIND_MMAP => Event::Mmap {
+                    addr: arg(0),
+                    len: arg(1),
+                    prot: arg(2) as u32,
+                    flags: (arg(2) >> 32) as u32,
+                    fd: arg(3) as i64 as i32,
+                    stack,
+                },
+                abi::KIND_MUNMAP => Event::Munmap {
+                    addr: arg(0),
+                    len: arg(1),
+                    stack,
+                },
+                abi::KIND_MREMAP => Event::Mremap {
+                    old_addr: arg(0),
+                    old_len: arg(1),
+                    new_addr: arg(2),
+                    new_len: arg(3),
+                    stack,
+                },
+                abi::KIND_BRK => Event::Brk {
+                    old_break: arg(0),
+                    new_break: arg(1),
+                    stack,
+                },
+                abi::KIND_THREAD_START => Event::ThreadStart {
+                    parent: arg(0) as u32,
+                },
+                abi::KIND_THREAD_EXIT => Event::ThreadExit,
+                abi::KIND_FORK => Event::Fork {
+                    child_pid: arg(0) as u32,
+                },
+                abi::KIND_EXEC => {
+                    let n = (arg(0) as usize).min(tail.len().saturating_sub(8));
+                    Event::Exec {
+                        path: String::from_utf8_lossy(&tail[8..8 + n]).into_owned(),
+                    }
+                }
+                abi::KIND_MODULE_LOAD => {
+                    let lens = arg(3);
+                    let (bl, pl) = ((lens & 0xffff_ffff) as usize, (lens >> 32) as usize);
+                    let rest = tail.get(32..).unwrap_or(&[]);
+                    let build_id = rest.get(..bl).unwrap_or(&[]).to_vec();
+                    let path = rest.get(bl..bl + pl).unwrap_or(&[]);
+                    Event::ModuleLoad(Module {
+                        path: String::from_utf8_lossy(path).into_owned(),
+                        base: arg(0),
+                        start: arg(1),
+                        end: arg(2),
+                        build_id,
+                    })
+                }
+                abi::KIND_MODULE_UNLOAD => Event::ModuleUnload { base: arg(0) },
+                _ => continue,
+            };
+            // Keep each thread's records in time order and above the watermark.
+            let last = self.last_time.entry(tid).or_insert(0);
+            let t = time.max(*last).max(self.advanced);
+            *last = t;
+            self.max_time = self.max_time.max(t);
+            let exit = matches!(event, Event::ThreadExit);
+            self.writer.write(&Record {
+                time: t,
+                thread: tid,
+                event,
+            })?;
+            self.events += 1;
+            if exit {
+                self.writer.flush_thread(tid)?;
+                self.last_time.remove(&tid);
+            }
+        }
+        Ok(at)
+    }
+
+    /// Drains what is left and writes the trailer.
+    pub fn finish(mut self, exit: ExitStatus) -> anyhow::Result<PathBuf> {
+        self.drain()?;
+        let dropped = self.map.header().dropped.load(Ordering::Relaxed);
+        let trailer = Trailer {
+            end_time: self.max_time.max(self.advanced),
+            exit,
+            dropped_events: dropped,
+        };
+        self.writer
+            .finish(&trailer)
+            .with_context(|| format!("finishing {}", self.path.display()))?;
+        Ok(self.path)
+    }
+}

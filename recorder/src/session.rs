@@ -1,0 +1,319 @@
+//! One recording session: the shared directory, the child process, the
+//! collection loop, reaping, and trace naming.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use traces::ExitStatus;
+
+use crate::collector::ProcTrace;
+use crate::shm::ProcMap;
+use crate::RecordOutcome;
+
+/// What to record and how.
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    /// The root trace; other processes get `<stem>.<pid>.atrace` beside it.
+    pub output: PathBuf,
+    /// Program and arguments.
+    pub command: Vec<OsString>,
+    /// Backtrace depth cap; 0 records no backtraces.
+    pub max_depth: usize,
+    /// Don't print where the traces went.
+    pub quiet: bool,
+}
+
+/// Runs `opts.command` under the recorder and writes its traces. If the
+/// recorder cannot start, the program still runs (untraced) after one message.
+pub fn record(opts: &RecordOptions) -> anyhow::Result<RecordOutcome> {
+    anyhow::ensure!(!opts.command.is_empty(), "no command to record");
+    let setup = prepare(opts);
+    let (dir, preload) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("alloctrace: cannot record ({e:#}); running the program untraced");
+            let status = Command::new(&opts.command[0])
+                .args(&opts.command[1..])
+                .status()
+                .with_context(|| format!("running {}", opts.command[0].to_string_lossy()))?;
+            return Ok(RecordOutcome {
+                traces: vec![],
+                exit_code: exit_code_of(status),
+            });
+        }
+    };
+    let result = run_session(opts, &dir, &preload);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn exit_code_of(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// Checks the output is writable and creates the shared directory.
+fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::File::create(&opts.output)
+        .with_context(|| format!("cannot write {}", opts.output.display()))?;
+    let preload = crate::preload_path()?;
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!(
+        "alloctrace-{}-{}",
+        std::process::id(),
+        crate::shm::now() % 1_000_000_007
+    ));
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok((dir, preload))
+}
+
+fn trace_path(root: &Path, pid: u32, image: u32, is_root: bool) -> PathBuf {
+    if is_root {
+        return root.to_path_buf();
+    }
+    let stem = root
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = root
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "atrace".into());
+    let name = if image == 0 {
+        format!("{stem}.{pid}.{ext}")
+    } else {
+        format!("{stem}.{pid}.{image}.{ext}")
+    };
+    root.with_file_name(name)
+}
+
+fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Result<RecordOutcome> {
+    // Orphaned descendants are re-parented to us, so we learn how they ended.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let mut ld_preload = OsString::from(preload);
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        ld_preload.push(" ");
+        ld_preload.push(old);
+    }
+    let mut cmd = Command::new(&opts.command[0]);
+    cmd.args(&opts.command[1..])
+        .env("LD_PRELOAD", ld_preload)
+        .env(alloctrace_abi::ENV_DIR, dir)
+        .env(alloctrace_abi::ENV_MAX_DEPTH, opts.max_depth.to_string())
+        .env(
+            alloctrace_abi::ENV_COLLECTOR,
+            std::process::id().to_string(),
+        );
+    // The program gets its own signal dispositions (as a shell would give it).
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", opts.command[0].to_string_lossy()))?;
+    let root_pid = child.id();
+    drop(child);
+
+    let mut live: BTreeMap<(u32, u32), ProcTrace> = BTreeMap::new();
+    let mut seen: HashSet<(u32, u32)> = HashSet::new();
+    let mut pending: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut statuses: HashMap<u32, ExitStatus> = HashMap::new();
+    let mut written: Vec<(bool, PathBuf)> = Vec::new();
+    let mut root_exit: Option<i32> = None;
+    let mut errors: Vec<String> = Vec::new();
+    loop {
+        // 1. New process images.
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(key) = name.to_str().and_then(alloctrace_abi::parse_proc_file_name) else {
+                    continue;
+                };
+                if seen.contains(&key) {
+                    continue;
+                }
+                let path = e.path();
+                match ProcMap::open(&path).ok().filter(|m| m.ready()) {
+                    Some(map) => {
+                        seen.insert(key);
+                        let is_root = key == (root_pid, 0);
+                        let out = trace_path(&opts.output, key.0, key.1, is_root);
+                        match ProcTrace::new(key.0, key.1, map, out, is_root) {
+                            Ok(t) => {
+                                live.insert(key, t);
+                            }
+                            Err(e) => errors.push(format!("{e:#}")),
+                        }
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    None => {
+                        // Not ready: give a dead writer a few rounds, then drop it.
+                        let n = pending.entry(key).or_insert(0);
+                        *n += 1;
+                        if *n > 200 && !alive(key.0) {
+                            seen.insert(key);
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+            }
+        }
+        // 2. Drain.
+        let mut work = 0;
+        for t in live.values_mut() {
+            match t.drain() {
+                Ok(n) => work += n,
+                Err(e) => errors.push(format!("{}: {e:#}", t.path.display())),
+            }
+        }
+        // 3. Reap.
+        reap(root_pid, &mut statuses, &mut root_exit);
+        let keys: Vec<(u32, u32)> = live.keys().copied().collect();
+        for key in keys {
+            let newer = live.keys().any(|k| k.0 == key.0 && k.1 > key.1)
+                || seen.iter().any(|k| k.0 == key.0 && k.1 > key.1);
+            let status = if newer {
+                Some(ExitStatus::Exec)
+            } else if let Some(s) = statuses.get(&key.0) {
+                Some(*s)
+            } else if key.0 != root_pid && !alive(key.0) {
+                Some(zombie_status(key.0))
+            } else {
+                None
+            };
+            if let Some(s) = status {
+                if let Some(t) = live.remove(&key) {
+                    let is_root = key == (root_pid, 0);
+                    match t.finish(s) {
+                        Ok(p) => written.push((is_root, p)),
+                        Err(e) => errors.push(format!("{e:#}")),
+                    }
+                }
+            }
+        }
+        if root_exit.is_some() && live.is_empty() && !has_unseen(dir, &seen) {
+            break;
+        }
+        if work < 1000 {
+            std::thread::sleep(Duration::from_millis(if work == 0 { 5 } else { 1 }));
+        }
+    }
+    written.sort_by_key(|(root, _)| !*root);
+    let traces: Vec<PathBuf> = written.into_iter().map(|(_, p)| p).collect();
+    if traces.first().map(|p| p != &opts.output).unwrap_or(true) {
+        // The program never started recording (not dynamically linked, or the
+        // library was refused): leave no empty root trace behind.
+        if std::fs::metadata(&opts.output)
+            .map(|m| m.len() == 0)
+            .unwrap_or(false)
+        {
+            let _ = std::fs::remove_file(&opts.output);
+        }
+    }
+    for e in &errors {
+        eprintln!("alloctrace: {e}");
+    }
+    if !opts.quiet {
+        if traces.is_empty() {
+            eprintln!(
+                "alloctrace: no trace written: the program loaded no recorder (statically linked?)"
+            );
+        }
+        for p in &traces {
+            eprintln!("alloctrace: wrote {}", p.display());
+        }
+    }
+    Ok(RecordOutcome {
+        traces,
+        exit_code: root_exit.unwrap_or(0),
+    })
+}
+
+fn has_unseen(dir: &Path, seen: &HashSet<(u32, u32)>) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(alloctrace_abi::parse_proc_file_name)
+                    .is_some_and(|k| !seen.contains(&k))
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Reaps the root child and any orphan re-parented to us.
+fn reap(root_pid: u32, statuses: &mut HashMap<u32, ExitStatus>, root_exit: &mut Option<i32>) {
+    loop {
+        let mut st: libc::c_int = 0;
+        // SAFETY: valid out pointer; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+        let (status, code) = if libc::WIFEXITED(st) {
+            (
+                ExitStatus::Code(libc::WEXITSTATUS(st)),
+                libc::WEXITSTATUS(st),
+            )
+        } else if libc::WIFSIGNALED(st) {
+            (
+                ExitStatus::Signal(libc::WTERMSIG(st)),
+                128 + libc::WTERMSIG(st),
+            )
+        } else {
+            continue;
+        };
+        statuses.insert(pid as u32, status);
+        if pid as u32 == root_pid {
+            *root_exit = Some(code);
+        }
+    }
+}
+
+/// Whether `pid` is running (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(state_field(&s), Some("Z") | Some("X")),
+        Err(_) => false,
+    }
+}
+
+fn state_field(stat: &str) -> Option<&str> {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+}
+
+/// How a zombie we don't own ended, from `/proc/<pid>/stat` field 52.
+fn zombie_status(pid: u32) -> ExitStatus {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return ExitStatus::Unknown;
+    };
+    let Some((_, rest)) = s.rsplit_once(')') else {
+        return ExitStatus::Unknown;
+    };
+    // Field 3 is the first after ')'; exit_code is field 52.
+    match rest
+        .split_whitespace()
+        .nth(49)
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        Some(st) if libc::WIFEXITED(st) => ExitStatus::Code(libc::WEXITSTATUS(st)),
+        Some(st) if libc::WIFSIGNALED(st) => ExitStatus::Signal(libc::WTERMSIG(st)),
+        _ => ExitStatus::Unknown,
+    }
+}

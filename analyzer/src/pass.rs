@@ -1,0 +1,521 @@
+//! The streaming pass: one walk over a trace's records in global time order
+//! that gives every allocation an identity and classifies every release.
+//!
+//! Memory: the pass keeps one [`Slot`] per heap address it has seen that is
+//! either live or was freed and not yet reused, plus per-stack aggregates
+//! ([`SiteStats`]). Neither grows with the trace length for a program that
+//! reuses its addresses (every allocator does). Freed slots are what make a
+//! double free name the first free's stack; if they ever outnumber
+//! [`FREED_SLOTS_FLOOR`] and four times the live blocks, the freed ones are
+//! forgotten, and a double free of such an old block is then reported as an
+//! invalid free. Per-allocation rows are only produced for a caller that asks
+//! for them ([`Pass::with_rows`], used by `export`), which streams them away.
+
+use std::collections::{HashMap, HashSet};
+
+use traces::{flags, AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
+
+use crate::errors::{ErrorKind, HeapError, MAX_ERRORS};
+use crate::fasthash::{AddrMap, StackMap};
+
+/// Freed slots are forgotten only above this many (and 4x the live blocks).
+pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
+
+/// One heap address: a live block, or the last block that lived there.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    /// Allocation identity: the number of the allocation, from 1, in time order.
+    pub id: u64,
+    /// Requested size.
+    pub size: u64,
+    /// Allocation time.
+    pub time: u64,
+    /// Release time (freed slots only).
+    pub free_time: u64,
+    /// Allocating thread.
+    pub thread: ThreadId,
+    /// Allocation stack.
+    pub stack: StackId,
+    /// Release stack (freed slots only).
+    pub free_stack: StackId,
+    /// Allocation function.
+    pub func: AllocFn,
+    /// Whether the block is live (not yet released).
+    pub live: bool,
+    /// Whether the block was known before it was freed (false: allocated
+    /// before an attached trace started).
+    pub known: bool,
+}
+
+/// One finished (or, at the end, still live) allocation, as `export` writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AllocRow {
+    /// Allocation identity.
+    pub id: u64,
+    /// Block address.
+    pub address: u64,
+    /// Requested size.
+    pub size: u64,
+    /// Allocation function.
+    pub func: AllocFn,
+    /// Allocating thread.
+    pub thread: ThreadId,
+    /// Allocation time.
+    pub alloc_time: u64,
+    /// Release time, `None` for a block still live at the end.
+    pub free_time: Option<u64>,
+    /// Release function name (`free`, `operator delete`, `realloc`), if freed.
+    pub free_func: Option<&'static str>,
+    /// Allocation stack.
+    pub alloc_stack: StackId,
+    /// Release stack, 0 when not freed.
+    pub free_stack: StackId,
+}
+
+/// Aggregates of the allocations made at one stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteStats {
+    /// Allocations made here.
+    pub allocs: u64,
+    /// Bytes requested here.
+    pub bytes: u64,
+    /// Blocks from here still live.
+    pub live: u64,
+    /// Bytes of those blocks.
+    pub live_bytes: u64,
+    /// Temporary allocations made here.
+    pub temporary: u64,
+}
+
+/// Counters of the whole trace.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Successful allocations, `realloc`s that returned a new block included.
+    pub allocations: u64,
+    /// Successful allocations per function name.
+    pub by_alloc_fn: HashMap<AllocFn, u64>,
+    /// Releases (valid or not) per function.
+    pub by_free_fn: HashMap<FreeFn, u64>,
+    /// Valid releases (free, delete, realloc to 0 or moving).
+    pub frees: u64,
+    /// `realloc`/`reallocarray` calls.
+    pub reallocs: u64,
+    /// Allocations that returned NULL.
+    pub failed: u64,
+    /// Bytes requested by successful allocations.
+    pub bytes_allocated: u64,
+    /// Highest live byte count.
+    pub peak_live_bytes: u64,
+    /// Time of the peak.
+    pub peak_time: u64,
+    /// Temporary allocations: freed before the thread allocated anything else.
+    pub temporary: u64,
+    /// Releases of blocks allocated before an attached trace started.
+    pub unknown_before_attach: u64,
+    /// Allocations returned at an address that was still live (a lost free).
+    pub overlapping_allocs: u64,
+    /// Errors found, per kind (all of them, also past [`MAX_ERRORS`]).
+    pub errors_by_kind: HashMap<ErrorKind, u64>,
+    /// Allocation sizes: `histogram[i]` counts sizes in `[2^(i-1), 2^i)`, `[0]` size 0.
+    pub histogram: Vec<u64>,
+    /// mmap calls and bytes, munmap calls.
+    pub mmaps: u64,
+    /// Bytes mapped by mmap.
+    pub mmap_bytes: u64,
+    /// munmap calls.
+    pub munmaps: u64,
+    /// Records read.
+    pub records: u64,
+    /// Time of the first and last record.
+    pub first_time: u64,
+    /// Time of the last record.
+    pub last_time: u64,
+}
+
+/// The streaming pass. Feed it records with [`Pass::record`], then [`Pass::finish`].
+pub struct Pass<'a> {
+    attached: bool,
+    slots: AddrMap<Slot>,
+    live_count: usize,
+    live_bytes: u64,
+    next_id: u64,
+    sites: StackMap<SiteStats>,
+    last_alloc: HashMap<ThreadId, u64>,
+    threads: HashSet<ThreadId>,
+    modules: Vec<Module>,
+    totals: Totals,
+    errors: Vec<HeapError>,
+    peak_sites: Vec<(StackId, u64)>,
+    snapshot_at: u64,
+    rows: Option<&'a mut dyn FnMut(AllocRow)>,
+}
+
+/// What the pass found; the input of every report.
+pub struct PassResult {
+    /// Counters.
+    pub totals: Totals,
+    /// Per-allocation-stack aggregates (live counts at the end = leaks).
+    pub sites: Vec<(StackId, SiteStats)>,
+    /// Blocks still live at the end, in address order.
+    pub live: Vec<(u64, Slot)>,
+    /// Errors in time order (at most [`MAX_ERRORS`]; see `totals.errors_by_kind`).
+    pub errors: Vec<HeapError>,
+    /// Live bytes per stack at (within 1/64 of) the peak, largest first.
+    pub peak_sites: Vec<(StackId, u64)>,
+    /// Threads seen.
+    pub threads: usize,
+    /// Modules loaded, in load order.
+    pub modules: Vec<Module>,
+}
+
+impl<'a> Pass<'a> {
+    /// A pass for a trace whose header has `header_flags`.
+    pub fn new(header_flags: u32) -> Self {
+        Pass {
+            attached: header_flags & flags::ATTACHED != 0,
+            slots: AddrMap::default(),
+            live_count: 0,
+            live_bytes: 0,
+            next_id: 1,
+            sites: StackMap::default(),
+            last_alloc: HashMap::new(),
+            threads: HashSet::new(),
+            modules: Vec::new(),
+            totals: Totals {
+                histogram: vec![0; 65],
+                ..Totals::default()
+            },
+            errors: Vec::new(),
+            peak_sites: Vec::new(),
+            snapshot_at: 0,
+            rows: None,
+        }
+    }
+
+    /// Also produce one [`AllocRow`] per allocation, when it ends (and for
+    /// live blocks at [`Pass::finish`]).
+    pub fn with_rows(mut self, sink: &'a mut dyn FnMut(AllocRow)) -> Self {
+        self.rows = Some(sink);
+        self
+    }
+
+    /// Classifies one record.
+    pub fn record(&mut self, r: &Record) {
+        let t = &mut self.totals;
+        if t.records == 0 {
+            t.first_time = r.time;
+        }
+        t.records += 1;
+        t.last_time = r.time;
+        self.threads.insert(r.thread);
+        match &r.event {
+            Event::Alloc {
+                func,
+                addr,
+                size,
+                stack,
+                ..
+            } => {
+                if *addr == 0 {
+                    self.totals.failed += 1;
+                } else {
+                    self.alloc(r, *func, *addr, *size, *stack);
+                }
+            }
+            Event::Free {
+                func, addr, stack, ..
+            } => {
+                *self.totals.by_free_fn.entry(*func).or_default() += 1;
+                self.free(r, Release::Free(*func), *addr, *stack);
+            }
+            Event::Realloc {
+                func,
+                old_addr,
+                new_addr,
+                size,
+                stack,
+            } => self.realloc(r, *func, *old_addr, *new_addr, *size, *stack),
+            Event::Mmap { len, .. } => {
+                self.totals.mmaps += 1;
+                self.totals.mmap_bytes += len;
+            }
+            Event::Munmap { .. } => self.totals.munmaps += 1,
+            Event::ModuleLoad(m) => self.modules.push(m.clone()),
+            _ => {}
+        }
+    }
+
+    fn alloc(&mut self, r: &Record, func: AllocFn, addr: u64, size: u64, stack: StackId) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let t = &mut self.totals;
+        t.allocations += 1;
+        *t.by_alloc_fn.entry(func).or_default() += 1;
+        t.bytes_allocated += size;
+        t.histogram[(64 - size.leading_zeros()) as usize] += 1;
+        let slot = Slot {
+            id,
+            size,
+            time: r.time,
+            free_time: 0,
+            thread: r.thread,
+            stack,
+            free_stack: 0,
+            func,
+            live: true,
+            known: true,
+        };
+        if let Some(old) = self.slots.insert(addr, slot) {
+            if old.live {
+                // The free of the previous block was not recorded: end it here.
+                self.totals.overlapping_allocs += 1;
+                self.end_block(addr, &old, r.time, 0, None);
+            }
+        }
+        self.live_count += 1;
+        self.live_bytes += size;
+        let site = self.sites.entry(stack);
+        site.allocs += 1;
+        site.bytes += size;
+        site.live += 1;
+        site.live_bytes += size;
+        self.last_alloc.insert(r.thread, id);
+        if self.live_bytes > self.totals.peak_live_bytes {
+            self.totals.peak_live_bytes = self.live_bytes;
+            self.totals.peak_time = r.time;
+            if self.live_bytes >= self.snapshot_at {
+                self.snapshot_peak();
+            }
+        }
+    }
+
+    /// Remembers the per-stack live bytes now; the next snapshot is taken
+    /// once the peak has grown by another 1/64 (rate limit).
+    fn snapshot_peak(&mut self) {
+        self.peak_sites.clear();
+        self.peak_sites.extend(
+            self.sites
+                .iter()
+                .filter(|(_, s)| s.live_bytes > 0)
+                .map(|(k, s)| (k, s.live_bytes)),
+        );
+        self.snapshot_at = self.live_bytes + (self.live_bytes >> 6).max(1);
+    }
+
+    /// Accounts for the end of a live block (valid or mismatched release).
+    fn end_block(
+        &mut self,
+        addr: u64,
+        b: &Slot,
+        time: u64,
+        free_stack: StackId,
+        free_func: Option<&'static str>,
+    ) {
+        self.live_count -= 1;
+        self.live_bytes -= b.size;
+        let site = self.sites.entry(b.stack);
+        site.live -= 1;
+        site.live_bytes -= b.size;
+        if let Some(sink) = self.rows.as_mut() {
+            sink(AllocRow {
+                id: b.id,
+                address: addr,
+                size: b.size,
+                func: b.func,
+                thread: b.thread,
+                alloc_time: b.time,
+                free_time: Some(time),
+                free_func,
+                alloc_stack: b.stack,
+                free_stack,
+            });
+        }
+    }
+
+    fn free(&mut self, r: &Record, how: Release, addr: u64, stack: StackId) {
+        let Some(slot) = self.slots.get_mut(addr) else {
+            self.unknown_free(r, how, addr, stack);
+            return;
+        };
+        if !slot.live {
+            let first = *slot;
+            let kind = match how {
+                Release::Free(_) => ErrorKind::DoubleFree,
+                Release::Realloc(_) => ErrorKind::ReallocOfFreed,
+            };
+            let mut e = HeapError::new(kind, r, addr, first.size, stack);
+            if first.known {
+                e.alloc_stack = Some(first.stack);
+                e.alloc_func = Some(first.func);
+            }
+            e.first_free_stack = Some(first.free_stack);
+            e.first_free_time = Some(first.free_time);
+            e.free_func = Some(how.name());
+            self.error(e);
+            return;
+        }
+        let b = *slot;
+        slot.live = false;
+        slot.free_time = r.time;
+        slot.free_stack = stack;
+        if mismatched(b.func, how) {
+            let mut e = HeapError::new(ErrorKind::MismatchedFree, r, addr, b.size, stack);
+            e.alloc_stack = Some(b.stack);
+            e.alloc_func = Some(b.func);
+            e.free_func = Some(how.name());
+            self.error(e);
+        } else {
+            self.totals.frees += 1;
+        }
+        if self.last_alloc.get(&r.thread) == Some(&b.id) && b.thread == r.thread {
+            self.totals.temporary += 1;
+            self.sites.entry(b.stack).temporary += 1;
+        }
+        self.end_block(addr, &b, r.time, stack, Some(how.name()));
+        self.maybe_forget_freed();
+    }
+
+    fn unknown_free(&mut self, r: &Record, how: Release, addr: u64, stack: StackId) {
+        if let Some((start, b)) = self.containing_block(addr) {
+            let mut e = HeapError::new(ErrorKind::InteriorFree, r, addr, b.size, stack);
+            e.alloc_stack = Some(b.stack);
+            e.alloc_func = Some(b.func);
+            e.free_func = Some(how.name());
+            e.block = Some((start, addr - start));
+            self.error(e);
+        } else if self.attached {
+            // Allocated before the trace started: expected, not an error.
+            self.totals.unknown_before_attach += 1;
+            self.slots.insert(
+                addr,
+                Slot {
+                    id: 0,
+                    size: 0,
+                    time: 0,
+                    free_time: r.time,
+                    thread: r.thread,
+                    stack: 0,
+                    free_stack: stack,
+                    func: AllocFn::Malloc,
+                    live: false,
+                    known: false,
+                },
+            );
+        } else {
+            let mut e = HeapError::new(ErrorKind::InvalidFree, r, addr, 0, stack);
+            e.free_func = Some(how.name());
+            self.error(e);
+        }
+    }
+
+    /// The live block that contains `addr` strictly inside it, if any. A
+    /// linear scan: it runs only for releases of unknown addresses.
+    fn containing_block(&self, addr: u64) -> Option<(u64, Slot)> {
+        self.slots
+            .iter()
+            .find(|(start, s)| s.live && *start < addr && addr - *start < s.size.max(1))
+            .map(|(k, s)| (k, s))
+    }
+
+    fn realloc(
+        &mut self,
+        r: &Record,
+        func: AllocFn,
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: StackId,
+    ) {
+        self.totals.reallocs += 1;
+        if old != 0 {
+            let live = self.slots.get_mut(old).is_some_and(|s| s.live);
+            if new == 0 && size > 0 && live {
+                // Failed: the old block stays live.
+                self.totals.failed += 1;
+                return;
+            }
+            self.free(r, Release::Realloc(func), old, stack);
+        }
+        if new != 0 {
+            self.alloc(r, func, new, size, stack);
+        } else if size > 0 {
+            self.totals.failed += 1;
+        }
+    }
+
+    fn error(&mut self, e: HeapError) {
+        *self.totals.errors_by_kind.entry(e.kind).or_default() += 1;
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        }
+    }
+
+    fn maybe_forget_freed(&mut self) {
+        let freed = self.slots.len() - self.live_count;
+        if freed > FREED_SLOTS_FLOOR && freed > 4 * self.live_count {
+            self.slots.retain(|s| s.live);
+        }
+    }
+
+    /// Ends the pass: still-live blocks become leak candidates (and rows).
+    pub fn finish(mut self) -> PassResult {
+        let mut live: Vec<(u64, Slot)> = self.slots.iter().filter(|(_, s)| s.live).collect();
+        live.sort_unstable_by_key(|(a, _)| *a);
+        if let Some(sink) = self.rows.as_mut() {
+            for (addr, b) in &live {
+                sink(AllocRow {
+                    id: b.id,
+                    address: *addr,
+                    size: b.size,
+                    func: b.func,
+                    thread: b.thread,
+                    alloc_time: b.time,
+                    free_time: None,
+                    free_func: None,
+                    alloc_stack: b.stack,
+                    free_stack: 0,
+                });
+            }
+        }
+        let mut peak_sites = std::mem::take(&mut self.peak_sites);
+        peak_sites.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        PassResult {
+            sites: self.sites.iter().map(|(k, s)| (k, *s)).collect(),
+            live,
+            errors: self.errors,
+            peak_sites,
+            threads: self.threads.len(),
+            modules: self.modules,
+            totals: self.totals,
+        }
+    }
+}
+
+/// How a block is being released.
+#[derive(Clone, Copy, Debug)]
+enum Release {
+    Free(FreeFn),
+    Realloc(AllocFn),
+}
+
+impl Release {
+    fn name(self) -> &'static str {
+        match self {
+            Release::Free(f) => f.name(),
+            Release::Realloc(f) => f.name(),
+        }
+    }
+}
+
+/// Whether releasing a block from `alloc` with `how` mixes families:
+/// new[] by free or delete, malloc by delete, new by delete[], aligned new
+/// by a delete without alignment (and the reverse), new by realloc.
+fn mismatched(alloc: AllocFn, how: Release) -> bool {
+    match how {
+        Release::Realloc(_) => alloc.family() != Family::C,
+        Release::Free(f) => {
+            alloc.family() != f.family()
+                || (alloc.family() != Family::C && alloc.is_aligned() != f.is_aligned())
+        }
+    }
+}

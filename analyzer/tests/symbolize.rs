@@ -1,0 +1,149 @@
+//! Symbolization against a real binary: a C program compiled by the test
+//! (cc -O0 -g); the synthetic trace's frames are real return addresses in it
+//! (found with objdump), relocated by a made-up load bias.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use analyzer::suppressions::Suppressions;
+use analyzer::symbols::Symbols;
+use analyzer::{analyze, cmd_leaks};
+use traces::AllocFn;
+
+use crate::util::Trace;
+
+const BIAS: u64 = 0x5555_0000_0000;
+
+/// Compiles `programs/NAME.c` into `dir`; `None` when no C compiler is found.
+fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
+    let out = dir.join(name);
+    let ok = Command::new("cc")
+        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .ok()?
+        .success();
+    assert!(ok, "cc failed for {}", src.display());
+    Some(out)
+}
+
+/// Return address of the first call to `callee` inside `function`.
+fn return_address_of_call(bin: &Path, function: &str, callee: &str) -> u64 {
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(bin)
+        .output()
+        .expect("objdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut in_fn = false;
+    let mut found = false;
+    for line in text.lines() {
+        if line.ends_with(&format!("<{function}>:")) {
+            in_fn = true;
+            continue;
+        }
+        if in_fn && line.trim().is_empty() {
+            break;
+        }
+        let addr = line
+            .split(':')
+            .next()
+            .map(str::trim)
+            .and_then(|a| u64::from_str_radix(a, 16).ok());
+        if in_fn && found {
+            return addr.expect("instruction after the call");
+        }
+        if in_fn && line.contains("call") && line.contains(&format!("<{callee}")) {
+            found = true;
+        }
+    }
+    panic!("no call to {callee} in {function}");
+}
+
+fn line_of(marker: &str) -> u32 {
+    let src = include_str!("programs/leak.c");
+    src.lines()
+        .position(|l| l.contains(&format!("/* {marker} */")))
+        .unwrap() as u32
+        + 1
+}
+
+/// `(start, end)` of the binary's address range (vaddr 0 to file size is
+/// enough for a small PIE).
+fn range(bin: &Path) -> (u64, u64) {
+    (BIAS, BIAS + std::fs::metadata(bin).unwrap().len() + 0x10000)
+}
+
+fn leak_trace(module_path: &str, bin: &Path) -> (tempfile::TempDir, PathBuf) {
+    let leak_ra = return_address_of_call(bin, "make_leak", "malloc");
+    let main_ra = return_address_of_call(bin, "main", "make_leak");
+    let mut t = Trace::new(0);
+    let (start, end) = range(bin);
+    t.module(module_path, BIAS, start, end);
+    t.module(
+        "/nonexistent/liballoctrace_preload.so",
+        0x7000_0000_0000,
+        0x7000_0000_0000,
+        0x7000_0010_0000,
+    );
+    // Innermost first: a recorder frame (removed), make_leak, main.
+    let s = t.stack(&[0x7000_0000_1234, BIAS + leak_ra, BIAS + main_ra]);
+    for i in 0..3 {
+        t.alloc(AllocFn::Malloc, 0x1000 + 0x20 * i, 24, s);
+    }
+    t.finish()
+}
+
+#[test]
+fn leak_is_found_at_function_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(bin) = compile("leak", dir.path()) else {
+        return;
+    };
+    let (_d, p) = leak_trace(bin.to_str().unwrap(), &bin);
+    let a = analyze(&p).unwrap();
+    let mut syms = Symbols::new(&a.result.modules);
+    let r = cmd_leaks::leak_report(&a, &mut syms, &Suppressions::default()).unwrap();
+    assert_eq!(r.leaks.len(), 1);
+    let g = &r.leaks[0];
+    assert_eq!((g.count, g.bytes), (3, 72));
+    // The recorder's frame is gone; make_leak is innermost, at the malloc line.
+    let f = &g.stack[0];
+    assert_eq!(f.function.as_deref(), Some("make_leak"));
+    assert!(f.file.as_deref().unwrap().ends_with("leak.c"), "{f:?}");
+    assert_eq!(f.line, Some(line_of("LEAK-LINE")));
+    assert_eq!(f.module.as_deref(), bin.to_str());
+    assert_eq!(g.stack[1].function.as_deref(), Some("main"));
+}
+
+#[test]
+fn stripped_or_missing_module_degrades_to_module_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(bin) = compile("leak", dir.path()) else {
+        return;
+    };
+    let stripped = dir.path().join("leak-stripped");
+    std::fs::copy(&bin, &stripped).unwrap();
+    assert!(Command::new("strip")
+        .arg(&stripped)
+        .status()
+        .unwrap()
+        .success());
+    let leak_ra = return_address_of_call(&bin, "make_leak", "malloc");
+    for path in [stripped.to_str().unwrap(), "/nonexistent/prog"] {
+        let (_d, p) = leak_trace(path, &bin);
+        let a = analyze(&p).unwrap();
+        let mut syms = Symbols::new(&a.result.modules);
+        let r = cmd_leaks::leak_report(&a, &mut syms, &Suppressions::default()).unwrap();
+        let f = &r.leaks[0].stack[0];
+        assert_eq!(f.function, None, "{path}");
+        assert_eq!(f.module.as_deref(), Some(path));
+        assert_eq!(f.offset, leak_ra);
+        assert_eq!(
+            f.display(),
+            format!("{}+{:#x}", path.rsplit('/').next().unwrap(), leak_ra)
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the analyzer: one binary, one module per concern.
+
+mod util;
+
+mod classify;
+mod export;
+mod reports;
+mod symbolize;

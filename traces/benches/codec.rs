@@ -1,1 +1,68 @@
-fn main() {}
+//! Encoding and decoding speed of the trace format on the synthetic churn
+//! stream (see `traces::synthetic`). `cargo bench -p traces --bench codec`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use traces::synthetic::{Churn, ChurnConfig};
+use traces::{ExitStatus, Header, Reader, Record, Trailer, Writer, WriterOptions};
+
+const EVENTS: u64 = 2_000_000;
+
+fn encode(recs: &[Record], stacks: &[(u32, Vec<u64>)]) -> Vec<u8> {
+    let opts = WriterOptions {
+        ordered: true,
+        ..Default::default()
+    };
+    let mut w = Writer::new(
+        Vec::with_capacity(8 << 20),
+        &Header::synthetic(&["bench"]),
+        opts,
+    )
+    .unwrap();
+    for (id, f) in stacks {
+        w.define_stack(*id, f).unwrap();
+    }
+    for r in recs {
+        w.write(r).unwrap();
+    }
+    w.finish(&Trailer {
+        end_time: 0,
+        exit: ExitStatus::Code(0),
+        dropped_events: 0,
+    })
+    .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let churn = Churn::new(ChurnConfig {
+        events: EVENTS,
+        ..Default::default()
+    });
+    let stacks: Vec<(u32, Vec<u64>)> = churn.stacks().map(|(i, f)| (i, f.to_vec())).collect();
+    let recs: Vec<Record> = churn.collect();
+    let bytes = encode(&recs, &stacks);
+    eprintln!(
+        "{} events -> {} bytes = {:.3} bytes/event",
+        EVENTS,
+        bytes.len(),
+        bytes.len() as f64 / EVENTS as f64
+    );
+
+    let mut g = c.benchmark_group("churn");
+    g.throughput(Throughput::Elements(EVENTS));
+    g.sample_size(10);
+    g.bench_function("encode", |b| b.iter(|| encode(&recs, &stacks).len()));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let r = Reader::new(&bytes[..], "bench".into()).unwrap();
+            let mut n = 0u64;
+            for rec in r {
+                n += rec.unwrap().time & 1;
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

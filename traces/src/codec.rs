@@ -124,7 +124,7 @@ impl Default for AddrModel {
 }
 
 impl AddrModel {
-    #[inline]
+    #[inline(always)]
     fn push_live(&mut self, a: u64, size: u64, stack: u32) {
         if self.live.len() >= LIVE_CAP {
             self.live.clear();
@@ -149,7 +149,7 @@ impl AddrModel {
         code
     }
 
-    #[inline]
+    #[inline(always)]
     fn free_stack_decode(&mut self, alloc_stack: Option<u32>, code: u64) -> Option<u32> {
         let stack = match (code, alloc_stack) {
             (0, Some(a)) => {
@@ -168,7 +168,7 @@ impl AddrModel {
         Some(stack)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_freed(&mut self, a: u64, size: Option<u64>) {
         self.last_freed = a;
         if let Some(size) = size {
@@ -181,14 +181,14 @@ impl AddrModel {
     }
 
     /// The `k`-th entry from the top of class `c`'s stack, if it has one.
-    #[inline]
+    #[inline(always)]
     fn ring_get(&self, c: usize, k: usize) -> Option<u64> {
         (k < self.ring_len[c] as usize)
             .then(|| self.rings[c][(self.ring_pos[c] as usize + RING - k) % RING])
     }
 
     /// Removes the `k`-th entry from the top of class `c`'s stack.
-    #[inline]
+    #[inline(always)]
     fn ring_remove(&mut self, c: usize, k: usize) {
         let top = self.ring_pos[c] as usize;
         for j in (1..=k).rev() {
@@ -200,7 +200,7 @@ impl AddrModel {
     }
 
     /// After an allocation coded `1`: drop the address from the top of its class stack.
-    #[inline]
+    #[inline(always)]
     fn pop_if_top(&mut self, c: usize, a: u64) {
         if self.ring_get(c, 0) == Some(a) {
             self.ring_remove(c, 0);
@@ -220,7 +220,7 @@ impl AddrModel {
         self.last_lit = a;
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_lit(&mut self, c: &mut Cursor) -> Option<u64> {
         let d = match c.get()? {
             1 => varint::unzigzag(c.get()?),
@@ -231,7 +231,7 @@ impl AddrModel {
         Some(self.last_lit)
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_freed(
         &mut self,
         codes: (&mut Cursor, &mut Cursor),
@@ -253,7 +253,7 @@ impl AddrModel {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_allocated(
         &mut self,
         codes: &mut Cursor,

@@ -33,17 +33,17 @@ pub enum ErrorKind {
     Corrupt(String),
 }
 
-/// An error with the file, block index and byte offset it concerns.
+/// An error with the file, block index and byte offset it concerns. Boxed, so
+/// that `Result<Record>` stays as small as a record.
 #[derive(Debug)]
-pub struct Error {
-    /// What went wrong.
-    pub kind: ErrorKind,
-    /// The trace file's name, as given to the reader.
-    pub file: String,
-    /// Index of the block (0 is the header block), when known.
-    pub block: Option<u64>,
-    /// Byte offset in the file of the block or field concerned, when known.
-    pub offset: Option<u64>,
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    kind: ErrorKind,
+    file: String,
+    block: Option<u64>,
+    offset: Option<u64>,
 }
 
 /// Result alias for this crate.
@@ -56,12 +56,32 @@ impl Error {
         block: Option<u64>,
         offset: Option<u64>,
     ) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
             file: file.to_string(),
             block,
             offset,
-        }
+        }))
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0.kind
+    }
+
+    /// The trace file's name, as given to the reader.
+    pub fn file(&self) -> &str {
+        &self.0.file
+    }
+
+    /// Index of the block concerned (0 is the header block), when known.
+    pub fn block(&self) -> Option<u64> {
+        self.0.block
+    }
+
+    /// Byte offset in the file of the block or field concerned, when known.
+    pub fn offset(&self) -> Option<u64> {
+        self.0.offset
     }
 
     pub(crate) fn io(e: io::Error, file: &str) -> Self {
@@ -71,15 +91,16 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(b) = self.block {
+        let e = &self.0;
+        write!(f, "{}", e.file)?;
+        if let Some(b) = e.block {
             write!(f, ": block {b}")?;
         }
-        if let Some(o) = self.offset {
+        if let Some(o) = e.offset {
             write!(f, " at byte {o}")?;
         }
         write!(f, ": ")?;
-        match &self.kind {
+        match &e.kind {
             ErrorKind::Io(e) => write!(f, "{e}"),
             ErrorKind::Empty => write!(f, "empty file, not an alloctrace trace"),
             ErrorKind::BadMagic { found } => write!(
@@ -103,7 +124,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &self.0.kind {
             ErrorKind::Io(e) => Some(e),
             _ => None,
         }

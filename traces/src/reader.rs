@@ -2,7 +2,9 @@
 //! per-thread blocks, holding only blocks not yet passed by a watermark.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -95,8 +97,11 @@ pub struct Reader<R: Read> {
     header: Header,
     stacks: StackTable,
     trailer: Option<Trailer>,
-    queues: HashMap<ThreadId, Queue>,
-    heap: BinaryHeap<Reverse<(u64, ThreadId)>>,
+    /// One queue per thread seen; `thread_queue` maps a thread to its index.
+    queues: Vec<Queue>,
+    thread_queue: FxHashMap<ThreadId, usize>,
+    /// `(head time, thread, queue index)` of every non-empty queue.
+    heap: BinaryHeap<Reverse<(u64, ThreadId, usize)>>,
     watermark: u64,
     eof: bool,
     error: Option<Error>,
@@ -196,7 +201,8 @@ impl<R: Read> Reader<R> {
             header,
             stacks: StackTable::new(),
             trailer: None,
-            queues: HashMap::new(),
+            queues: Vec::new(),
+            thread_queue: FxHashMap::default(),
             heap: BinaryHeap::new(),
             watermark: 0,
             eof: false,
@@ -318,12 +324,16 @@ impl<R: Read> Reader<R> {
                     }
                     self.max_buffered = self.max_buffered.max(self.buffered);
                     let thread = block.thread();
-                    let q = self.queues.entry(thread).or_default();
+                    let qi = *self.thread_queue.entry(thread).or_insert_with(|| {
+                        self.queues.push(Queue::default());
+                        self.queues.len() - 1
+                    });
+                    let q = &mut self.queues[qi];
                     let was_empty = q.next >= q.batch.len() && q.blocks.is_empty();
                     q.blocks.push_back(block);
                     if was_empty {
-                        if let Some(k) = q.head_key()? {
-                            self.heap.push(Reverse(k));
+                        if let Some((t, th)) = q.head_key()? {
+                            self.heap.push(Reverse((t, th, qi)));
                         }
                     }
                 }
@@ -352,14 +362,20 @@ impl<R: Read> Iterator for Reader<R> {
     fn next(&mut self) -> Option<Result<Record>> {
         loop {
             if let Some(mut top) = self.heap.peek_mut() {
-                let Reverse((t, thread)) = *top;
-                if self.eof || t < self.watermark {
-                    let q = self.queues.get_mut(&thread)?;
+                let Reverse((t, thread, qi)) = *top;
+                if t < self.watermark || self.eof {
+                    let q = &mut self.queues[qi];
                     let rec = q.pop();
                     let head = q.head_key();
                     self.buffered -= std::mem::take(&mut q.released);
                     match head {
-                        Ok(Some(k)) => *top = Reverse(k),
+                        Ok(Some((t, th))) => {
+                            // Same thread at the top again is the common case:
+                            // only touch the heap when the order changes.
+                            if t != top.0 .0 {
+                                *top = Reverse((t, th, qi));
+                            }
+                        }
                         Ok(None) => {
                             std::collections::binary_heap::PeekMut::pop(top);
                         }

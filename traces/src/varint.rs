@@ -58,7 +58,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads one unsigned varint.
-    #[inline]
+    #[inline(always)]
     pub fn get(&mut self) -> Option<u64> {
         // Fast path: one byte.
         let b = *self.buf.get(self.pos)?;
@@ -92,7 +92,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads one byte.
-    #[inline]
+    #[inline(always)]
     pub fn byte(&mut self) -> Option<u8> {
         let b = *self.buf.get(self.pos)?;
         self.pos += 1;

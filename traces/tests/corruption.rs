@@ -26,7 +26,7 @@ fn open(bytes: &[u8]) -> Result<Reader<&[u8]>, traces::Error> {
 #[test]
 fn empty_file() {
     let e = open(&[]).err().unwrap();
-    assert!(matches!(e.kind, ErrorKind::Empty));
+    assert!(matches!(e.kind(), ErrorKind::Empty));
     assert_eq!(
         e.to_string(),
         "t.atrace at byte 0: empty file, not an alloctrace trace"
@@ -38,7 +38,7 @@ fn wrong_magic() {
     let e = open(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00")
         .err()
         .unwrap();
-    assert!(matches!(e.kind, ErrorKind::BadMagic { .. }));
+    assert!(matches!(e.kind(), ErrorKind::BadMagic { .. }));
     assert!(e.to_string().contains("not an alloctrace trace"), "{e}");
 }
 
@@ -47,7 +47,7 @@ fn future_version_names_both_versions() {
     let (_, mut bytes) = sample();
     bytes[8..10].copy_from_slice(&(traces::VERSION + 1).to_le_bytes());
     let e = open(&bytes).err().unwrap();
-    match e.kind {
+    match *e.kind() {
         ErrorKind::UnsupportedVersion { found, supported } => {
             assert_eq!((found, supported), (traces::VERSION + 1, traces::VERSION));
         }
@@ -114,12 +114,15 @@ fn bit_flip_gives_checksum_error_with_block_and_offset() {
         }
     };
     assert!(n > 0, "records before the damaged block are still yielded");
-    assert!(err.block.is_some() && err.offset.is_some(), "{err}");
-    assert!(err.offset.unwrap() <= at as u64);
+    assert!(err.block().is_some() && err.offset().is_some(), "{err}");
+    assert!(err.offset().unwrap() <= at as u64);
     let msg = err.to_string();
     assert!(msg.starts_with("t.atrace: block "), "{msg}");
     assert!(
-        matches!(err.kind, ErrorKind::Checksum { .. } | ErrorKind::Corrupt(_)),
+        matches!(
+            err.kind(),
+            ErrorKind::Checksum { .. } | ErrorKind::Corrupt(_)
+        ),
         "{msg}"
     );
 }

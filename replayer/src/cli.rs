@@ -39,8 +39,14 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = Touch::Page)]
     pub touch: Touch,
     /// Interval between memory samples, in milliseconds.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub sample_ms: u64,
+    /// Follow the recorded timing, FACTOR times faster (1 = recorded speed; 0 =
+    /// as fast as possible). Pacing keeps threads interleaved as recorded, which
+    /// makes peak RSS of multithreaded traces faithful; times are then not
+    /// allocator speed.
+    #[arg(long, value_name = "FACTOR", default_value_t = 0.0)]
+    pub pace: f64,
     /// Write memory samples over time to FILE (CSV; JSON if it ends in .json).
     #[arg(long, value_name = "FILE")]
     pub samples: Option<PathBuf>,
@@ -103,6 +109,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
             touch: args.touch,
             op_timing: !args.no_op_timing,
             sample_interval: Duration::from_millis(args.sample_ms),
+            pace: args.pace,
         },
         isolate: args.isolate,
         strace: !args.no_strace && strace_available(),

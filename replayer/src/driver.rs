@@ -26,6 +26,12 @@ pub struct ReplayOptions {
     pub op_timing: bool,
     /// Interval between memory samples.
     pub sample_interval: Duration,
+    /// Follow the recorded timing: an op does not start before its recorded time
+    /// divided by `pace` (so 1.0 is recorded speed, 2.0 twice as fast). 0 (the
+    /// default) replays as fast as possible; threads then interleave differently
+    /// from the recording, which changes how many blocks are live at once.
+    #[serde(default)]
+    pub pace: f64,
 }
 
 impl Default for ReplayOptions {
@@ -33,7 +39,8 @@ impl Default for ReplayOptions {
         ReplayOptions {
             touch: Touch::Page,
             op_timing: true,
-            sample_interval: Duration::from_millis(5),
+            sample_interval: Duration::from_millis(1),
+            pace: 0.0,
         }
     }
 }
@@ -72,8 +79,11 @@ pub struct RunResult {
     /// How the footprint is measured: `allocator-stats`, `mallinfo2` or `rss`.
     pub footprint_source: String,
     /// Peak of live requested bytes in the trace's global order.
+    pub trace_live_peak_bytes: u64,
+    /// Highest live requested bytes sampled during the replay (threads replayed
+    /// as fast as possible can hold more blocks at once than the recording did).
     pub live_peak_bytes: u64,
-    /// `footprint_peak_bytes / live_peak_bytes`.
+    /// Footprint over live bytes at the sample with the most live bytes.
     pub fragmentation_at_peak: f64,
     /// Sum of sampled footprints over sum of sampled live bytes.
     pub fragmentation_over_time: f64,
@@ -142,6 +152,23 @@ fn wait_ready(slot: &Slot) -> usize {
     }
 }
 
+/// Waits until `us` microseconds after `t0` (sleeping when far, then yielding).
+fn wait_until(t0: Instant, us: f64) {
+    let target = t0 + Duration::from_nanos((us * 1000.0) as u64);
+    loop {
+        let now = Instant::now();
+        if now >= target {
+            return;
+        }
+        let left = target - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Address of the block in `slot` for a free/realloc (waiting for another thread's
 /// allocation when `waits`), or `None` when it was never obtained.
 fn take(slot: &Slot, waits: bool) -> Option<(*mut u8, u64)> {
@@ -187,7 +214,12 @@ fn run_thread(index: usize, ops: &[Op], sh: &Shared) -> ThreadOut {
     let (b, timing, mode) = (sh.backend, sh.opts.op_timing, sh.opts.touch);
     let live = &sh.live[index];
     let mut batch = 0u64;
+    let t0 = Instant::now();
+    let pace = sh.opts.pace;
     for op in ops {
+        if pace > 0.0 {
+            wait_until(t0, op.time_us as f64 / pace);
+        }
         let slot = &sh.slots[op.slot as usize];
         match op.kind {
             OpKind::Free => {
@@ -292,7 +324,7 @@ pub fn replay(
         ops: plan.ops(),
         threads: n,
         footprint_source: backend.footprint_source().to_string(),
-        live_peak_bytes: plan.peak_live_bytes,
+        trace_live_peak_bytes: plan.peak_live_bytes,
         ..Default::default()
     };
     let outs: Vec<ThreadOut> = std::thread::scope(|s| {
@@ -369,8 +401,9 @@ fn summarize_samples(r: &mut RunResult) {
         .max()
         .unwrap_or(0);
     r.footprint_end_bytes = r.samples.last().map_or(0, |s| s.footprint_bytes);
-    if r.live_peak_bytes > 0 {
-        r.fragmentation_at_peak = r.footprint_peak_bytes as f64 / r.live_peak_bytes as f64;
+    if let Some(peak) = r.samples.iter().max_by_key(|s| s.live_bytes) {
+        r.live_peak_bytes = peak.live_bytes;
+        r.fragmentation_at_peak = peak.fragmentation().unwrap_or(0.0);
     }
     let (f, l) = r.samples.iter().fold((0u128, 0u128), |(f, l), s| {
         (f + s.footprint_bytes as u128, l + s.live_bytes as u128)

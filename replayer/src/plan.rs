@@ -47,6 +47,7 @@ pub enum OpKind {
 }
 
 /// One allocator call of the plan: 24 bytes.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     /// Requested size (allocations and realloc), 0 for free.
@@ -56,6 +57,9 @@ pub struct Op {
     /// Realloc: the old slot ([`NO_SLOT`] when acting as malloc). Aligned
     /// allocations: the alignment. Otherwise 0.
     pub aux: u32,
+    /// Recorded time of the call, microseconds since the trace's first event
+    /// (saturating), for paced replays.
+    pub time_us: u32,
     /// Slot filled by another thread: the op must wait until it is ready
     /// (free and realloc of a block allocated on another thread).
     pub waits: bool,
@@ -117,6 +121,8 @@ pub struct PlanBuilder {
     thread_index: HashMap<ThreadId, u32>,
     addrs: HashMap<u64, AddrState>,
     live: u64,
+    first_time: Option<u64>,
+    now_us: u32,
 }
 
 impl PlanBuilder {
@@ -171,12 +177,15 @@ impl PlanBuilder {
         }
     }
 
-    fn push(&mut self, thread: u32, op: Op) {
+    fn push(&mut self, thread: u32, mut op: Op) {
+        op.time_us = self.now_us;
         self.plan.threads[thread as usize].push(op);
     }
 
     /// Adds one record (records must come in the reader's global order).
     pub fn add(&mut self, rec: &Record) -> anyhow::Result<()> {
+        let first = *self.first_time.get_or_insert(rec.time);
+        self.now_us = u32::try_from(rec.time.saturating_sub(first) / 1000).unwrap_or(u32::MAX);
         match rec.event {
             Event::Alloc {
                 func,
@@ -214,6 +223,7 @@ impl PlanBuilder {
                         size,
                         slot,
                         aux,
+                        time_us: 0,
                         waits: false,
                         kind,
                     },
@@ -267,6 +277,7 @@ impl PlanBuilder {
                 size,
                 slot,
                 aux: old_slot,
+                time_us: 0,
                 waits,
                 kind: OpKind::Realloc,
             },
@@ -290,6 +301,7 @@ fn free_op(slot: u32, waits: bool) -> Op {
         size: 0,
         slot,
         aux: 0,
+        time_us: 0,
         waits,
         kind: OpKind::Free,
     }

@@ -67,6 +67,8 @@ pub struct AllocatorReport {
     pub rss_baseline_bytes: Stat,
     /// Peak footprint.
     pub footprint_peak_bytes: Stat,
+    /// Highest live bytes sampled during the replay.
+    pub live_peak_bytes: Stat,
     /// Footprint peak over live peak.
     pub fragmentation_at_peak: Stat,
     /// Sampled footprint over sampled live bytes.
@@ -110,6 +112,7 @@ pub fn allocator_report(o: &Outcome) -> AllocatorReport {
         peak_rss_bytes: o.stat(|r| r.peak_rss_bytes as f64),
         rss_baseline_bytes: o.stat(|r| r.rss_baseline_bytes as f64),
         footprint_peak_bytes: o.stat(|r| r.footprint_peak_bytes as f64),
+        live_peak_bytes: o.stat(|r| r.live_peak_bytes as f64),
         fragmentation_at_peak: o.stat(|r| r.fragmentation_at_peak),
         fragmentation_over_time: o.stat(|r| r.fragmentation_over_time),
         footprint_source: median.map_or_else(String::new, |r| r.footprint_source.clone()),

@@ -52,6 +52,7 @@ pub fn table(trace: &str, plan: &Plan, outcomes: &[Outcome]) -> String {
             pm(o.stat(|r| r.op_p99_ns as f64), |v| format!("{v:.0}")),
             pm(o.stat(|r| r.peak_rss_bytes as f64), mib),
             pm(o.stat(|r| r.footprint_peak_bytes as f64), mib),
+            pm(o.stat(|r| r.live_peak_bytes as f64), mib),
             pm(o.stat(|r| r.fragmentation_at_peak), |v| format!("{v:.2}")),
             pm(o.stat(|r| r.fragmentation_over_time), |v| format!("{v:.2}")),
             c(|c| c.brk),
@@ -70,7 +71,7 @@ pub fn table(trace: &str, plan: &Plan, outcomes: &[Outcome]) -> String {
     }
     let s = &plan.skipped;
     format!(
-        "{trace}: {} ops on {} threads, live peak {} MiB; skipped {} (double frees {}, invalid frees {}, failed allocations {})\n{t}",
+        "{trace}: {} ops on {} threads, live peak {} MiB in the trace; skipped {} (double frees {}, invalid frees {}, failed allocations {})\n{t}",
         plan.ops(),
         plan.threads.len(),
         mib(plan.peak_live_bytes as f64),

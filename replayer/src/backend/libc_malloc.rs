@@ -13,10 +13,16 @@ extern "C" {
     fn pvalloc(size: libc::size_t) -> *mut c_void;
 }
 
+fn mallinfo2() -> libc::mallinfo2 {
+    // SAFETY: mallinfo2 only reads glibc's allocator statistics (all arenas).
+    unsafe { libc::mallinfo2() }
+}
+
 /// Which malloc the process links, which decides how footprint is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
-    /// glibc: footprint from `mallinfo2` (arena plus mmapped chunks).
+    /// glibc: footprint from `mallinfo2` (arenas plus mmapped chunks, minus what
+    /// the replayer itself had in use when the backend was made).
     Glibc,
     /// A preloaded library: footprint is resident memory above the baseline.
     Preloaded,
@@ -32,16 +38,22 @@ pub struct LibcMalloc {
 impl LibcMalloc {
     /// The process malloc, with footprint measured from now.
     pub fn new(which: Which) -> LibcMalloc {
-        let mut b = LibcMalloc { which, baseline: 0 };
-        b.baseline = b.raw_footprint();
-        b
+        let baseline = match which {
+            // What the replayer itself has in use: the rest of what glibc holds
+            // (including free memory it kept) is the replay's footprint.
+            Which::Glibc => {
+                let m = mallinfo2();
+                (m.uordblks + m.hblkhd) as u64
+            }
+            Which::Preloaded => measure::rss_bytes().unwrap_or(0),
+        };
+        LibcMalloc { which, baseline }
     }
 
     fn raw_footprint(&self) -> u64 {
         match self.which {
             Which::Glibc => {
-                // SAFETY: mallinfo2 only reads the allocator's statistics.
-                let m = unsafe { libc::mallinfo2() };
+                let m = mallinfo2();
                 (m.arena + m.hblkhd) as u64
             }
             Which::Preloaded => measure::rss_bytes().unwrap_or(0),

@@ -53,6 +53,9 @@ fn replayed(plan: &Plan, b: &dyn Backend, op_timing: bool) -> f64 {
     r.ops as f64 / (r.wall_ns as f64 / 1e9)
 }
 
+/// Makes a fresh backend for one run.
+type MakeBackend = fn() -> Box<dyn Backend>;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -72,9 +75,9 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(plan.threads.len() == 1, "single-thread traces only");
     println!("{} ops", plan.ops());
     println!("backend     raw Mops/s  replay Mops/s  replay+timing Mops/s  (median of 5)");
-    let backends: [(&str, Box<dyn Fn() -> Box<dyn Backend>>); 2] = [
-        ("glibc", Box::new(|| Box::new(LibcMalloc::new(Which::Glibc)))),
-        ("alloctrace", Box::new(|| Box::new(Ours::new().expect("heap")))),
+    let backends: [(&str, MakeBackend); 2] = [
+        ("glibc", || Box::new(LibcMalloc::new(Which::Glibc))),
+        ("alloctrace", || Box::new(Ours::new().expect("heap"))),
     ];
     for (name, make) in backends {
         let mut r = Vec::new();

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::driver::RunResult;
 use crate::run::Outcome;
 
+/// Reads one metric of a run.
+pub type Metric = fn(&RunResult) -> f64;
+
 /// The metrics the gate compares (lower is better for all of them).
-pub const METRICS: &[(&str, fn(&RunResult) -> f64)] = &[
+pub const METRICS: &[(&str, Metric)] = &[
     ("peak_rss_bytes", |r| r.peak_rss_bytes as f64),
     ("wall_ns", |r| r.wall_ns as f64),
     ("fragmentation_at_peak", |r| r.fragmentation_at_peak),

@@ -5,3 +5,4 @@ mod driver_process;
 mod gate;
 mod plan;
 mod replay;
+mod samples;

@@ -111,7 +111,12 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
             sample_interval: Duration::from_millis(args.sample_ms),
             pace: args.pace,
         },
-        isolate: args.isolate,
+        // A library runs in a driver process; the gate compares like with like.
+        isolate: args.isolate
+            || [&args.baseline, &args.candidate]
+                .into_iter()
+                .flatten()
+                .any(|a| matches!(a, AllocatorSpec::Library(_))),
         strace: !args.no_strace && strace_available(),
     };
     let mut plans = Vec::new();

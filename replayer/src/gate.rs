@@ -49,14 +49,22 @@ pub struct Regression {
 
 impl std::fmt::Display for Regression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = if self.metric.starts_with("fragmentation") {
+            3
+        } else {
+            0
+        };
         write!(
             f,
-            "{} regressed on {}: baseline {:.4} → candidate {:.4} ({:+.1}%, run-to-run spread {:.4})",
+            "{} regressed on {}: baseline {:.*} → candidate {:.*} ({:+.1}%, run-to-run spread {:.*})",
             self.metric,
             self.trace,
+            digits,
             self.baseline,
+            digits,
             self.candidate,
             self.change * 100.0,
+            digits,
             self.spread
         )
     }

@@ -29,6 +29,14 @@ enum Command {
     Dump(cmd_dump::DumpArgs),
     /// Summarise a trace: allocations, bytes, peak, leaks, top sites.
     Summary(analyzer::cli::SummaryArgs),
+    /// List blocks never freed, grouped by allocation stack.
+    Leaks(analyzer::cli::LeaksArgs),
+    /// List heap errors: double, invalid, interior and mismatched frees.
+    Errors(analyzer::cli::ErrorsArgs),
+    /// Write the allocation table and stacks as Parquet.
+    Export(analyzer::cli::ExportArgs),
+    /// Replay traces against allocators and compare them.
+    Replay(replayer::cli::ReplayArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -41,10 +49,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Info(a) => cmd_info::run(&a),
         Command::Dump(a) => cmd_dump::run(&a),
         Command::Summary(a) => analyzer::cli::summary(&a),
+        Command::Leaks(a) => analyzer::cli::leaks(&a),
+        Command::Errors(a) => analyzer::cli::errors(&a),
+        Command::Export(a) => analyzer::cli::export(&a),
+        Command::Replay(a) => replayer::cli::replay(&a),
     }
 }
 
 fn main() -> ExitCode {
+    // A replay driver process (`replay --allocator LIB.so`) is this binary
+    // re-executed with an environment marker: it replays and exits here.
+    replayer::cli::driver_main_if_requested();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -33,6 +33,7 @@ pub struct ProcTrace {
     max_time: u64,
     /// Records decoded so far.
     pub events: u64,
+    scratch: Vec<u8>,
 }
 
 impl ProcTrace {
@@ -89,6 +90,7 @@ impl ProcTrace {
             advanced: 0,
             max_time: start,
             events: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -138,8 +140,17 @@ impl ProcTrace {
 
     /// Decodes records of chunk `i` in `[from, to)`; returns bytes consumed.
     fn decode(&mut self, i: usize, tid: u32, from: usize, to: usize) -> anyhow::Result<usize> {
-        let bytes = self.map.chunk_bytes(i, from, to).to_vec();
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        bytes.extend_from_slice(self.map.chunk_bytes(i, from, to));
+        let r = self.decode_bytes(tid, &bytes);
+        self.scratch = bytes;
+        r
+    }
+
+    fn decode_bytes(&mut self, tid: u32, bytes: &[u8]) -> anyhow::Result<usize> {
         let mut at = 0;
+        let mut frames: Vec<u64> = Vec::new();
         while at + abi::RECORD_HEADER <= bytes.len() {
             let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
             let time = word(at);
@@ -151,15 +162,15 @@ impl ProcTrace {
                 break;
             }
             let nw = (len - abi::RECORD_HEADER) / 8;
-            let w: Vec<u64> = (0..nw)
-                .map(|k| word(at + abi::RECORD_HEADER + 8 * k))
-                .collect();
-            let tail = &bytes[at + abi::RECORD_HEADER..at + len];
-            let arg = |k: usize| w.get(k).copied().unwrap_or(0);
+            let body = at + abi::RECORD_HEADER;
+            let tail = &bytes[body..at + len];
+            let arg = |k: usize| if k < nw { word(body + 8 * k) } else { 0 };
             at += len;
             let event = match kind {
                 abi::KIND_STACK => {
-                    self.writer.define_stack(stack, &w)?;
+                    frames.clear();
+                    frames.extend((0..nw).map(|k| word(body + 8 * k)));
+                    self.writer.define_stack(stack, &frames)?;
                     continue;
                 }
                 abi::KIND_ALLOC => Event::Alloc {

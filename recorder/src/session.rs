@@ -128,7 +128,7 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
     let root_pid = child.id();
     drop(child);
 
-    let mut live: BTreeMap<(u32, u32), ProcTrace> = BTreeMap::new();
+    let mut live: BTreeMap<(u32, u32), (ProcTrace, PathBuf)> = BTreeMap::new();
     let mut seen: HashSet<(u32, u32)> = HashSet::new();
     let mut pending: HashMap<(u32, u32), u32> = HashMap::new();
     let mut statuses: HashMap<u32, ExitStatus> = HashMap::new();
@@ -152,13 +152,17 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
                         seen.insert(key);
                         let is_root = key == (root_pid, 0);
                         let out = trace_path(&opts.output, key.0, key.1, is_root);
+                        // The file stays until the image is finished, so a
+                        // later exec by the same pid gets the next number.
                         match ProcTrace::new(key.0, key.1, map, out, is_root) {
                             Ok(t) => {
-                                live.insert(key, t);
+                                live.insert(key, (t, path));
                             }
-                            Err(e) => errors.push(format!("{e:#}")),
+                            Err(e) => {
+                                errors.push(format!("{e:#}"));
+                                let _ = std::fs::remove_file(&path);
+                            }
                         }
-                        let _ = std::fs::remove_file(&path);
                     }
                     None => {
                         // Not ready: give a dead writer a few rounds, then drop it.
@@ -174,7 +178,7 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
         }
         // 2. Drain.
         let mut work = 0;
-        for t in live.values_mut() {
+        for (t, _) in live.values_mut() {
             match t.drain() {
                 Ok(n) => work += n,
                 Err(e) => errors.push(format!("{}: {e:#}", t.path.display())),
@@ -196,9 +200,11 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
                 None
             };
             if let Some(s) = status {
-                if let Some(t) = live.remove(&key) {
+                if let Some((t, shm_path)) = live.remove(&key) {
                     let is_root = key == (root_pid, 0);
-                    match t.finish(s) {
+                    let r = t.finish(s);
+                    let _ = std::fs::remove_file(&shm_path);
+                    match r {
                         Ok(p) => written.push((is_root, p)),
                         Err(e) => errors.push(format!("{e:#}")),
                     }

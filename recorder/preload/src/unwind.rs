@@ -22,7 +22,8 @@ use crate::thread::ThreadState;
 
 /// Highest depth cap accepted.
 pub const MAX_DEPTH: usize = 256;
-const MEMO_ENTRIES: usize = 64;
+const MEMO_ENTRIES: usize = 128;
+const MEMO_WAYS: usize = 4;
 const MAX_READS: usize = 128;
 
 type Fh = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
@@ -34,7 +35,8 @@ struct MemoEntry {
     bp: u64,
     gen: u64,
     id: u32,
-    nreads: u32,
+    nreads: u16,
+    uses_bp: bool,
     reads: [(u64, u64); MAX_READS],
 }
 
@@ -48,6 +50,9 @@ pub struct Unwinder {
     stack_top: u64,
     memo: Box<[MemoEntry]>,
     frames: [u64; MAX_DEPTH],
+    frames2: [u64; MAX_DEPTH],
+    reads: [(u64, u64); MAX_READS],
+    victim: usize,
 }
 
 impl Unwinder {
@@ -67,12 +72,16 @@ impl Unwinder {
                     gen: 0,
                     id: 0,
                     nreads: 0,
+                    uses_bp: true,
                     reads: [(0, 0); MAX_READS],
                 };
                 MEMO_ENTRIES
             ]
             .into_boxed_slice(),
             frames: [0; MAX_DEPTH],
+            frames2: [0; MAX_DEPTH],
+            reads: [(0, 0); MAX_READS],
+            victim: 0,
         })
     }
 
@@ -87,7 +96,7 @@ impl Unwinder {
             return;
         };
         let mut fh = Fh::new();
-        let me = capture_and_unwind as usize as u64;
+        let me = capture_and_unwind as *const () as usize as u64;
         for m in &mods {
             if me >= m.start && me < m.end {
                 self.own = (m.start, m.end);
@@ -167,13 +176,12 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
     }
     let epoch = ts.unwinder.as_ref().map_or(0, |u| u.stack_epoch);
     let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
-    let idx = {
-        let h = (sp ^ bp.rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> 58) as usize % MEMO_ENTRIES
-    };
+    // Optimised code often keeps data in rbp, so entries ignore it unless
+    // the unwind depended on it (checked once, when the entry is made).
+    let set = (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % (MEMO_ENTRIES / MEMO_WAYS) * MEMO_WAYS;
     if let Some(u) = ts.unwinder.as_ref() {
-        let e = &u.memo[idx];
-        if e.id != 0 && e.ip == ip && e.sp == sp && e.bp == bp && e.gen == (gen ^ epoch << 40) {
+      for e in &u.memo[set..set + MEMO_WAYS] {
+        if e.id != 0 && e.ip == ip && e.sp == sp && (!e.uses_bp || e.bp == bp) && e.gen == (gen ^ epoch << 40) {
             // SAFETY: every address was read from this thread's stack within
             // [sp, top) by the unwind that made the entry; same sp, so still mapped.
             let same = e.reads[..e.nreads as usize]
@@ -183,82 +191,96 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
                 return e.id;
             }
         }
+      }
     }
     // Miss: make sure the module list is current, then unwind.
     modules::refresh(ts, p);
-    let Some(u) = ts.unwinder.as_mut() else {
-        return 0;
-    };
+    let Some(u) = ts.unwinder.as_mut() else { return 0 };
     if u.gen != modules::GENERATION.load(core::sync::atomic::Ordering::Acquire) {
         u.rebuild();
     }
-    let top = u.stack_top;
-    if sp >= top {
+    if sp >= u.stack_top {
         return 0;
     }
-    let mut reads = [(0u64, 0u64); MAX_READS];
-    let mut nreads = 0usize;
-    let mut overflow = false;
-    let mut read_stack = |addr: u64| -> Result<u64, ()> {
-        if addr < sp || addr.saturating_add(8) > top || addr % 8 != 0 {
-            return Err(());
-        }
-        // SAFETY: `addr` is an aligned word inside this thread's stack [sp, top).
-        let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
-        if nreads < MAX_READS {
-            reads[nreads] = (addr, v);
-            nreads += 1;
-        } else {
-            overflow = true;
-        }
-        Ok(v)
-    };
-    let regs = UnwindRegsX86_64::new(ip, sp, bp);
-    let mut it = u.fh.iter_frames(ip, regs, &mut u.cache, &mut read_stack);
-    let mut n = 0;
-    let own = u.own;
     let max = p.max_depth.min(MAX_DEPTH);
-    let mut steps = 0;
-    while let Ok(Some(f)) = it.next() {
-        steps += 1;
-        if steps > max + 32 {
-            break;
-        }
-        let a = f.address_for_lookup();
-        if n == 0 && a >= own.0 && a < own.1 {
-            continue; // the recorder's own frames
-        }
-        if n >= max {
-            break;
-        }
-        u.frames[n] = match f {
-            FrameAddress::InstructionPointer(ip) => ip,
-            FrameAddress::ReturnAddress(r) => r.get() - 1,
-        };
-        n += 1;
-    }
-    drop(it);
+    let (n, nreads, overflow) = u.walk(ip, sp, bp, max, false);
     if n == 0 {
         return 0;
     }
+    // Would the same walk give the same frames without rbp?
+    let (n2, _, _) = u.walk(ip, sp, 0, max, true);
+    let uses_bp = n2 != n || u.frames2[..n] != u.frames[..n];
     let h = stacks::hash(&u.frames[..n]);
     let (id, known) = stacks::intern(h, || p.next_stack_id());
+    if !overflow {
+        u.victim = u.victim.wrapping_add(1);
+        let e = &mut u.memo[set + u.victim % MEMO_WAYS];
+        e.ip = ip;
+        e.sp = sp;
+        e.bp = bp;
+        e.uses_bp = uses_bp;
+        e.gen = u.gen ^ epoch << 40;
+        e.id = id;
+        e.nreads = nreads as u16;
+        e.reads[..nreads].copy_from_slice(&u.reads[..nreads]);
+    }
     if !known {
         let mut buf = [0u64; MAX_DEPTH];
         buf[..n].copy_from_slice(&u.frames[..n]);
         ts.write(p, abi::KIND_STACK, 0, id, &buf[..n], &[], false);
     }
-    if !overflow {
-        if let Some(u) = ts.unwinder.as_mut() {
-            let e = &mut u.memo[idx];
-            e.ip = ip;
-            e.sp = sp;
-            e.bp = bp;
-            e.gen = u.gen ^ epoch << 40;
-            e.id = id;
-            e.nreads = nreads as u32;
-            e.reads[..nreads].copy_from_slice(&reads[..nreads]);
-        }
-    }
     id
+}
+
+impl Unwinder {
+    /// Walks the stack from `(ip, sp, bp)` into `frames` (or `frames2` for the
+    /// check walk); returns (frames, stack words read, whether reads overflowed).
+    fn walk(&mut self, ip: u64, sp: u64, bp: u64, max: usize, second: bool) -> (usize, usize, bool) {
+        let top = self.stack_top;
+        let own = self.own;
+        let Unwinder { fh, cache, reads, frames, frames2, .. } = self;
+        let out = if second { frames2 } else { frames };
+        let mut nreads = 0usize;
+        let mut overflow = false;
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            if addr < sp || addr.saturating_add(8) > top || addr % 8 != 0 {
+                return Err(());
+            }
+            // SAFETY: `addr` is an aligned word inside this thread's stack [sp, top).
+            let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
+            if second {
+                return Ok(v);
+            }
+            if nreads < MAX_READS {
+                reads[nreads] = (addr, v);
+                nreads += 1;
+            } else {
+                overflow = true;
+            }
+            Ok(v)
+        };
+        let regs = UnwindRegsX86_64::new(ip, sp, bp);
+        let mut it = fh.iter_frames(ip, regs, cache, &mut read_stack);
+        let mut n = 0;
+        let mut steps = 0;
+        while let Ok(Some(f)) = it.next() {
+            steps += 1;
+            if steps > max + 32 {
+                break;
+            }
+            let a = f.address_for_lookup();
+            if n == 0 && a >= own.0 && a < own.1 {
+                continue; // the recorder's own frames
+            }
+            if n >= max {
+                break;
+            }
+            out[n] = match f {
+                FrameAddress::InstructionPointer(ip) => ip,
+                FrameAddress::ReturnAddress(r) => r.get() - 1,
+            };
+            n += 1;
+        }
+        (n, nreads, overflow)
+    }
 }

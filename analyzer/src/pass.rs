@@ -169,10 +169,12 @@ pub struct PassResult {
 }
 
 impl<'a> Pass<'a> {
-    /// A pass for a trace whose header has `header_flags`.
+    /// A pass for a trace whose header has `header_flags`. Traces that start
+    /// mid-run (attached, or a forked child, which inherits its parent's
+    /// heap) count releases of unknown blocks instead of reporting them.
     pub fn new(header_flags: u32) -> Self {
         Pass {
-            attached: header_flags & flags::ATTACHED != 0,
+            attached: header_flags & (flags::ATTACHED | flags::FORKED) != 0,
             slots: AddrMap::default(),
             live_count: 0,
             live_bytes: 0,

@@ -4,5 +4,6 @@ mod util;
 
 mod classify;
 mod export;
+mod recorded;
 mod reports;
 mod symbolize;

@@ -127,7 +127,10 @@ impl ProcTrace {
             }
             if full && self.drained[i] >= committed {
                 self.drained[i] = 0;
-                self.map.chunk(i).state.store(abi::CHUNK_FREE, Ordering::Release);
+                self.map
+                    .chunk(i)
+                    .state
+                    .store(abi::CHUNK_FREE, Ordering::Release);
             }
         }
         if wm > self.advanced {

@@ -1,1 +1,6 @@
-//! Integration tests.
+//! Integration tests: small C and C++ programs compiled here, run under
+//! [`recorder::record`], and their traces read back with `traces::Reader`.
+
+mod common;
+mod programs;
+mod real_programs;

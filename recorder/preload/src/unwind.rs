@@ -178,24 +178,32 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
     let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
     // Optimised code often keeps data in rbp, so entries ignore it unless
     // the unwind depended on it (checked once, when the entry is made).
-    let set = (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % (MEMO_ENTRIES / MEMO_WAYS) * MEMO_WAYS;
+    let set = (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % (MEMO_ENTRIES / MEMO_WAYS)
+        * MEMO_WAYS;
     if let Some(u) = ts.unwinder.as_ref() {
-      for e in &u.memo[set..set + MEMO_WAYS] {
-        if e.id != 0 && e.ip == ip && e.sp == sp && (!e.uses_bp || e.bp == bp) && e.gen == (gen ^ epoch << 40) {
-            // SAFETY: every address was read from this thread's stack within
-            // [sp, top) by the unwind that made the entry; same sp, so still mapped.
-            let same = e.reads[..e.nreads as usize]
-                .iter()
-                .all(|&(a, v)| unsafe { core::ptr::read_volatile(a as *const u64) } == v);
-            if same {
-                return e.id;
+        for e in &u.memo[set..set + MEMO_WAYS] {
+            if e.id != 0
+                && e.ip == ip
+                && e.sp == sp
+                && (!e.uses_bp || e.bp == bp)
+                && e.gen == (gen ^ epoch << 40)
+            {
+                // SAFETY: every address was read from this thread's stack within
+                // [sp, top) by the unwind that made the entry; same sp, so still mapped.
+                let same = e.reads[..e.nreads as usize]
+                    .iter()
+                    .all(|&(a, v)| unsafe { core::ptr::read_volatile(a as *const u64) } == v);
+                if same {
+                    return e.id;
+                }
             }
         }
-      }
     }
     // Miss: make sure the module list is current, then unwind.
     modules::refresh(ts, p);
-    let Some(u) = ts.unwinder.as_mut() else { return 0 };
+    let Some(u) = ts.unwinder.as_mut() else {
+        return 0;
+    };
     if u.gen != modules::GENERATION.load(core::sync::atomic::Ordering::Acquire) {
         u.rebuild();
     }
@@ -235,10 +243,24 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
 impl Unwinder {
     /// Walks the stack from `(ip, sp, bp)` into `frames` (or `frames2` for the
     /// check walk); returns (frames, stack words read, whether reads overflowed).
-    fn walk(&mut self, ip: u64, sp: u64, bp: u64, max: usize, second: bool) -> (usize, usize, bool) {
+    fn walk(
+        &mut self,
+        ip: u64,
+        sp: u64,
+        bp: u64,
+        max: usize,
+        second: bool,
+    ) -> (usize, usize, bool) {
         let top = self.stack_top;
         let own = self.own;
-        let Unwinder { fh, cache, reads, frames, frames2, .. } = self;
+        let Unwinder {
+            fh,
+            cache,
+            reads,
+            frames,
+            frames2,
+            ..
+        } = self;
         let out = if second { frames2 } else { frames };
         let mut nreads = 0usize;
         let mut overflow = false;

@@ -12,15 +12,31 @@ use traces::{
 };
 
 fn rec(time: u64, thread: u32, event: Event) -> Record {
-    Record { time, thread, event }
+    Record {
+        time,
+        thread,
+        event,
+    }
 }
 
 fn alloc(func: AllocFn, addr: u64, size: u64, align: u64, stack: u32) -> Event {
-    Event::Alloc { func, addr, size, align, stack }
+    Event::Alloc {
+        func,
+        addr,
+        size,
+        align,
+        stack,
+    }
 }
 
 fn free(func: FreeFn, addr: u64, size: u64, align: u64, stack: u32) -> Event {
-    Event::Free { func, addr, size, align, stack }
+    Event::Free {
+        func,
+        addr,
+        size,
+        align,
+        stack,
+    }
 }
 
 fn header(cmd: &[&str], pid: u32) -> Header {
@@ -36,7 +52,10 @@ fn header(cmd: &[&str], pid: u32) -> Header {
 /// One thread, every kind of event once or more.
 fn basic(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let f = std::fs::File::create(out)?;
-    let opts = WriterOptions { ordered: true, ..Default::default() };
+    let opts = WriterOptions {
+        ordered: true,
+        ..Default::default()
+    };
     let mut w = Writer::new(f, &header(&["./basic", "--flag"], 4242), opts)?;
     w.define_stack(1, &[0x401136, 0x401200, 0x7f00_0002_9d90])?;
     w.define_stack(2, &[0x401150, 0x401200, 0x7f00_0002_9d90])?;
@@ -51,10 +70,16 @@ fn basic(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     };
     let events = vec![
         Event::ThreadStart { parent: 0 },
-        Event::ModuleLoad(m),
+        Event::ModuleLoad(Box::new(m)),
         alloc(AllocFn::Malloc, 0x5555_0000_1010, 24, 0, 1),
         alloc(AllocFn::Calloc, 0x5555_0000_1030, 400, 0, 1),
-        Event::Realloc { func: AllocFn::Realloc, old_addr: 0x5555_0000_1010, new_addr: 0x5555_0000_2000, size: 4000, stack: 2 },
+        Event::Realloc {
+            func: AllocFn::Realloc,
+            old_addr: 0x5555_0000_1010,
+            new_addr: 0x5555_0000_2000,
+            size: 4000,
+            stack: 2,
+        },
         alloc(AllocFn::NewArray, 0x5555_0000_3000, 80, 0, 2),
         free(FreeFn::Free, 0x5555_0000_3000, 0, 0, 2),
         alloc(AllocFn::AlignedAlloc, 0x5555_0000_4000, 4096, 4096, 1),
@@ -62,17 +87,41 @@ fn basic(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         free(FreeFn::Free, 0x5555_0000_1030, 0, 0, 2),
         free(FreeFn::Free, 0x5555_0000_1030, 0, 0, 2),
         alloc(AllocFn::Malloc, 0, 1 << 40, 0, 1),
-        Event::Mmap { addr: 0x7f00_1000_0000, len: 1 << 20, prot: 3, flags: 0x22, fd: -1, stack: 3 },
-        Event::Munmap { addr: 0x7f00_1000_0000, len: 1 << 20, stack: 3 },
-        Event::Brk { old_break: 0x5555_0002_1000, new_break: 0x5555_0004_2000, stack: 3 },
-        Event::Marker { value: 7, label: "phase 2".into() },
+        Event::Mmap {
+            addr: 0x7f00_1000_0000,
+            len: 1 << 20,
+            prot: 3,
+            flags: 0x22,
+            fd: -1,
+            stack: 3,
+        },
+        Event::Munmap {
+            addr: 0x7f00_1000_0000,
+            len: 1 << 20,
+            stack: 3,
+        },
+        Event::Brk {
+            old_break: 0x5555_0002_1000,
+            new_break: 0x5555_0004_2000,
+            stack: 3,
+        },
+        Event::Marker {
+            value: 7,
+            label: "phase 2".into(),
+        },
         Event::Fork { child_pid: 4243 },
-        Event::Exec { path: "/bin/true".into() },
+        Event::Exec {
+            path: "/bin/true".into(),
+        },
     ];
     for (i, e) in events.into_iter().enumerate() {
         w.write(&rec(1_000 + i as u64 * 10, t, e))?;
     }
-    w.finish(&Trailer { end_time: 1_500, exit: ExitStatus::Exec, dropped_events: 0 })?;
+    w.finish(&Trailer {
+        end_time: 1_500,
+        exit: ExitStatus::Exec,
+        dropped_events: 0,
+    })?;
     Ok(())
 }
 
@@ -80,7 +129,10 @@ fn basic(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
 /// with a cross-thread free; ends without a clean exit (SIGKILL).
 fn threads(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let f = std::fs::File::create(out)?;
-    let opts = WriterOptions { block_bytes: 32, ..Default::default() };
+    let opts = WriterOptions {
+        block_bytes: 32,
+        ..Default::default()
+    };
     let mut w = Writer::new(f, &header(&["./threads"], 100), opts)?;
     w.define_stack(9, &[0x401300, 0x7f00_0000_1000])?;
     for round in 0..3u64 {
@@ -98,7 +150,11 @@ fn threads(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         w.advance(2_000 + round * 100 + 50)?;
     }
     w.write(&rec(2_400, 102, Event::ThreadExit))?;
-    w.finish(&Trailer { end_time: 2_500, exit: ExitStatus::Signal(9), dropped_events: 2 })?;
+    w.finish(&Trailer {
+        end_time: 2_500,
+        exit: ExitStatus::Signal(9),
+        dropped_events: 2,
+    })?;
     Ok(())
 }
 

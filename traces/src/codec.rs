@@ -948,13 +948,13 @@ impl Decoder<'_> {
                 let end = self.extra.get()?;
                 let n = self.extra.get()? as usize;
                 let build_id = self.extra.bytes(n)?.to_vec();
-                Event::ModuleLoad(Module {
+                Event::ModuleLoad(Box::new(Module {
                     path,
                     base,
                     start,
                     end,
                     build_id,
-                })
+                }))
             }
             op::MODULE_UNLOAD => Event::ModuleUnload {
                 base: self.extra.get()?,

@@ -342,8 +342,9 @@ pub enum Event {
         /// Path passed to exec.
         path: String,
     },
-    /// A module was loaded (or was present when recording started).
-    ModuleLoad(Module),
+    /// A module was loaded (or was present when recording started). Boxed:
+    /// rare, and large enough to double the size of every other event.
+    ModuleLoad(Box<Module>),
     /// The module whose load bias is `base` was unloaded.
     ModuleUnload {
         /// Load bias of the unloaded module.

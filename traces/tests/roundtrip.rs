@@ -134,13 +134,13 @@ fn event() -> impl Strategy<Value = Event> {
             prop::collection::vec(any::<u8>(), 0..24)
         )
             .prop_map(
-                |(path, base, start, end, build_id)| Event::ModuleLoad(Module {
+                |(path, base, start, end, build_id)| Event::ModuleLoad(Box::new(Module {
                     path,
                     base,
                     start,
                     end,
                     build_id
-                })
+                }))
             ),
         any::<u64>().prop_map(|base| Event::ModuleUnload { base }),
         (any::<u64>(), ".{0,20}").prop_map(|(value, label)| Event::Marker { value, label }),

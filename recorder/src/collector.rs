@@ -241,13 +241,13 @@ impl ProcTrace {
                     let rest = tail.get(32..).unwrap_or(&[]);
                     let build_id = rest.get(..bl).unwrap_or(&[]).to_vec();
                     let path = rest.get(bl..bl + pl).unwrap_or(&[]);
-                    Event::ModuleLoad(Module {
+                    Event::ModuleLoad(Box::new(Module {
                         path: String::from_utf8_lossy(path).into_owned(),
                         base: arg(0),
                         start: arg(1),
                         end: arg(2),
                         build_id,
-                    })
+                    }))
                 }
                 abi::KIND_MODULE_UNLOAD => Event::ModuleUnload { base: arg(0) },
                 _ => continue,

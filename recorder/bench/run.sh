@@ -1,0 +1,33 @@
+#!/bin/sh
+# Overhead of `alloctrace record` against heaptrack on the same workloads in
+# the same run, as wall-time ratios to the untraced program, plus trace sizes.
+# Usage: recorder/bench/run.sh [path/to/alloctrace]   (default: release build)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+at=${1:-$here/../../target/release/alloctrace}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cc -O2 "$here/churn.c" -o "$work/churn"
+cp "$here/workload.py" "$here/workload.sql" "$work/"
+cd "$work"
+run() { # name, command...
+    name=$1; shift
+    hyperfine -N --warmup 1 --runs 3 --export-json "$name.json" \
+        -n untraced "$*" \
+        -n alloctrace "$at record -o $name.atrace -- $*" \
+        -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
+    python3 - "$name" <<'PY'
+import json, sys, glob, os
+name = sys.argv[1]
+r = {x["command"]: x["mean"] for x in json.load(open(name + ".json"))["results"]}
+base = r["untraced"]
+ours = os.path.getsize(name + ".atrace")
+ht = sum(os.path.getsize(f) for f in glob.glob(name + ".ht*"))
+print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {r['heaptrack']/base:.2f}x | {ours/1e6:.1f} MB | {ht/1e6:.1f} MB |")
+PY
+}
+echo "| workload | untraced | alloctrace | heaptrack | alloctrace trace | heaptrack trace |"
+echo "| --- | --- | --- | --- | --- | --- |"
+[ -n "${ONLY:-}" ] && [ "$ONLY" != churn ] || run churn ./churn
+[ -n "${ONLY:-}" ] && [ "$ONLY" != python3 ] || run python3 /usr/bin/python3 workload.py
+[ -n "${ONLY:-}" ] && [ "$ONLY" != sqlite3 ] || run sqlite3 /usr/bin/sqlite3 :memory: -init workload.sql .quit

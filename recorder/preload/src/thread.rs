@@ -43,6 +43,8 @@ pub struct ThreadState {
 
 impl ThreadState {
     /// This thread's state for process `p`, created (or reset after fork) on demand.
+    // The guard is the proof of exclusive access: one per thread at a time.
+    #[allow(clippy::mut_from_ref)]
     #[inline(always)]
     pub fn get<'a>(_g: &'a Guard, p: &Process) -> Option<&'a mut ThreadState> {
         let ptr = STATE.with(|s| s.get());

@@ -105,8 +105,9 @@ impl Unwinder {
             // SAFETY: the ranges lie in segments mapped by the loader while the
             // module stays loaded (unloads are noticed at the next rescan).
             let slice = |r: Option<(u64, u64)>| {
-                r.map(|(s, e)| unsafe {
-                    core::slice::from_raw_parts(s as *const u8, (e - s) as usize)
+                r.map(|(s, e)| {
+                    // SAFETY: mapped module segment, see above.
+                    unsafe { core::slice::from_raw_parts(s as *const u8, (e - s) as usize) }
                 })
             };
             let svma = |r: Option<(u64, u64)>| r.map(|(s, e)| s - bias..e - bias);

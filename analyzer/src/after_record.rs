@@ -13,6 +13,8 @@ use crate::symbols::Symbols;
 /// own messages, so the program's stdout stays its own).
 pub fn report(trace: &Path) -> anyhow::Result<()> {
     let a = analyze_with(trace, None, true)?;
+    // The commands suggested below then start from this analysis.
+    crate::cache::save(trace, &a);
     a.warn_truncation();
     let t = &a.result.totals;
     let mut syms = Symbols::new(&a.result.modules);

@@ -53,9 +53,24 @@ impl Analysis {
     }
 }
 
-/// Runs the pass over the trace at `path`.
+/// Runs the pass over the trace at `path` (no cache involved).
 pub fn analyze(path: &Path) -> anyhow::Result<Analysis> {
     analyze_with(path, None, true)
+}
+
+/// The analysis of `path` from its cache when fresh (see [`crate::cache`]),
+/// else from a pass whose result is then cached. `use_cache: false` always
+/// runs the pass and neither reads nor writes the cache.
+pub fn analyze_cached(path: &Path, use_cache: bool) -> anyhow::Result<Analysis> {
+    if !use_cache {
+        return analyze(path);
+    }
+    if let Some(a) = crate::cache::load(path) {
+        return Ok(a);
+    }
+    let a = analyze(path)?;
+    crate::cache::save(path, &a);
+    Ok(a)
 }
 
 /// Runs the pass, sending per-allocation rows to `rows` if given;

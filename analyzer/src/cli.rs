@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::analysis::analyze;
+use crate::analysis::analyze_cached;
 use crate::suppressions::Suppressions;
 use crate::symbols::Symbols;
 use crate::{cmd_errors, cmd_export, cmd_leaks, cmd_summary, report_json};
@@ -33,6 +33,9 @@ pub struct SummaryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Ignore and don't write the analysis cache (`TRACE.analysis`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Sites listed in each "top" table.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
@@ -44,7 +47,7 @@ pub struct SummaryArgs {
 /// Runs `summary`; returns the process exit code.
 pub fn summary(args: &SummaryArgs) -> anyhow::Result<i32> {
     let sup = args.suppress.load()?;
-    let a = analyze(&args.trace)?;
+    let a = analyze_cached(&args.trace, !args.no_cache)?;
     a.warn_truncation();
     let mut syms = Symbols::new(&a.result.modules);
     let leaks = cmd_leaks::leak_report(&a, &mut syms, &sup)?;
@@ -65,6 +68,9 @@ pub struct LeaksArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Ignore and don't write the analysis cache (`TRACE.analysis`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Groups shown in the table (0: all; JSON always has all).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -79,7 +85,7 @@ pub struct LeaksArgs {
 /// Runs `leaks`; returns the process exit code.
 pub fn leaks(args: &LeaksArgs) -> anyhow::Result<i32> {
     let sup = args.suppress.load()?;
-    let a = analyze(&args.trace)?;
+    let a = analyze_cached(&args.trace, !args.no_cache)?;
     a.warn_truncation();
     let mut syms = Symbols::new(&a.result.modules);
     let r = cmd_leaks::leak_report(&a, &mut syms, &sup)?;
@@ -103,6 +109,9 @@ pub struct ErrorsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Ignore and don't write the analysis cache (`TRACE.analysis`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Exit with this code when errors are found (default: 0).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub error_exitcode: i32,
@@ -110,7 +119,7 @@ pub struct ErrorsArgs {
 
 /// Runs `errors`; returns the process exit code.
 pub fn errors(args: &ErrorsArgs) -> anyhow::Result<i32> {
-    let a = analyze(&args.trace)?;
+    let a = analyze_cached(&args.trace, !args.no_cache)?;
     a.warn_truncation();
     let mut syms = Symbols::new(&a.result.modules);
     let r = cmd_errors::error_report(&a, &mut syms);

@@ -25,7 +25,7 @@ pub struct ErrorEntry {
     /// Thread of the offending call.
     pub thread: u32,
     /// Function of the offending call (`free`, `operator delete[]`, `realloc`).
-    pub function: Option<&'static str>,
+    pub function: Option<String>,
     /// Allocation function of the block concerned, when known.
     pub alloc_function: Option<&'static str>,
     /// Interior free: start of the containing block, `"0x..."`.
@@ -94,7 +94,7 @@ fn entry(a: &Analysis, syms: &mut Symbols, e: &HeapError, start: u64) -> ErrorEn
         size: e.size,
         time_ns: e.time.saturating_sub(start),
         thread: e.thread,
-        function: e.free_func,
+        function: e.free_func.clone(),
         alloc_function: e.alloc_func.map(|f| f.name()),
         block: e.block.map(|(b, _)| format!("{b:#x}")),
         offset: e.block.map(|(_, o)| o),
@@ -104,7 +104,7 @@ fn entry(a: &Analysis, syms: &mut Symbols, e: &HeapError, start: u64) -> ErrorEn
 
 /// One-line description of an error, e.g. `double free of 0x1000 (32 bytes)`.
 pub fn describe(e: &ErrorEntry) -> String {
-    let f = e.function.unwrap_or("free");
+    let f = e.function.as_deref().unwrap_or("free");
     let a = e.alloc_function.unwrap_or("?");
     match e.kind {
         "double-free" => format!("double free of {:#x} ({} bytes) by {f}", e.address, e.size),

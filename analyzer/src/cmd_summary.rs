@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use traces::StackId;
+use traces::{AllocFn, FreeFn, StackId};
 
 use crate::analysis::Analysis;
 use crate::cmd_leaks::LeakReport;
@@ -167,8 +167,18 @@ pub fn summary_report(
         frees: t.frees,
         reallocs: t.reallocs,
         failed_allocations: t.failed,
-        allocations_by_function: t.by_alloc_fn.iter().map(|(f, n)| (f.name(), *n)).collect(),
-        frees_by_function: t.by_free_fn.iter().map(|(f, n)| (f.name(), *n)).collect(),
+        allocations_by_function: AllocFn::ALL
+            .iter()
+            .zip(&t.by_alloc_fn)
+            .filter(|(_, n)| **n > 0)
+            .map(|(f, n)| (f.name(), *n))
+            .collect(),
+        frees_by_function: FreeFn::ALL
+            .iter()
+            .zip(&t.by_free_fn)
+            .filter(|(_, n)| **n > 0)
+            .map(|(f, n)| (f.name(), *n))
+            .collect(),
         bytes_allocated: t.bytes_allocated,
         peak_live_bytes: t.peak_live_bytes,
         peak_time_ns: t.peak_time.saturating_sub(start),

@@ -1,12 +1,13 @@
 //! Heap errors: what the pass reports for a release it cannot accept.
 
+use serde::{Deserialize, Serialize};
 use traces::{AllocFn, Record, StackId, ThreadId};
 
 /// At most this many errors are kept with their stacks; all are counted.
 pub const MAX_ERRORS: usize = 100_000;
 
 /// Kinds of heap error. [`ErrorKind::as_str`] is the JSON `kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ErrorKind {
     /// A block released a second time.
     DoubleFree,
@@ -43,7 +44,7 @@ impl ErrorKind {
 }
 
 /// One heap error with everything known about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeapError {
     /// What went wrong.
     pub kind: ErrorKind,
@@ -66,7 +67,7 @@ pub struct HeapError {
     /// Allocation function of the block concerned.
     pub alloc_func: Option<AllocFn>,
     /// The offending release function (`free`, `operator delete[]`, `realloc`).
-    pub free_func: Option<&'static str>,
+    pub free_func: Option<String>,
     /// For an interior free: start of the containing block and the offset.
     pub block: Option<(u64, u64)>,
 }

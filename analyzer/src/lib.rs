@@ -21,6 +21,7 @@
 
 mod after_record;
 pub mod analysis;
+pub mod cache;
 pub mod cli;
 pub mod cmd_errors;
 pub mod cmd_export;
@@ -35,6 +36,6 @@ pub mod suppressions;
 pub mod symbols;
 pub mod table;
 
-pub use analysis::{analyze, analyze_with, Analysis};
+pub use analysis::{analyze, analyze_cached, analyze_with, Analysis};
 pub use errors::{ErrorKind, HeapError};
 pub use pass::{AllocRow, Pass, PassResult, SiteStats, Slot, Totals};

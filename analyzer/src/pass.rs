@@ -12,17 +12,19 @@
 //! for them ([`Pass::with_rows`], used by `export`), which streams them away.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 
+use serde::{Deserialize, Serialize};
 use traces::{flags, AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
 
 use crate::errors::{ErrorKind, HeapError, MAX_ERRORS};
-use crate::fasthash::{AddrMap, StackMap};
+use crate::fasthash::{AddrMap, FoldHasher, StackMap};
 
 /// Freed slots are forgotten only above this many (and 4x the live blocks).
 pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
 
 /// One heap address: a live block, or the last block that lived there.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Slot {
     /// Allocation identity: the number of the allocation, from 1, in time order.
     pub id: u64,
@@ -73,7 +75,7 @@ pub struct AllocRow {
 }
 
 /// Aggregates of the allocations made at one stack.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteStats {
     /// Allocations made here.
     pub allocs: u64,
@@ -88,14 +90,14 @@ pub struct SiteStats {
 }
 
 /// Counters of the whole trace.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Totals {
     /// Successful allocations, `realloc`s that returned a new block included.
     pub allocations: u64,
-    /// Successful allocations per function name.
-    pub by_alloc_fn: HashMap<AllocFn, u64>,
-    /// Releases (valid or not) per function.
-    pub by_free_fn: HashMap<FreeFn, u64>,
+    /// Successful allocations per function, indexed by `AllocFn as usize`.
+    pub by_alloc_fn: Vec<u64>,
+    /// Releases (valid or not) per function, indexed by `FreeFn as usize`.
+    pub by_free_fn: Vec<u64>,
     /// Valid releases (free, delete, realloc to 0 or moving).
     pub frees: u64,
     /// `realloc`/`reallocarray` calls.
@@ -140,8 +142,9 @@ pub struct Pass<'a> {
     live_bytes: u64,
     next_id: u64,
     sites: StackMap<SiteStats>,
-    last_alloc: HashMap<ThreadId, u64>,
-    threads: HashSet<ThreadId>,
+    last_alloc: HashMap<ThreadId, u64, BuildHasherDefault<FoldHasher>>,
+    threads: HashSet<ThreadId, BuildHasherDefault<FoldHasher>>,
+    last_thread: Option<ThreadId>,
     modules: Vec<Module>,
     totals: Totals,
     errors: Vec<HeapError>,
@@ -151,6 +154,7 @@ pub struct Pass<'a> {
 }
 
 /// What the pass found; the input of every report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PassResult {
     /// Counters.
     pub totals: Totals,
@@ -180,11 +184,14 @@ impl<'a> Pass<'a> {
             live_bytes: 0,
             next_id: 1,
             sites: StackMap::default(),
-            last_alloc: HashMap::new(),
-            threads: HashSet::new(),
+            last_alloc: HashMap::default(),
+            threads: HashSet::default(),
+            last_thread: None,
             modules: Vec::new(),
             totals: Totals {
                 histogram: vec![0; 65],
+                by_alloc_fn: vec![0; AllocFn::ALL.len()],
+                by_free_fn: vec![0; FreeFn::ALL.len()],
                 ..Totals::default()
             },
             errors: Vec::new(),
@@ -209,7 +216,10 @@ impl<'a> Pass<'a> {
         }
         t.records += 1;
         t.last_time = r.time;
-        self.threads.insert(r.thread);
+        if self.last_thread != Some(r.thread) {
+            self.last_thread = Some(r.thread);
+            self.threads.insert(r.thread);
+        }
         match &r.event {
             Event::Alloc {
                 func,
@@ -227,7 +237,7 @@ impl<'a> Pass<'a> {
             Event::Free {
                 func, addr, stack, ..
             } => {
-                *self.totals.by_free_fn.entry(*func).or_default() += 1;
+                self.totals.by_free_fn[*func as usize] += 1;
                 self.free(r, Release::Free(*func), *addr, *stack);
             }
             Event::Realloc {
@@ -242,7 +252,7 @@ impl<'a> Pass<'a> {
                 self.totals.mmap_bytes += len;
             }
             Event::Munmap { .. } => self.totals.munmaps += 1,
-            Event::ModuleLoad(m) => self.modules.push(m.clone()),
+            Event::ModuleLoad(m) => self.modules.push((**m).clone()),
             _ => {}
         }
     }
@@ -252,7 +262,7 @@ impl<'a> Pass<'a> {
         self.next_id += 1;
         let t = &mut self.totals;
         t.allocations += 1;
-        *t.by_alloc_fn.entry(func).or_default() += 1;
+        t.by_alloc_fn[func as usize] += 1;
         t.bytes_allocated += size;
         t.histogram[(64 - size.leading_zeros()) as usize] += 1;
         let slot = Slot {
@@ -352,7 +362,7 @@ impl<'a> Pass<'a> {
             }
             e.first_free_stack = Some(first.free_stack);
             e.first_free_time = Some(first.free_time);
-            e.free_func = Some(how.name());
+            e.free_func = Some(how.name().to_string());
             self.error(e);
             return;
         }
@@ -364,7 +374,7 @@ impl<'a> Pass<'a> {
             let mut e = HeapError::new(ErrorKind::MismatchedFree, r, addr, b.size, stack);
             e.alloc_stack = Some(b.stack);
             e.alloc_func = Some(b.func);
-            e.free_func = Some(how.name());
+            e.free_func = Some(how.name().to_string());
             self.error(e);
         } else {
             self.totals.frees += 1;
@@ -382,7 +392,7 @@ impl<'a> Pass<'a> {
             let mut e = HeapError::new(ErrorKind::InteriorFree, r, addr, b.size, stack);
             e.alloc_stack = Some(b.stack);
             e.alloc_func = Some(b.func);
-            e.free_func = Some(how.name());
+            e.free_func = Some(how.name().to_string());
             e.block = Some((start, addr - start));
             self.error(e);
         } else if self.attached {
@@ -405,7 +415,7 @@ impl<'a> Pass<'a> {
             );
         } else {
             let mut e = HeapError::new(ErrorKind::InvalidFree, r, addr, 0, stack);
-            e.free_func = Some(how.name());
+            e.free_func = Some(how.name().to_string());
             self.error(e);
         }
     }
@@ -416,7 +426,6 @@ impl<'a> Pass<'a> {
         self.slots
             .iter()
             .find(|(start, s)| s.live && *start < addr && addr - *start < s.size.max(1))
-            .map(|(k, s)| (k, s))
     }
 
     fn realloc(

@@ -134,7 +134,7 @@ fn mismatched_families() {
             (0x1000 * (i as u64 + 1), 8 * (i as u64 + 1))
         );
         assert_eq!(e.alloc_func, Some(af));
-        assert_eq!(e.free_func, Some(ff.name()));
+        assert_eq!(e.free_func.as_deref(), Some(ff.name()));
         assert_eq!((e.alloc_stack, e.stack), (Some(sa), sf));
     }
     // A mismatched release still ends the block: nothing leaks.

@@ -177,7 +177,7 @@ fn recorded_new_array_released_by_free() {
     };
     assert_eq!((e.kind, e.size), ("mismatched-free", 40));
     assert_eq!(e.alloc_function, Some("operator new[]"));
-    assert_eq!(e.function, Some("free"));
+    assert_eq!(e.function.as_deref(), Some("free"));
     at(
         &e.stacks["alloc"],
         "new_array()",

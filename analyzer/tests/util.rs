@@ -93,13 +93,13 @@ impl Trace {
     pub fn module(&mut self, path: &str, base: u64, start: u64, end: u64) {
         self.ev(
             1,
-            Event::ModuleLoad(Module {
+            Event::ModuleLoad(Box::new(Module {
                 path: path.to_string(),
                 base,
                 start,
                 end,
                 build_id: Vec::new(),
-            }),
+            })),
         );
     }
 

@@ -33,7 +33,9 @@ pub fn align_right(t: &mut Table, columns: &[usize]) {
 
 /// A two-column key/value table.
 pub fn key_values(rows: &[(&str, String)]) -> Table {
-    let mut t = table(&["", ""]);
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
     for (k, v) in rows {
         t.add_row(vec![k.to_string(), v.clone()]);
     }

@@ -149,3 +149,45 @@ fn corrupt_trace_is_a_one_line_error() {
     assert!(msg.contains("bad.atrace"), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");
 }
+
+#[test]
+fn exit_codes_and_the_cache() {
+    use analyzer::cli::{self, ErrorsArgs, LeaksArgs, SuppressionArgs};
+    let (_d, p) = sample();
+    let errors = |code, no_cache| ErrorsArgs {
+        trace: p.clone(),
+        json: false,
+        no_cache,
+        error_exitcode: code,
+    };
+    // Errors found: the requested exit code; 0 by default.
+    assert_eq!(cli::errors(&errors(3, true)).unwrap(), 3);
+    assert_eq!(cli::errors(&errors(0, true)).unwrap(), 0);
+    assert!(!analyzer::cache::path_for(&p).exists());
+    // First cached run writes TRACE.analysis; the second reads it, same answer.
+    assert_eq!(cli::errors(&errors(3, false)).unwrap(), 3);
+    assert!(analyzer::cache::path_for(&p).exists());
+    let cached = analyzer::cache::load(&p).expect("fresh cache");
+    let fresh = analyze(&p).unwrap();
+    assert_eq!(cached.result.errors, fresh.result.errors);
+    assert_eq!(cached.result.live.len(), fresh.result.live.len());
+    assert_eq!(cached.stacks.frames(1), fresh.stacks.frames(1));
+    let leaks = LeaksArgs {
+        trace: p.clone(),
+        json: false,
+        no_cache: false,
+        limit: 20,
+        error_exitcode: 7,
+        suppress: SuppressionArgs::default(),
+    };
+    assert_eq!(cli::leaks(&leaks).unwrap(), 7);
+}
+
+#[test]
+fn after_record_never_fails() {
+    let (_d, p) = sample();
+    analyzer::cli::after_record(std::slice::from_ref(&p)).unwrap();
+    assert!(analyzer::cache::path_for(&p).exists());
+    let missing = p.with_file_name("missing.atrace");
+    analyzer::cli::after_record(&[missing]).unwrap();
+}

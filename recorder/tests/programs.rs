@@ -37,9 +37,12 @@ fn test_allocs(t: &Trace) -> (HashMap<AllocFn, usize>, HashMap<u64, AllocFn>) {
     (by_fn, addrs)
 }
 
+/// A block still live at the end: (address, size, stack).
+type LiveBlock = (u64, u64, u32);
+
 /// Replays the address history: (alloc fn, free fn) pairs of test blocks in
-/// order, and the test blocks still live at the end (address, size, stack).
-fn simulate(t: &Trace) -> (Vec<(AllocFn, FreeFn)>, Vec<(u64, u64, u32)>) {
+/// order, and the test blocks still live at the end.
+fn simulate(t: &Trace) -> (Vec<(AllocFn, FreeFn)>, Vec<LiveBlock>) {
     let mut live: HashMap<u64, (AllocFn, u64, u32)> = HashMap::new();
     let mut pairs = Vec::new();
     for r in &t.records {

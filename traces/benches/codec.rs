@@ -1,5 +1,7 @@
 //! Encoding and decoding speed of the trace format on the synthetic churn
 //! stream (see `traces::synthetic`). `cargo bench -p traces --bench codec`.
+// criterion_group! generates undocumented functions.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use traces::synthetic::{Churn, ChurnConfig};

@@ -232,7 +232,7 @@ unsafe fn describe(info: &libc::dl_phdr_info) -> Option<ModInfo> {
         // SAFETY: valid buffer and NUL-terminated path.
         let r = unsafe {
             libc::readlink(
-                b"/proc/self/exe\0".as_ptr().cast(),
+                c"/proc/self/exe".as_ptr(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
             )

@@ -13,6 +13,7 @@ use crate::sys;
 pub struct Process {
     base: *mut u8,
     /// Process id that created the file.
+    #[allow(dead_code)] // kept for debugging: which process a mapping belongs to
     pub pid: u32,
     /// Backtrace depth cap; 0 = no backtraces.
     pub max_depth: usize,
@@ -193,7 +194,7 @@ impl Process {
             let cmdline_len = sys::read_file(b"/proc/self/cmdline\0", cmd).unwrap_or(0);
             let exe = core::slice::from_raw_parts_mut(base.add(abi::EXE_OFFSET), abi::EXE_MAX);
             let r = libc::readlink(
-                b"/proc/self/exe\0".as_ptr().cast(),
+                c"/proc/self/exe".as_ptr(),
                 exe.as_mut_ptr().cast(),
                 exe.len(),
             );

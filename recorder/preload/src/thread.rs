@@ -101,6 +101,7 @@ impl ThreadState {
     /// window (see the crate docs of `alloctrace-abi`). Returns false if the
     /// event was dropped.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the hot path: one call, no record struct to build
     pub fn write(
         &mut self,
         p: &Process,
@@ -116,11 +117,9 @@ impl ThreadState {
             p.drop_event();
             return false;
         };
-        if self.chunk.is_none() || self.off + len > abi::CHUNK_SIZE {
-            if !self.next_chunk(p, len) {
-                p.drop_event();
-                return false;
-            }
+        if (self.chunk.is_none() || self.off + len > abi::CHUNK_SIZE) && !self.next_chunk(p, len) {
+            p.drop_event();
+            return false;
         }
         let Some(chunk) = self.chunk else {
             return false;

@@ -6,9 +6,11 @@
 # Usage: analyzer/bench/run.sh [EVENTS]   (default 20000000; results in $BENCH_DIR)
 # Needs: cc, heaptrack + heaptrack_print, hyperfine, /usr/bin/time.
 #
-# The analyzer is built in the dev profile with opt-level 3 for our crates
-# (the hot path: trace decoding and the pass; zstd is opt-level 3 already):
-# a release build means a ~30 min polars build on 2 cores.
+# The analyzer is built in the dev profile with opt-level 3 and no debug
+# assertions or overflow checks for our crates (the hot path: trace decoding
+# and the pass; zstd is opt-level 3 already): a release build means a ~30 min
+# polars build on 2 cores. Dependencies stay at opt-level 0, which makes
+# `export` (polars' Parquet encoder) much slower than a release build would.
 set -euo pipefail
 EVENTS=${1:-20000000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,9 +18,13 @@ OUT=${BENCH_DIR:-/tmp/alloctrace-bench}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mkdir -p "$OUT"
 cd "$ROOT"
-cargo build -q -p analyzer --examples \
-  --config 'profile.dev.package.analyzer.opt-level=3' \
-  --config 'profile.dev.package.traces.opt-level=3'
+OPT=()
+for p in analyzer traces; do
+  OPT+=(--config "profile.dev.package.$p.opt-level=3"
+        --config "profile.dev.package.$p.debug-assertions=false"
+        --config "profile.dev.package.$p.overflow-checks=false")
+done
+cargo build -q -p analyzer --examples "${OPT[@]}"
 B=$CARGO_TARGET_DIR/debug/examples/bench_cli
 G=$CARGO_TARGET_DIR/debug/examples/gen_churn
 T=$OUT/churn.atrace

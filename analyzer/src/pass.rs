@@ -23,6 +23,12 @@ use crate::fasthash::{AddrMap, FoldHasher, StackMap};
 /// Freed slots are forgotten only above this many (and 4x the live blocks).
 pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
 
+/// Slots the interior-pointer search may visit in one pass. The search is a
+/// linear scan that runs only for releases of unknown addresses (errors, or
+/// inherited blocks in attached and forked traces); past this budget such a
+/// release is classified without it (invalid, or before-the-trace).
+pub const INTERIOR_SCAN_BUDGET: u64 = 500_000_000;
+
 /// One heap address: a live block, or the last block that lived there.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Slot {
@@ -150,6 +156,7 @@ pub struct Pass<'a> {
     errors: Vec<HeapError>,
     peak_sites: Vec<(StackId, u64)>,
     snapshot_at: u64,
+    scan_budget: u64,
     rows: Option<&'a mut dyn FnMut(AllocRow)>,
 }
 
@@ -197,6 +204,7 @@ impl<'a> Pass<'a> {
             errors: Vec::new(),
             peak_sites: Vec::new(),
             snapshot_at: 0,
+            scan_budget: INTERIOR_SCAN_BUDGET,
             rows: None,
         }
     }
@@ -422,7 +430,12 @@ impl<'a> Pass<'a> {
 
     /// The live block that contains `addr` strictly inside it, if any. A
     /// linear scan: it runs only for releases of unknown addresses.
-    fn containing_block(&self, addr: u64) -> Option<(u64, Slot)> {
+    fn containing_block(&mut self, addr: u64) -> Option<(u64, Slot)> {
+        let cost = self.slots.len() as u64;
+        if cost > self.scan_budget {
+            return None;
+        }
+        self.scan_budget -= cost;
         self.slots
             .iter()
             .find(|(start, s)| s.live && *start < addr && addr - *start < s.size.max(1))

@@ -82,17 +82,19 @@ fn class(size: u64) -> usize {
 /// Per-thread address prediction state, identical in writer and reader.
 ///
 /// Codes in the `frees` column (freed addresses: `Free`, realloc's old):
-/// `0` then a literal in `addrs`, or `i + 1` for entry `i` of the live list
-/// (which is then swap-removed and its address remembered as recently freed
-/// in its size class).
+/// `0` then a literal in `addrs`, or `i + 1` for the occupied slot `i` of the
+/// live table (which is then emptied and its index pushed on the stack of free
+/// slots; the address is remembered as recently freed in its size class).
 ///
 /// Codes in the `allocs` column (allocated addresses: `Alloc`, realloc's new):
 /// `0` then a literal in `addrs`; `1` for the most recently freed address;
 /// `k + 2` for the `k`-th entry from the top of the request's size-class
 /// stack of recent frees, which is then removed from that stack (mirroring a
-/// LIFO allocator). A non-zero allocated address is then pushed on the live
-/// list with its size (the list is cleared first when it holds [`LIVE_CAP`]
-/// entries). Each class stack keeps the [`RING`] most recent frees.
+/// LIFO allocator). A non-zero allocated address is then stored with its size
+/// and stack in the slot popped from the stack of free slots or, when there is
+/// none, in a new slot at the end of the table; when the table already has
+/// [`LIVE_CAP`] slots, table and free-slot stack are cleared first. Each class
+/// stack keeps the [`RING`] most recent frees.
 ///
 /// A literal is the delta `d` from the previous literal (wrapping), stored as
 /// one varint `zigzag(d / 16) << 1` when `d` is a multiple of 16 and that fits,
@@ -100,7 +102,9 @@ fn class(size: u64) -> usize {
 /// Other addresses (mappings, the break) are always literals.
 #[derive(Clone)]
 pub struct AddrModel {
+    /// Slots of `(address, size, stack)`; address 0 marks an empty slot.
     live: Vec<(u64, u64, u32)>,
+    free_slots: Vec<u32>,
     free_site: Vec<(u32, u32)>,
     rings: [[u64; RING]; CLASSES],
     ring_pos: [u8; CLASSES],
@@ -113,6 +117,7 @@ impl Default for AddrModel {
     fn default() -> Self {
         AddrModel {
             live: Vec::new(),
+            free_slots: Vec::new(),
             free_site: vec![(0, 0); FREE_SITES],
             rings: [[0; RING]; CLASSES],
             ring_pos: [0; CLASSES],
@@ -124,12 +129,32 @@ impl Default for AddrModel {
 }
 
 impl AddrModel {
+    /// Stores a live block; returns its slot and whether the table was cleared.
     #[inline(always)]
-    fn push_live(&mut self, a: u64, size: u64, stack: u32) {
-        if self.live.len() >= LIVE_CAP {
+    fn push_live(&mut self, a: u64, size: u64, stack: u32) -> (u32, bool) {
+        if let Some(slot) = self.free_slots.pop() {
+            self.live[slot as usize] = (a, size, stack);
+            return (slot, false);
+        }
+        let cleared = self.live.len() >= LIVE_CAP;
+        if cleared {
             self.live.clear();
         }
         self.live.push((a, size, stack));
+        (self.live.len() as u32 - 1, cleared)
+    }
+
+    /// Empties slot `i`, returning its entry, or `None` if it is not occupied.
+    #[inline(always)]
+    fn take_live(&mut self, i: usize) -> Option<(u64, u64, u32)> {
+        let e = self.live.get_mut(i)?;
+        if e.0 == 0 {
+            return None;
+        }
+        let taken = *e;
+        e.0 = 0;
+        self.free_slots.push(i as u32);
+        Some(taken)
     }
 
     /// Code of a free's stack: `0` when it is the stack that last freed a block
@@ -244,10 +269,7 @@ impl AddrModel {
             Some((a, None))
         } else {
             let i = (code - 1) as usize;
-            if i >= self.live.len() {
-                return None;
-            }
-            let (a, size, stack) = self.live.swap_remove(i);
+            let (a, size, stack) = self.take_live(i)?;
             self.push_freed(a, Some(size));
             Some((a, Some(stack)))
         }
@@ -312,13 +334,7 @@ impl AddrEncoder {
         match self.index.remove(&a) {
             Some(i) if m.live.get(i as usize).map(|e| e.0) == Some(a) => {
                 put_split(codes, i as u64 + 1);
-                let (_, size, stack) = m.live.swap_remove(i as usize);
-                if let Some(&(moved, _, _)) = m.live.get(i as usize) {
-                    // The moved entry may be a stale copy; only a current one is re-pointed.
-                    if self.index.get(&moved) == Some(&(m.live.len() as u32)) {
-                        self.index.insert(moved, i);
-                    }
-                }
+                let (_, size, stack) = m.take_live(i as usize).unwrap_or_default();
                 m.push_freed(a, Some(size));
                 Some(stack)
             }
@@ -352,11 +368,11 @@ impl AddrEncoder {
             m.put_lit(lits, a);
         }
         if a != 0 {
-            if m.live.len() >= LIVE_CAP {
+            let (slot, cleared) = m.push_live(a, size, stack);
+            if cleared {
                 self.index.clear();
             }
-            m.push_live(a, size, stack);
-            self.index.insert(a, m.live.len() as u32 - 1);
+            self.index.insert(a, slot);
         }
     }
 

@@ -29,7 +29,7 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
-            compression_level: 3,
+            compression_level: 1,
             block_bytes: 1 << 20,
             ordered: false,
             max_lag: 50_000_000,
@@ -42,7 +42,11 @@ impl Default for WriterOptions {
 pub struct Writer<W: Write> {
     out: W,
     opts: WriterOptions,
-    threads: HashMap<ThreadId, BlockEncoder>,
+    /// One encoder per thread seen; `thread_index` maps a thread to its slot
+    /// and `last` caches the most recent lookup (threads write in runs).
+    encoders: Vec<BlockEncoder>,
+    thread_index: HashMap<ThreadId, usize>,
+    last: Option<(ThreadId, usize)>,
     trie: TrieBuilder,
     next_stack: StackId,
     interned: HashMap<Vec<u64>, StackId>,
@@ -74,7 +78,9 @@ impl<W: Write> Writer<W> {
         Ok(Writer {
             out,
             opts,
-            threads: HashMap::default(),
+            encoders: Vec::new(),
+            thread_index: HashMap::default(),
+            last: None,
             trie: TrieBuilder::default(),
             next_stack: 1,
             interned: HashMap::default(),
@@ -112,10 +118,8 @@ impl<W: Write> Writer<W> {
     /// threads any order is fine, as long as no record is older than the last
     /// `safe_time` given to [`Writer::advance`].
     pub fn write(&mut self, rec: &Record) -> Result<()> {
-        let enc = self
-            .threads
-            .entry(rec.thread)
-            .or_insert_with(|| BlockEncoder::new(rec.thread));
+        let i = self.encoder_index(rec.thread);
+        let enc = &mut self.encoders[i];
         enc.push(rec.time, &rec.event);
         self.events += 1;
         self.last_time = self.last_time.max(rec.time);
@@ -128,13 +132,28 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    fn encoder_index(&mut self, thread: ThreadId) -> usize {
+        if let Some((t, i)) = self.last {
+            if t == thread {
+                return i;
+            }
+        }
+        let encoders = &mut self.encoders;
+        let i = *self.thread_index.entry(thread).or_insert_with(|| {
+            encoders.push(BlockEncoder::new(thread));
+            encoders.len() - 1
+        });
+        self.last = Some((thread, i));
+        i
+    }
+
     /// Declares that no record older than `safe_time` will be written from now
     /// on; writes lagging thread buffers and a watermark block.
     pub fn advance(&mut self, safe_time: u64) -> Result<()> {
         let lag_limit = safe_time.saturating_sub(self.opts.max_lag);
         let lagging: Vec<ThreadId> = self
-            .threads
-            .values()
+            .encoders
+            .iter()
             .filter(|e| !e.is_empty() && e.first_time < lag_limit.max(1))
             .map(|e| e.thread)
             .collect();
@@ -142,8 +161,8 @@ impl<W: Write> Writer<W> {
             self.flush_thread(t)?;
         }
         let held = self
-            .threads
-            .values()
+            .encoders
+            .iter()
             .filter(|e| !e.is_empty())
             .map(|e| e.first_time)
             .min();
@@ -160,9 +179,10 @@ impl<W: Write> Writer<W> {
 
     /// Writes out everything buffered for `thread` (for example at thread exit).
     pub fn flush_thread(&mut self, thread: ThreadId) -> Result<()> {
-        let Some(enc) = self.threads.get_mut(&thread) else {
+        let Some(&i) = self.thread_index.get(&thread) else {
             return Ok(());
         };
+        let enc = &mut self.encoders[i];
         if enc.is_empty() {
             return Ok(());
         }
@@ -195,7 +215,7 @@ impl<W: Write> Writer<W> {
 
     /// Writes every buffer out and flushes the output, without ending the trace.
     pub fn flush(&mut self) -> Result<()> {
-        let mut ts: Vec<ThreadId> = self.threads.keys().copied().collect();
+        let mut ts: Vec<ThreadId> = self.thread_index.keys().copied().collect();
         ts.sort_unstable();
         for t in ts {
             self.flush_thread(t)?;

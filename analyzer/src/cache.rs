@@ -24,8 +24,12 @@ use crate::pass::PassResult;
 /// Larger results are not cached (the file would cost more than the pass saves).
 pub const MAX_CACHED_ITEMS: usize = 1_000_000;
 
+/// Bumped whenever the pass's meaning or the cached shape changes.
+const CACHE_FORMAT: u32 = 1;
+
 #[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
 struct Key {
+    format: u32,
     version: String,
     size: u64,
     mtime_ns: u128,
@@ -57,6 +61,7 @@ fn key(trace: &Path) -> Option<Key> {
         .ok()?
         .as_nanos();
     Some(Key {
+        format: CACHE_FORMAT,
         version: env!("CARGO_PKG_VERSION").to_string(),
         size: m.len(),
         mtime_ns,

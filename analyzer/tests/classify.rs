@@ -189,6 +189,17 @@ fn attached_trace_counts_frees_from_before_attach() {
 }
 
 #[test]
+fn forked_child_counts_frees_of_inherited_blocks() {
+    let mut t = Trace::new(flags::FORKED);
+    let s = t.stack(&[0x1]);
+    t.free(FreeFn::Free, 0x9000, s);
+    let (_d, p) = t.finish();
+    let r = analyze(&p).unwrap().result;
+    assert!(r.errors.is_empty());
+    assert_eq!(r.totals.unknown_before_attach, 1);
+}
+
+#[test]
 fn attached_trace_still_sees_double_frees_after_attach() {
     let mut t = Trace::new(flags::ATTACHED);
     let (s1, s2) = (t.stack(&[0x1]), t.stack(&[0x2]));

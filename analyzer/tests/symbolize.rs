@@ -16,10 +16,15 @@ const BIAS: u64 = 0x5555_0000_0000;
 
 /// Compiles `programs/NAME.c` into `dir`; `None` when no C compiler is found.
 fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
+    compile_with(name, dir, &["-O0"])
+}
+
+fn compile_with(name: &str, dir: &Path, flags: &[&str]) -> Option<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
     let out = dir.join(name);
     let ok = Command::new("cc")
-        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
+        .args(flags)
+        .args(["-g", "-fno-omit-frame-pointer", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
@@ -63,7 +68,10 @@ fn return_address_of_call(bin: &Path, function: &str, callee: &str) -> u64 {
 }
 
 fn line_of(marker: &str) -> u32 {
-    let src = include_str!("programs/leak.c");
+    line_in(include_str!("programs/leak.c"), marker)
+}
+
+fn line_in(src: &str, marker: &str) -> u32 {
     src.lines()
         .position(|l| l.contains(&format!("/* {marker} */")))
         .unwrap() as u32
@@ -146,4 +154,34 @@ fn stripped_or_missing_module_degrades_to_module_and_offset() {
             format!("{}+{:#x}", path.rsplit('/').next().unwrap(), leak_ra)
         );
     }
+}
+
+#[test]
+fn inlined_frames_are_expanded_innermost_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["-O1", "-fno-optimize-sibling-calls"];
+    let Some(bin) = compile_with("inline", dir.path(), &flags) else {
+        return;
+    };
+    let ra = return_address_of_call(&bin, "outer", "malloc");
+    let mut t = Trace::new(0);
+    let (start, end) = range(&bin);
+    t.module(bin.to_str().unwrap(), BIAS, start, end);
+    let s = t.stack(&[BIAS + ra]);
+    t.alloc(AllocFn::Malloc, 0x1000, 16, s);
+    let (_d, p) = t.finish();
+    let a = analyze(&p).unwrap();
+    let mut syms = Symbols::new(&a.result.modules);
+    let st = syms.stack(&a.stacks, s);
+    let src = include_str!("programs/inline.c");
+    // One address, two frames: inner (inlined into outer) at the malloc line,
+    // then outer at the line of the inlined call.
+    assert_eq!(st.len(), 2, "{st:#?}");
+    assert_eq!(st[0].function.as_deref(), Some("inner"));
+    assert!(st[0].inlined);
+    assert_eq!(st[0].line, Some(line_in(src, "INLINE-LINE")));
+    assert_eq!(st[1].function.as_deref(), Some("outer"));
+    assert!(!st[1].inlined);
+    assert_eq!(st[1].line, Some(line_in(src, "OUTER-LINE")));
+    assert_eq!(st[0].address, st[1].address);
 }

@@ -29,6 +29,7 @@ pub mod cmd_leaks;
 pub mod cmd_summary;
 pub mod errors;
 mod fasthash;
+pub mod findings;
 pub mod pass;
 pub mod report_json;
 pub mod report_table;

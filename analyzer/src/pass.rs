@@ -14,11 +14,11 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
-use serde::{Deserialize, Serialize};
 use traces::{flags, AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
 
 use crate::errors::{ErrorKind, HeapError, MAX_ERRORS};
 use crate::fasthash::{AddrMap, FoldHasher, StackMap};
+pub use crate::findings::{AllocRow, PassResult, SiteStats, Slot, Totals};
 
 /// Freed slots are forgotten only above this many (and 4x the live blocks).
 pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
@@ -28,117 +28,6 @@ pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
 /// inherited blocks in attached and forked traces); past this budget such a
 /// release is classified without it (invalid, or before-the-trace).
 pub const INTERIOR_SCAN_BUDGET: u64 = 500_000_000;
-
-/// One heap address: a live block, or the last block that lived there.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub struct Slot {
-    /// Allocation identity: the number of the allocation, from 1, in time order.
-    pub id: u64,
-    /// Requested size.
-    pub size: u64,
-    /// Allocation time.
-    pub time: u64,
-    /// Release time (freed slots only).
-    pub free_time: u64,
-    /// Allocating thread.
-    pub thread: ThreadId,
-    /// Allocation stack.
-    pub stack: StackId,
-    /// Release stack (freed slots only).
-    pub free_stack: StackId,
-    /// Allocation function.
-    pub func: AllocFn,
-    /// Whether the block is live (not yet released).
-    pub live: bool,
-    /// Whether the block was known before it was freed (false: allocated
-    /// before an attached trace started).
-    pub known: bool,
-}
-
-/// One finished (or, at the end, still live) allocation, as `export` writes it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AllocRow {
-    /// Allocation identity.
-    pub id: u64,
-    /// Block address.
-    pub address: u64,
-    /// Requested size.
-    pub size: u64,
-    /// Allocation function.
-    pub func: AllocFn,
-    /// Allocating thread.
-    pub thread: ThreadId,
-    /// Allocation time.
-    pub alloc_time: u64,
-    /// Release time, `None` for a block still live at the end.
-    pub free_time: Option<u64>,
-    /// Release function name (`free`, `operator delete`, `realloc`), if freed.
-    pub free_func: Option<&'static str>,
-    /// Allocation stack.
-    pub alloc_stack: StackId,
-    /// Release stack, 0 when not freed.
-    pub free_stack: StackId,
-}
-
-/// Aggregates of the allocations made at one stack.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SiteStats {
-    /// Allocations made here.
-    pub allocs: u64,
-    /// Bytes requested here.
-    pub bytes: u64,
-    /// Blocks from here still live.
-    pub live: u64,
-    /// Bytes of those blocks.
-    pub live_bytes: u64,
-    /// Temporary allocations made here.
-    pub temporary: u64,
-}
-
-/// Counters of the whole trace.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Totals {
-    /// Successful allocations, `realloc`s that returned a new block included.
-    pub allocations: u64,
-    /// Successful allocations per function, indexed by `AllocFn as usize`.
-    pub by_alloc_fn: Vec<u64>,
-    /// Releases (valid or not) per function, indexed by `FreeFn as usize`.
-    pub by_free_fn: Vec<u64>,
-    /// Valid releases (free, delete, realloc to 0 or moving).
-    pub frees: u64,
-    /// `realloc`/`reallocarray` calls.
-    pub reallocs: u64,
-    /// Allocations that returned NULL.
-    pub failed: u64,
-    /// Bytes requested by successful allocations.
-    pub bytes_allocated: u64,
-    /// Highest live byte count.
-    pub peak_live_bytes: u64,
-    /// Time of the peak.
-    pub peak_time: u64,
-    /// Temporary allocations: freed before the thread allocated anything else.
-    pub temporary: u64,
-    /// Releases of blocks allocated before an attached trace started.
-    pub unknown_before_attach: u64,
-    /// Allocations returned at an address that was still live (a lost free).
-    pub overlapping_allocs: u64,
-    /// Errors found, per kind (all of them, also past [`MAX_ERRORS`]).
-    pub errors_by_kind: HashMap<ErrorKind, u64>,
-    /// Allocation sizes: `histogram[i]` counts sizes in `[2^(i-1), 2^i)`, `[0]` size 0.
-    pub histogram: Vec<u64>,
-    /// mmap calls and bytes, munmap calls.
-    pub mmaps: u64,
-    /// Bytes mapped by mmap.
-    pub mmap_bytes: u64,
-    /// munmap calls.
-    pub munmaps: u64,
-    /// Records read.
-    pub records: u64,
-    /// Time of the first and last record.
-    pub first_time: u64,
-    /// Time of the last record.
-    pub last_time: u64,
-}
 
 /// The streaming pass. Feed it records with [`Pass::record`], then [`Pass::finish`].
 pub struct Pass<'a> {
@@ -158,25 +47,6 @@ pub struct Pass<'a> {
     snapshot_at: u64,
     scan_budget: u64,
     rows: Option<&'a mut dyn FnMut(AllocRow)>,
-}
-
-/// What the pass found; the input of every report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PassResult {
-    /// Counters.
-    pub totals: Totals,
-    /// Per-allocation-stack aggregates (live counts at the end = leaks).
-    pub sites: Vec<(StackId, SiteStats)>,
-    /// Blocks still live at the end, in address order.
-    pub live: Vec<(u64, Slot)>,
-    /// Errors in time order (at most [`MAX_ERRORS`]; see `totals.errors_by_kind`).
-    pub errors: Vec<HeapError>,
-    /// Live bytes per stack at (within 1/64 of) the peak, largest first.
-    pub peak_sites: Vec<(StackId, u64)>,
-    /// Threads seen.
-    pub threads: usize,
-    /// Modules loaded, in load order.
-    pub modules: Vec<Module>,
 }
 
 impl<'a> Pass<'a> {

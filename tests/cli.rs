@@ -9,7 +9,9 @@ fn bin() -> Command {
 }
 
 fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/samples/golden").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("traces/samples/golden")
+        .join(name)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -28,7 +30,11 @@ fn compare_snapshot(expected: &Path, actual: &str) {
     if want != actual {
         let out = expected.with_extension("actual");
         std::fs::write(&out, actual).unwrap();
-        panic!("{} differs from the expected output; actual output written to {}", expected.display(), out.display());
+        panic!(
+            "{} differs from the expected output; actual output written to {}",
+            expected.display(),
+            out.display()
+        );
     }
 }
 
@@ -37,11 +43,21 @@ fn golden_dump_outputs() {
     for name in ["basic", "threads", "truncated"] {
         let trace = golden(&format!("{name}.atrace"));
         let o = run(&["dump", trace.to_str().unwrap()]);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
-        compare_snapshot(&golden(&format!("{name}.dump")), &String::from_utf8(o.stdout).unwrap());
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        compare_snapshot(
+            &golden(&format!("{name}.dump")),
+            &String::from_utf8(o.stdout).unwrap(),
+        );
         let o = run(&["dump", "--json", trace.to_str().unwrap()]);
         assert!(o.status.success());
-        compare_snapshot(&golden(&format!("{name}.dump.jsonl")), &String::from_utf8(o.stdout).unwrap());
+        compare_snapshot(
+            &golden(&format!("{name}.dump.jsonl")),
+            &String::from_utf8(o.stdout).unwrap(),
+        );
     }
 }
 
@@ -55,7 +71,10 @@ fn golden_info_json() {
         // The file name depends on the checkout; everything else is fixed.
         let mut v = v;
         v["file"] = serde_json::Value::Null;
-        compare_snapshot(&golden(&format!("{name}.info.json")), &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+        compare_snapshot(
+            &golden(&format!("{name}.info.json")),
+            &(serde_json::to_string_pretty(&v).unwrap() + "\n"),
+        );
     }
 }
 
@@ -70,7 +89,10 @@ fn truncated_trace_is_read_with_a_warning() {
     assert_eq!(v["events"], 19);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "one warning line: {err}");
-    assert!(err.starts_with("alloctrace: warning: ") && err.contains("truncated"), "{err}");
+    assert!(
+        err.starts_with("alloctrace: warning: ") && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,7 +129,10 @@ fn bad_input_gives_one_line_errors() {
     let cases: [(&Path, &str); 5] = [
         (&empty, "empty file"),
         (&elf, "not an alloctrace trace"),
-        (&future, "format version 99 is newer than this alloctrace supports (version 1)"),
+        (
+            &future,
+            "format version 99 is newer than this alloctrace supports (version 1)",
+        ),
         (&flipped, ": block "),
         (&missing, "No such file"),
     ];
@@ -117,7 +142,11 @@ fn bad_input_gives_one_line_errors() {
             assert_eq!(o.status.code(), Some(2), "{cmd} {}", path.display());
             let err = String::from_utf8_lossy(&o.stderr);
             let last = err.lines().last().unwrap_or("");
-            assert!(last.starts_with("alloctrace: ") && last.contains(what), "{cmd} {}: {err}", path.display());
+            assert!(
+                last.starts_with("alloctrace: ") && last.contains(what),
+                "{cmd} {}: {err}",
+                path.display()
+            );
             assert!(!err.contains("panicked"), "{err}");
         }
     }

@@ -34,6 +34,9 @@ pub struct ProcTrace {
     /// Records decoded so far.
     pub events: u64,
     scratch: Vec<u8>,
+    /// Per thread, a realloc whose begin record was seen but not its end:
+    /// `(time, func, old, size, stack)`.
+    pending_realloc: HashMap<u32, (u64, u8, u64, u64, u32)>,
 }
 
 impl ProcTrace {
@@ -91,6 +94,7 @@ impl ProcTrace {
             max_time: start,
             events: 0,
             scratch: Vec::new(),
+            pending_realloc: HashMap::new(),
         })
     }
 
@@ -190,13 +194,22 @@ impl ProcTrace {
                     align: arg(2),
                     stack,
                 },
-                abi::KIND_REALLOC => Event::Realloc {
-                    func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
-                    old_addr: arg(0),
-                    new_addr: arg(1),
-                    size: arg(2),
-                    stack,
-                },
+                abi::KIND_REALLOC_BEGIN => {
+                    self.pending_realloc
+                        .insert(tid, (time, func, arg(0), arg(1), stack));
+                    continue;
+                }
+                abi::KIND_REALLOC => {
+                    // The begin record carried the stack (when the call had a block).
+                    let begin = self.pending_realloc.remove(&tid);
+                    Event::Realloc {
+                        func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
+                        old_addr: arg(0),
+                        new_addr: arg(1),
+                        size: arg(2),
+                        stack: begin.map_or(stack, |b| b.4),
+                    }
+                }
                 abi::KIND_MMAP => Event::Mmap {
                     addr: arg(0),
                     len: arg(1),
@@ -275,6 +288,30 @@ impl ProcTrace {
     /// Drains what is left and writes the trailer.
     pub fn finish(mut self, exit: ExitStatus) -> anyhow::Result<PathBuf> {
         self.drain()?;
+        // A realloc that never returned: the process died inside it (glibc
+        // aborts on a realloc of freed memory). Record it as a realloc that
+        // produced nothing, at the time it started.
+        let mut pending: Vec<_> = self.pending_realloc.drain().collect();
+        pending.sort_unstable();
+        for (tid, (time, func, old, size, stack)) in pending {
+            let t = time
+                .max(self.last_time.get(&tid).copied().unwrap_or(0))
+                .max(self.advanced);
+            self.max_time = self.max_time.max(t);
+            let event = Event::Realloc {
+                func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
+                old_addr: old,
+                new_addr: 0,
+                size,
+                stack,
+            };
+            self.writer.write(&Record {
+                time: t,
+                thread: tid,
+                event,
+            })?;
+            self.events += 1;
+        }
         let dropped = self.map.header().dropped.load(Ordering::Relaxed);
         let trailer = Trailer {
             end_time: self.max_time.max(self.advanced),

@@ -195,6 +195,11 @@ pub const KIND_MODULE_LOAD: u8 = 12;
 pub const KIND_MODULE_UNLOAD: u8 = 13;
 /// Stack definition of id `stack`: frames, innermost first (call-site addresses).
 pub const KIND_STACK: u8 = 14;
+/// A realloc of a non-null block is about to run: `old_addr, size`, with the
+/// call's stack. Written before the real realloc (which may abort on a freed
+/// block); the [`KIND_REALLOC`] that follows on the same thread completes it
+/// (and then carries no stack of its own).
+pub const KIND_REALLOC_BEGIN: u8 = 15;
 
 /// Rounds `n` up to a multiple of 8.
 pub const fn round8(n: usize) -> usize {

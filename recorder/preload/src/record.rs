@@ -89,7 +89,24 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
     );
 }
 
-/// realloc/reallocarray returned.
+/// realloc/reallocarray of a non-null block is about to run: recorded first,
+/// with the stack, so the evidence survives the real realloc aborting.
+#[inline(always)]
+pub fn realloc_begin(func: u8, old: *mut libc::c_void, size: usize) {
+    if old.is_null() {
+        return;
+    }
+    event(
+        abi::KIND_REALLOC_BEGIN,
+        func,
+        &[old as u64, size as u64],
+        &[],
+        true,
+    );
+}
+
+/// realloc/reallocarray returned. The stack was taken by [`realloc_begin`]
+/// unless the call acted as malloc.
 #[inline(always)]
 pub fn realloc(func: u8, old: *mut libc::c_void, new: *mut libc::c_void, size: usize) {
     event(
@@ -97,7 +114,7 @@ pub fn realloc(func: u8, old: *mut libc::c_void, new: *mut libc::c_void, size: u
         func,
         &[old as u64, new as u64, size as u64],
         &[],
-        true,
+        old.is_null(),
     );
 }
 

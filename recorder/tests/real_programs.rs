@@ -10,14 +10,22 @@ fn same_output(name: &str, script: &str) {
     let d = tempfile::tempdir().expect("tempdir");
     let plain = d.path().join("plain.out");
     let traced = d.path().join("traced.out");
+    // Each run in its own empty directory: the scripts create files.
+    let (plain_dir, traced_dir) = (d.path().join("plain"), d.path().join("traced"));
+    std::fs::create_dir(&plain_dir).expect("mkdir");
+    std::fs::create_dir(&traced_dir).expect("mkdir");
     let st = Command::new("sh")
         .arg("-c")
         .arg(format!("( {script} ) > {}", plain.display()))
-        .current_dir(d.path())
+        .current_dir(&plain_dir)
         .status()
         .expect("sh");
     assert!(st.success(), "{name} untraced");
-    let cmd = format!("( {script} ) > {}", traced.display());
+    let cmd = format!(
+        "cd {} && ( {script} ) > {}",
+        traced_dir.display(),
+        traced.display()
+    );
     let run = record(d.path(), &["sh", "-c", &cmd]);
     // Same exit status and same output.
     assert_eq!(run.exit_code, 0, "{name}");
@@ -40,9 +48,10 @@ fn python3() {
 
 #[test]
 fn sqlite3() {
-    if !Path::new("/usr/bin/sqlite3").exists() {
-        return;
-    }
+    assert!(
+        Path::new("/usr/bin/sqlite3").exists(),
+        "install sqlite3 (apt-get install sqlite3)"
+    );
     same_output("sqlite3", "/usr/bin/sqlite3 :memory: 'create table t(a); insert into t values (1),(2),(3); select sum(a), group_concat(a) from t;'");
 }
 

@@ -28,7 +28,7 @@ fn compile_with(name: &str, dir: &Path, flags: &[&str]) -> Option<PathBuf> {
         .arg(&out)
         .arg(&src)
         .status()
-        .ok()?
+        .unwrap_or_else(|e| panic!("running cc: {e} (install gcc)"))
         .success();
     assert!(ok, "cc failed for {}", src.display());
     Some(out)

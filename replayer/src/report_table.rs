@@ -31,6 +31,7 @@ pub fn table(trace: &str, plan: &Plan, outcomes: &[Outcome]) -> String {
         "p99 ns",
         "peak RSS MiB",
         "footprint MiB",
+        "live MiB",
         "frag@peak",
         "frag avg",
         "brk",

@@ -122,11 +122,6 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.0.kind {
-            ErrorKind::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// The I/O error's text is already part of the Display above, so it is not
+// repeated as a source (anyhow's `{:#}` would print it twice).
+impl std::error::Error for Error {}

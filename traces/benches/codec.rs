@@ -63,6 +63,33 @@ fn bench(c: &mut Criterion) {
             n
         })
     });
+    // The column decoder alone, without file framing, zstd or the merge of
+    // threads: the ceiling for any reader built on it.
+    let mut payloads = Vec::new();
+    let mut enc = traces::codec::BlockEncoder::new(1);
+    for r in &recs {
+        enc.push(r.time, &r.event);
+        if enc.len() >= 1 << 20 {
+            payloads.push(enc.finish());
+        }
+    }
+    payloads.push(enc.finish());
+    g.bench_function("decode_columns", |b| {
+        let mut out = Vec::with_capacity(1 << 16);
+        b.iter(|| {
+            let mut model = traces::codec::AddrModel::default();
+            let mut n = 0u64;
+            for p in &payloads {
+                let mut d = traces::codec::BlockDecoder::new(p.clone()).unwrap();
+                while d.remaining() > 0 {
+                    out.clear();
+                    d.decode_batch(&mut model, &mut out, 4096).unwrap();
+                    n += out.len() as u64;
+                }
+            }
+            n
+        })
+    });
     g.finish();
 }
 

@@ -2,8 +2,11 @@
 //! no lock and touch no shared cache line.
 //!
 //! A cache is filled from the central lists in batches and flushed back in batches
-//! when a list grows past its limit (about 32 KiB worth of blocks per class, between
-//! 4 and 256 blocks). A block freed by another thread simply joins that thread's
+//! when a list grows past its cap. Each class's cap starts small (8 blocks) and
+//! doubles every time the list runs dry or overflows, up to about 32 KiB worth of
+//! blocks (between 4 and 256 blocks): a class a thread uses a little parks (and
+//! touches) a few blocks only, while a hot class reaches the full cap after a handful
+//! of refills. A block freed by another thread simply joins that thread's
 //! cache: blocks are interchangeable within a class, and spans are found from the
 //! block address, so cross-thread frees need no special path.
 //!
@@ -18,12 +21,15 @@ use crate::size_class::{class_of, class_size, NUM_CLASSES};
 use crate::span::FreeBlock;
 use crate::stats::LocalCounts;
 
+/// Bytes of blocks a bin may hold at its full cap.
+const CLASS_BYTES: u32 = 8 * 1024;
+
 /// Cached-block limit per class.
 const LIMIT: [u32; NUM_CLASSES] = {
     let mut t = [0u32; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
-        let n = (32 * 1024 / crate::size_class::CLASS_SIZE[i]) as usize;
+        let n = (CLASS_BYTES / crate::size_class::CLASS_SIZE[i]) as usize;
         t[i] = if n < 4 {
             4
         } else if n > 256 {
@@ -43,14 +49,15 @@ pub(crate) const ACTIVE: u8 = 1;
 /// The thread is exiting: the cache was flushed and must stay empty.
 pub(crate) const DEAD: u8 = 2;
 
-/// One class's cached blocks, and allocations and frees not yet published.
+/// One class's cached blocks.
 #[derive(Debug)]
 #[repr(C)]
 struct Bin {
     head: *mut FreeBlock,
     count: u32,
-    allocs: u64,
-    frees: u64,
+    /// The current cap on `count`, grown from [`START`] towards [`LIMIT`] each time the
+    /// bin runs dry or overflows (0: not grown yet).
+    limit: u32,
 }
 
 /// One thread's cached free blocks and unpublished counts. All-zero bytes are a
@@ -59,8 +66,22 @@ struct Bin {
 #[repr(C)]
 pub struct ThreadCache {
     bins: [Bin; NUM_CLASSES],
+    live_bytes: i64,
+    allocs: u64,
+    frees: u64,
     requested: u64,
     pub(crate) state: u8,
+}
+
+/// The first cap of a bin: a class a thread uses a little costs it a few blocks, not
+/// 32 KiB of touched pages.
+const START: u32 = 8;
+
+/// The next cap of a bin of `class` whose cap is `limit`: doubled, up to the class limit.
+#[inline]
+fn grown(limit: u32, class: usize) -> u32 {
+    let next = if limit == 0 { START } else { limit * 2 };
+    next.min(LIMIT[class])
 }
 
 impl ThreadCache {
@@ -71,10 +92,12 @@ impl ThreadCache {
                 Bin {
                     head: ptr::null_mut(),
                     count: 0,
-                    allocs: 0,
-                    frees: 0,
+                    limit: 0,
                 }
             }; NUM_CLASSES],
+            live_bytes: 0,
+            allocs: 0,
+            frees: 0,
             requested: 0,
             state: INACTIVE,
         }
@@ -92,25 +115,24 @@ impl ThreadCache {
         // SAFETY: cached blocks are free and hold a valid link.
         bin.head = unsafe { (*b).next };
         bin.count -= 1;
-        bin.allocs += 1;
+        self.allocs += 1;
+        self.live_bytes += class_size(class) as i64;
         self.requested += size as u64;
         b as *mut u8
     }
 
-    /// Publishes the counts of one class (and the requested bytes) to `heap`.
-    fn publish(&mut self, heap: &Heap, class: usize) {
-        let bin = &mut self.bins[class];
-        let size = class_size(class) as i64;
-        let net = bin.allocs as i64 - bin.frees as i64;
+    /// Publishes the counts (and the requested bytes) to `heap`.
+    fn publish(&mut self, heap: &Heap) {
         let mut local = LocalCounts {
-            live_bytes: net * size,
-            live_blocks: net,
+            live_bytes: self.live_bytes,
+            live_blocks: self.allocs as i64 - self.frees as i64,
             requested: self.requested,
-            allocs: bin.allocs,
-            frees: bin.frees,
+            allocs: self.allocs,
+            frees: self.frees,
         };
-        bin.allocs = 0;
-        bin.frees = 0;
+        self.live_bytes = 0;
+        self.allocs = 0;
+        self.frees = 0;
         self.requested = 0;
         heap.counters.publish(&mut local);
     }
@@ -120,9 +142,10 @@ impl ThreadCache {
     #[inline(never)]
     pub(crate) fn refill_pop(&mut self, heap: &Heap, size: usize) -> *mut u8 {
         let class = class_of(size);
-        self.publish(heap, class);
-        let want = (LIMIT[class] / 2).max(1) as usize;
+        self.publish(heap);
         let bin = &mut self.bins[class];
+        bin.limit = grown(bin.limit, class);
+        let want = (bin.limit / 2).max(1) as usize;
         let got = heap.refill(class, want, &mut bin.head);
         bin.count += got as u32;
         self.try_pop(size)
@@ -140,16 +163,29 @@ impl ThreadCache {
         unsafe { (*b).next = bin.head };
         bin.head = b;
         bin.count += 1;
-        bin.frees += 1;
-        if bin.count > LIMIT[class] {
-            self.trim(heap, class, LIMIT[class] as usize / 2);
+        self.frees += 1;
+        self.live_bytes -= class_size(class) as i64;
+        if bin.count > bin.limit {
+            self.overflow(heap, class);
+        }
+    }
+
+    /// A bin went over its cap: grows the cap, and trims the bin to half of it if
+    /// that is not enough.
+    #[inline(never)]
+    fn overflow(&mut self, heap: &Heap, class: usize) {
+        let bin = &mut self.bins[class];
+        bin.limit = grown(bin.limit, class);
+        if bin.count > bin.limit {
+            let keep = bin.limit as usize / 2;
+            self.trim(heap, class, keep);
         }
     }
 
     /// Keeps the first `keep` blocks of a bin and returns the rest to the heap.
     #[inline(never)]
     fn trim(&mut self, heap: &Heap, class: usize, keep: usize) {
-        self.publish(heap, class);
+        self.publish(heap);
         let bin = &mut self.bins[class];
         let count = bin.count as usize;
         if count <= keep {

@@ -744,6 +744,18 @@ impl BlockDecoder {
         out: &mut Vec<Record>,
         max: usize,
     ) -> Result<(), String> {
+        out.reserve((self.remaining as usize).min(max));
+        self.decode_with(model, max, |r| out.push(r))
+    }
+
+    /// Like [`BlockDecoder::decode_batch`], handing each record to `sink`.
+    #[inline]
+    pub fn decode_with(
+        &mut self,
+        model: &mut AddrModel,
+        max: usize,
+        mut sink: impl FnMut(Record),
+    ) -> Result<(), String> {
         let col = |i: usize| {
             let (a, b) = self.bounds[i];
             Cursor::at(&self.payload[a..b], self.pos[i])
@@ -761,7 +773,6 @@ impl BlockDecoder {
             model,
         };
         let n = (self.remaining as usize).min(max);
-        out.reserve(n);
         let mut time = self.time;
         let thread = self.thread;
         let mut result = Ok(());
@@ -782,7 +793,7 @@ impl BlockDecoder {
                 ));
                 break;
             };
-            out.push(Record {
+            sink(Record {
                 time,
                 thread,
                 event,

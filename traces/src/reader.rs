@@ -49,8 +49,7 @@ const BATCH: usize = 512;
 struct Queue {
     model: codec::AddrModel,
     blocks: VecDeque<codec::BlockDecoder>,
-    batch: Vec<Record>,
-    next: usize,
+    batch: VecDeque<Record>,
     /// Payload bytes of blocks finished since the reader last looked.
     released: usize,
 }
@@ -58,34 +57,22 @@ struct Queue {
 impl Queue {
     /// Makes sure a decoded record is at the head, if any remain.
     fn head_key(&mut self) -> Result<Option<(u64, ThreadId)>, String> {
-        while self.next >= self.batch.len() {
+        while self.batch.is_empty() {
             let Some(front) = self.blocks.front_mut() else {
                 return Ok(None);
             };
-            self.batch.clear();
-            self.next = 0;
-            front.decode_batch(&mut self.model, &mut self.batch, BATCH)?;
+            let batch = &mut self.batch;
+            front.decode_with(&mut self.model, BATCH, |r| batch.push_back(r))?;
             if front.remaining() == 0 {
                 self.released += front.payload_len();
                 self.blocks.pop_front();
             }
         }
-        let r = &self.batch[self.next];
-        Ok(Some((r.time, r.thread)))
+        Ok(self.batch.front().map(|r| (r.time, r.thread)))
     }
 
     fn pop(&mut self) -> Option<Record> {
-        let r = self.batch.get_mut(self.next)?;
-        self.next += 1;
-        // Moving out leaves a cheap placeholder; the batch is cleared on refill.
-        Some(std::mem::replace(
-            r,
-            Record {
-                time: 0,
-                thread: 0,
-                event: crate::Event::ThreadExit,
-            },
-        ))
+        self.batch.pop_front()
     }
 }
 
@@ -329,7 +316,7 @@ impl<R: Read> Reader<R> {
                         self.queues.len() - 1
                     });
                     let q = &mut self.queues[qi];
-                    let was_empty = q.next >= q.batch.len() && q.blocks.is_empty();
+                    let was_empty = q.batch.is_empty() && q.blocks.is_empty();
                     q.blocks.push_back(block);
                     if was_empty {
                         if let Some((t, th)) = q.head_key()? {

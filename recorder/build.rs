@@ -31,12 +31,13 @@ fn main() {
     let built = target_dir.join("release/liballoctrace_preload.so");
     let ok =
         nested_build(&manifest, &target_dir, false) || nested_build(&manifest, &target_dir, true);
-    if ok && built.exists() {
-        std::fs::copy(&built, &dest).expect("copy the preload library");
-    } else {
-        println!("cargo:warning=could not build the preload library; `record` will look for liballoctrace_preload.so beside the binary");
-        std::fs::write(&dest, b"").expect("write placeholder");
-    }
+    // Fail the build rather than ship a `record` without its library: the
+    // nested cargo's own errors are printed above this message.
+    assert!(
+        ok && built.exists(),
+        "could not build the preload library (recorder/preload); set ALLOCTRACE_PRELOAD_SO=/path/to/liballoctrace_preload.so to embed a prebuilt one"
+    );
+    std::fs::copy(&built, &dest).expect("copy the preload library");
 }
 
 fn nested_build(manifest: &Path, target_dir: &Path, offline: bool) -> bool {

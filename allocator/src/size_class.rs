@@ -37,6 +37,12 @@ pub const CHUNK_SHIFT: u32 = 16;
 pub const MAX_SPAN_CHUNKS: usize = 16;
 /// Bytes at the start of every span taken by its header.
 pub const SPAN_HEADER: usize = 128;
+/// Blocks of at least this many bytes give their pages back to the OS when freed
+/// (all but the page holding their first word): a free block of a large class can be
+/// reused by its own class only, and would otherwise stay resident.
+pub const PURGE_MIN_BLOCK: usize = 16 * 1024;
+/// The first class whose blocks are purged when freed.
+pub const PURGE_CLASS: usize = class_of_const(PURGE_MIN_BLOCK);
 
 const fn class_size_const(class: usize) -> usize {
     if class < 8 {
@@ -170,6 +176,11 @@ mod tests {
         for size in 1..=128 {
             assert!(class_size(class_of(size)) - size <= 15);
         }
+    }
+
+    #[test]
+    fn purge_class_starts_at_purge_min_block() {
+        assert_eq!(class_size(PURGE_CLASS), PURGE_MIN_BLOCK);
     }
 
     #[test]

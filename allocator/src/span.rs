@@ -182,6 +182,26 @@ pub(crate) unsafe fn give_block(span: *mut Span, b: *mut FreeBlock) {
     }
 }
 
+/// Returns the whole pages of a dead block of `size` bytes at `start` to the OS,
+/// except the page holding its first word (its free-list link). Returns whether it
+/// made a system call.
+///
+/// # Safety
+/// `[start, start + size)` must be a dead block of a formatted span, owned by the
+/// caller; only its first word may be relied on afterwards (the rest reads as zero).
+pub(crate) unsafe fn purge_block(start: usize, size: usize) -> bool {
+    let page = crate::os::mmap::page_size();
+    let from = (start + core::mem::size_of::<FreeBlock>()).next_multiple_of(page);
+    let to = (start + size) & !(page - 1);
+    if to <= from {
+        return false;
+    }
+    // SAFETY: `[from, to)` lies inside the dead block (caller's promise) and holds
+    // neither its link nor any other block.
+    unsafe { crate::os::mmap::advise_free(from, to - from) };
+    true
+}
+
 /// An intrusive doubly linked list of spans.
 #[derive(Debug)]
 pub(crate) struct SpanList {

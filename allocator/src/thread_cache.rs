@@ -22,7 +22,7 @@ use crate::span::FreeBlock;
 use crate::stats::LocalCounts;
 
 /// Bytes of blocks a bin may hold at its full cap.
-const CLASS_BYTES: u32 = 8 * 1024;
+const CLASS_BYTES: u32 = 32 * 1024;
 
 /// Cached-block limit per class.
 const LIMIT: [u32; NUM_CLASSES] = {

@@ -6,9 +6,10 @@
 //! | range (bytes)      | classes                     | step            |
 //! |--------------------|-----------------------------|-----------------|
 //! | 1 ..= 128          | 16, 32, 48, ..., 128 (8)    | 16              |
-//! | 2^k+1 ..= 2^(k+1)  | 2^k * (1.125, 1.25, ..., 2) | 2^(k-3), k=7..16|
+//! | 2^k+1 ..= 2^(k+1)  | 2^k * (1.25, 1.5, 1.75, 2)  | 2^(k-2), k=7..11, 14..16 |
+//! | 4097 ..= 16384     | 2^k * (1.125, 1.25, ..., 2) | 2^(k-3), k=12, 13 |
 //!
-//! That is 8 + 10 * 8 = 88 classes, the largest 128 KiB ([`MAX_SMALL`]); requests
+//! That is 8 + 8 * 4 + 2 * 8 = 56 classes, the largest 128 KiB ([`MAX_SMALL`]); requests
 //! above the large threshold (128 KiB by default, like glibc's `M_MMAP_THRESHOLD`)
 //! get their own mapping. Every class is a multiple of 16, so every block is 16-byte
 //! aligned.
@@ -16,17 +17,20 @@
 //! # Worst-case waste
 //!
 //! * Internal (rounding) waste: at most 15 bytes for requests up to 128 bytes; above,
-//!   a request one byte over class `2^k * m` is served by `2^k * (m + 0.125)`,
-//!   wasting less than `2^(k-3) / (2^k * 1.125)` = **11.2 %** of the block (e.g.
-//!   129 -> 144 wastes 15 of 144 bytes, 10.4 %). Eight steps per doubling rather than
-//!   four halve the average rounding waste, which is resident memory: sqlite's 4 KiB
-//!   pages plus their headers, for instance, fit 4608-byte blocks instead of 5120.
+//!   a request one byte over class `2^k * m` is served by `2^k * (m + 0.25)`, wasting
+//!   less than `2^(k-2) / (2^k * 1.25)` = **20 %** of the block (e.g. 129 -> 160
+//!   wastes 31 of 160 bytes, 19.4 %); from 4 KiB to 16 KiB, with eight steps, less
+//!   than **11.2 %**. Page-sized buffers with a small header are common there
+//!   (sqlite's page cache: 4 KiB pages plus a few hundred bytes), and rounding waste
+//!   is resident memory: they fit 4608-byte blocks instead of 5120. More classes
+//!   everywhere cost more than they save: each class in use keeps a partly used span
+//!   and a thread-cache bin.
 //! * Span tail waste: each span is 1 to [`MAX_SPAN_CHUNKS`] chunks of 64 KiB, chosen
 //!   as the smallest that holds at least 4 blocks with at most **12.5 %** of the span
 //!   left over after the 128-byte header (checked by a unit test for every class).
 
 /// Number of size classes.
-pub const NUM_CLASSES: usize = 88;
+pub const NUM_CLASSES: usize = 56;
 /// The largest block size served from spans.
 pub const MAX_SMALL: usize = 128 * 1024;
 /// Span granule: spans are whole, aligned chunks of this many bytes.
@@ -44,13 +48,38 @@ pub const PURGE_MIN_BLOCK: usize = 16 * 1024;
 /// The first class whose blocks are purged when freed.
 pub const PURGE_CLASS: usize = class_of_const(PURGE_MIN_BLOCK);
 
+/// Steps per doubling above `2^k`: 8 for 4 KiB to 16 KiB, where page-sized buffers
+/// with a small header (sqlite's page cache: 4 KiB plus a few hundred bytes) are
+/// common, 4 elsewhere.
+const fn steps(k: usize) -> usize {
+    if k == 12 || k == 13 {
+        8
+    } else {
+        4
+    }
+}
+
+/// Index of the first class above `2^k` (k >= 7).
+const fn first_class(k: usize) -> usize {
+    let mut c = 8;
+    let mut i = 7;
+    while i < k {
+        c += steps(i);
+        i += 1;
+    }
+    c
+}
+
 const fn class_size_const(class: usize) -> usize {
     if class < 8 {
         16 * (class + 1)
     } else {
-        let k = 7 + (class - 8) / 8;
-        let j = (class - 8) % 8 + 1;
-        (1 << k) + j * (1 << (k - 3))
+        let mut k = 7;
+        while class >= first_class(k + 1) {
+            k += 1;
+        }
+        let j = class - first_class(k) + 1;
+        (1 << k) + j * ((1 << k) / steps(k))
     }
 }
 
@@ -63,9 +92,9 @@ const fn class_of_const(size: usize) -> usize {
         }
     } else {
         let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
-        let step = 1 << (k - 3);
+        let step = (1 << k) / steps(k);
         let j = (size - (1 << k)).div_ceil(step);
-        8 + (k - 7) * 8 + (j - 1)
+        first_class(k) + (j - 1)
     }
 }
 
@@ -169,13 +198,22 @@ mod tests {
         for size in 129..=MAX_SMALL {
             let block = class_size(class_of(size));
             assert!(
-                (block - size) * 9 < block,
+                (block - size) * 5 < block,
                 "size {size} wastes too much in {block}"
             );
         }
         for size in 1..=128 {
             assert!(class_size(class_of(size)) - size <= 15);
         }
+    }
+
+    #[test]
+    fn page_sized_classes_are_fine() {
+        for size in 4097..=16384 {
+            let block = class_size(class_of(size));
+            assert!((block - size) * 9 < block, "size {size} in {block}");
+        }
+        assert_eq!(class_size(class_of(4097)), 4608);
     }
 
     #[test]

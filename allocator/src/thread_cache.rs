@@ -58,6 +58,8 @@ struct Bin {
     /// The current cap on `count`, grown from [`START`] towards [`LIMIT`] each time the
     /// bin runs dry or overflows (0: not grown yet).
     limit: u32,
+    allocs: u64,
+    frees: u64,
 }
 
 /// One thread's cached free blocks and unpublished counts. All-zero bytes are a
@@ -66,9 +68,6 @@ struct Bin {
 #[repr(C)]
 pub struct ThreadCache {
     bins: [Bin; NUM_CLASSES],
-    live_bytes: i64,
-    allocs: u64,
-    frees: u64,
     requested: u64,
     pub(crate) state: u8,
 }
@@ -93,11 +92,10 @@ impl ThreadCache {
                     head: ptr::null_mut(),
                     count: 0,
                     limit: 0,
+                    allocs: 0,
+                    frees: 0,
                 }
             }; NUM_CLASSES],
-            live_bytes: 0,
-            allocs: 0,
-            frees: 0,
             requested: 0,
             state: INACTIVE,
         }
@@ -115,24 +113,25 @@ impl ThreadCache {
         // SAFETY: cached blocks are free and hold a valid link.
         bin.head = unsafe { (*b).next };
         bin.count -= 1;
-        self.allocs += 1;
-        self.live_bytes += class_size(class) as i64;
+        bin.allocs += 1;
         self.requested += size as u64;
         b as *mut u8
     }
 
-    /// Publishes the counts (and the requested bytes) to `heap`.
-    fn publish(&mut self, heap: &Heap) {
+    /// Publishes the counts of one class (and the requested bytes) to `heap`.
+    fn publish(&mut self, heap: &Heap, class: usize) {
+        let bin = &mut self.bins[class];
+        let size = class_size(class) as i64;
+        let net = bin.allocs as i64 - bin.frees as i64;
         let mut local = LocalCounts {
-            live_bytes: self.live_bytes,
-            live_blocks: self.allocs as i64 - self.frees as i64,
+            live_bytes: net * size,
+            live_blocks: net,
             requested: self.requested,
-            allocs: self.allocs,
-            frees: self.frees,
+            allocs: bin.allocs,
+            frees: bin.frees,
         };
-        self.live_bytes = 0;
-        self.allocs = 0;
-        self.frees = 0;
+        bin.allocs = 0;
+        bin.frees = 0;
         self.requested = 0;
         heap.counters.publish(&mut local);
     }
@@ -142,7 +141,7 @@ impl ThreadCache {
     #[inline(never)]
     pub(crate) fn refill_pop(&mut self, heap: &Heap, size: usize) -> *mut u8 {
         let class = class_of(size);
-        self.publish(heap);
+        self.publish(heap, class);
         let bin = &mut self.bins[class];
         bin.limit = grown(bin.limit, class);
         let want = (bin.limit / 2).max(1) as usize;
@@ -163,8 +162,7 @@ impl ThreadCache {
         unsafe { (*b).next = bin.head };
         bin.head = b;
         bin.count += 1;
-        self.frees += 1;
-        self.live_bytes -= class_size(class) as i64;
+        bin.frees += 1;
         if bin.count > bin.limit {
             self.overflow(heap, class);
         }
@@ -185,7 +183,7 @@ impl ThreadCache {
     /// Keeps the first `keep` blocks of a bin and returns the rest to the heap.
     #[inline(never)]
     fn trim(&mut self, heap: &Heap, class: usize, keep: usize) {
-        self.publish(heap);
+        self.publish(heap, class);
         let bin = &mut self.bins[class];
         let count = bin.count as usize;
         if count <= keep {

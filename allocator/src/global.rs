@@ -20,7 +20,6 @@ use crate::heap::{Config, Heap};
 use crate::heap_api::{Resize, MAX_REQUEST};
 use crate::os::brk::Backend;
 use crate::os::thread;
-use crate::size_class::PURGE_CLASS;
 use crate::stats::Stats;
 use crate::thread_cache::{ThreadCache, ACTIVE, DEAD, INACTIVE};
 
@@ -196,25 +195,12 @@ pub unsafe fn free(p: *mut u8) {
     let (start, _) = Heap::small_block(s, p as usize);
     // SAFETY: `s` is the formatted span of live block `p`.
     let class = unsafe { (*s).class } as usize;
-    if class >= PURGE_CLASS {
-        purge(start, class);
-    }
     // SAFETY: this thread's cache; pushing does not re-enter the allocator.
     let tc = unsafe { &mut *cache() };
     if tc.state == ACTIVE {
         tc.push(&HEAP, class, start);
     } else {
         free_slow(p);
-    }
-}
-
-/// Returns the pages of dead block `start` of class `class` to the OS (see
-/// [`crate::size_class::PURGE_MIN_BLOCK`]).
-#[cold]
-fn purge(start: usize, class: usize) {
-    // SAFETY: `start` is a dead block of `class` handed back by the caller of `free`.
-    if unsafe { crate::span::purge_block(start, Heap::class_bytes(class)) } {
-        crate::stats::add(&HEAP.counters.madvise_calls, 1);
     }
 }
 

@@ -6,7 +6,9 @@
 //! doubles every time the list runs dry or overflows, up to about 32 KiB worth of
 //! blocks (between 4 and 256 blocks): a class a thread uses a little parks (and
 //! touches) a few blocks only, while a hot class reaches the full cap after a handful
-//! of refills. A block freed by another thread simply joins that thread's
+//! of refills. Classes of at least 16 KiB ([`PURGE_CLASS`]) are the exception: every
+//! free of theirs takes the slow path, which returns the block's pages to the OS
+//! (all but the first), and their bins hold at most four such blocks. A block freed by another thread simply joins that thread's
 //! cache: blocks are interchangeable within a class, and spans are found from the
 //! block address, so cross-thread frees need no special path.
 //!
@@ -17,9 +19,9 @@
 use core::ptr;
 
 use crate::heap::Heap;
-use crate::size_class::{class_of, class_size, NUM_CLASSES};
-use crate::span::FreeBlock;
-use crate::stats::LocalCounts;
+use crate::size_class::{class_of, class_size, NUM_CLASSES, PURGE_CLASS};
+use crate::span::{self, FreeBlock};
+use crate::stats::{add, LocalCounts};
 
 /// Bytes of blocks a bin may hold at its full cap.
 const CLASS_BYTES: u32 = 32 * 1024;
@@ -76,12 +78,20 @@ pub struct ThreadCache {
 /// 32 KiB of touched pages.
 const START: u32 = 8;
 
-/// The next cap of a bin of `class` whose cap is `limit`: doubled, up to the class limit.
+/// The next cap of a bin of `class` whose cap is `limit`: doubled, up to the class
+/// limit. Bins of purged classes keep cap 0, so every free of theirs takes the slow
+/// path, which returns the block's pages (see [`PURGE_CLASS`]).
 #[inline]
 fn grown(limit: u32, class: usize) -> u32 {
+    if class >= PURGE_CLASS {
+        return 0;
+    }
     let next = if limit == 0 { START } else { limit * 2 };
     next.min(LIMIT[class])
 }
+
+/// How many (purged) blocks a bin of a purged class may hold.
+const PURGED_CAP: u32 = 4;
 
 impl ThreadCache {
     /// An empty, inactive cache.
@@ -173,6 +183,17 @@ impl ThreadCache {
     #[inline(never)]
     fn overflow(&mut self, heap: &Heap, class: usize) {
         let bin = &mut self.bins[class];
+        if class >= PURGE_CLASS {
+            // SAFETY: the head is the dead block just pushed, a block of `class`; the
+            // cache keeps only its first word (the link).
+            if unsafe { span::purge_block(bin.head as usize, class_size(class)) } {
+                add(&heap.counters.madvise_calls, 1);
+            }
+            if bin.count > PURGED_CAP {
+                self.trim(heap, class, PURGED_CAP as usize / 2);
+            }
+            return;
+        }
         bin.limit = grown(bin.limit, class);
         if bin.count > bin.limit {
             let keep = bin.limit as usize / 2;

@@ -14,8 +14,14 @@ const FILE: &str = "liballoctrace_preload.so";
 /// embedded copy extracted to `$XDG_CACHE_HOME/alloctrace/<hash>/` (or
 /// `~/.cache/...`, or the temp dir), else a copy installed beside the binary.
 pub fn preload_path() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ALLOCTRACE_PRELOAD") {
-        return Ok(PathBuf::from(p));
+    if let Some(p) = std::env::var_os("ALLOCTRACE_PRELOAD").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(
+            p.is_file(),
+            "ALLOCTRACE_PRELOAD={} is not a file",
+            p.display()
+        );
+        return Ok(p);
     }
     if EMBEDDED.is_empty() {
         let exe = std::env::current_exe().context("locating the alloctrace binary")?;

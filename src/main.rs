@@ -43,7 +43,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Record(a) => {
             let outcome = recorder::cli::run(&a)?;
-            analyzer::cli::after_record(&outcome.traces)?;
+            if !a.no_report {
+                analyzer::cli::after_record(&outcome.traces)?;
+            }
             Ok(outcome.exit_code)
         }
         Command::Info(a) => cmd_info::run(&a),

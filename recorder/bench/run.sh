@@ -14,7 +14,8 @@ run() { # name, command...
     name=$1; shift
     hyperfine -N --warmup 1 --runs 3 --export-json "$name.json" \
         -n untraced "$*" \
-        -n alloctrace "$at record -o $name.atrace -- $*" \
+        -n alloctrace "$at record --no-report -o $name.atrace -- $*" \
+        -n "alloctrace+report" "$at record -o $name.atrace -- $*" \
         -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
     python3 - "$name" <<'PY'
 import json, sys, glob, os
@@ -23,11 +24,11 @@ r = {x["command"]: x["mean"] for x in json.load(open(name + ".json"))["results"]
 base = r["untraced"]
 ours = os.path.getsize(name + ".atrace")
 ht = sum(os.path.getsize(f) for f in glob.glob(name + ".ht*"))
-print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {r['heaptrack']/base:.2f}x | {ours/1e6:.1f} MB | {ht/1e6:.1f} MB |")
+print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {r['alloctrace+report']/base:.2f}x | {r['heaptrack']/base:.2f}x | {ours/1e6:.1f} MB | {ht/1e6:.1f} MB |")
 PY
 }
-echo "| workload | untraced | alloctrace | heaptrack | alloctrace trace | heaptrack trace |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| workload | untraced | alloctrace | alloctrace with report | heaptrack | alloctrace trace | heaptrack trace |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 [ -n "${ONLY:-}" ] && [ "$ONLY" != churn ] || run churn ./churn
 [ -n "${ONLY:-}" ] && [ "$ONLY" != python3 ] || run python3 /usr/bin/python3 workload.py
 [ -n "${ONLY:-}" ] && [ "$ONLY" != sqlite3 ] || run sqlite3 /usr/bin/sqlite3 :memory: -init workload.sql .quit

@@ -16,6 +16,10 @@ pub struct RecordArgs {
     /// Deepest backtrace recorded, in frames.
     #[arg(long, default_value_t = 64)]
     pub max_depth: usize,
+    /// Skip the short analysis printed after the run (and the `TRACE.analysis`
+    /// cache it leaves), e.g. when timing the recording itself.
+    #[arg(long)]
+    pub no_report: bool,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<std::ffi::OsString>,

@@ -22,45 +22,50 @@ fn pm(s: Stat, f: impl Fn(f64) -> String) -> String {
 pub fn table(trace: &str, plan: &Plan, outcomes: &[Outcome]) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
-        "allocator",
-        "runs",
-        "wall ms",
-        "cpu ms",
-        "ns/op",
-        "p99 ns",
-        "peak RSS MiB",
-        "footprint MiB",
-        "live MiB",
-        "frag@peak",
-        "frag avg",
-        "brk",
-        "mmap",
-        "munmap",
-        "madvise",
-    ]);
+    // Each column is its header and how to fill it, so the two cannot drift apart.
+    type Column = (&'static str, fn(&Outcome) -> String);
+    fn calls(o: &Outcome, f: fn(&crate::backend::OsCalls) -> u64) -> String {
+        let c = o.median_run().and_then(|r| r.os_calls);
+        c.map_or("-".into(), |c| f(&c).to_string())
+    }
+    const COLUMNS: &[Column] = &[
+        ("allocator", |o| o.allocator.clone()),
+        ("runs", |o| o.runs.len().to_string()),
+        ("wall ms", |o| {
+            pm(o.stat(|r| r.wall_ns as f64), |v| format!("{:.2}", v / 1e6))
+        }),
+        ("cpu ms", |o| {
+            pm(o.stat(|r| r.cpu_ns as f64), |v| format!("{:.2}", v / 1e6))
+        }),
+        ("ns/op", |o| {
+            pm(o.stat(|r| r.op_mean_ns), |v| format!("{v:.0}"))
+        }),
+        ("p99 ns", |o| {
+            pm(o.stat(|r| r.op_p99_ns as f64), |v| format!("{v:.0}"))
+        }),
+        ("peak RSS MiB", |o| {
+            pm(o.stat(|r| r.peak_rss_bytes as f64), mib)
+        }),
+        ("footprint MiB", |o| {
+            pm(o.stat(|r| r.footprint_peak_bytes as f64), mib)
+        }),
+        ("live MiB", |o| {
+            pm(o.stat(|r| r.live_peak_bytes as f64), mib)
+        }),
+        ("frag@peak", |o| {
+            pm(o.stat(|r| r.fragmentation_at_peak), |v| format!("{v:.2}"))
+        }),
+        ("frag avg", |o| {
+            pm(o.stat(|r| r.fragmentation_over_time), |v| format!("{v:.2}"))
+        }),
+        ("brk", |o| calls(o, |c| c.brk)),
+        ("mmap", |o| calls(o, |c| c.mmap)),
+        ("munmap", |o| calls(o, |c| c.munmap)),
+        ("madvise", |o| calls(o, |c| c.madvise)),
+    ];
+    t.set_header(COLUMNS.iter().map(|c| c.0).collect::<Vec<_>>());
     for o in outcomes {
-        let calls = o.median_run().and_then(|r| r.os_calls);
-        let c = |f: fn(&crate::backend::OsCalls) -> u64| {
-            calls.map_or("-".into(), |c| f(&c).to_string())
-        };
-        let row = vec![
-            o.allocator.clone(),
-            o.runs.len().to_string(),
-            pm(o.stat(|r| r.wall_ns as f64), |v| format!("{:.2}", v / 1e6)),
-            pm(o.stat(|r| r.cpu_ns as f64), |v| format!("{:.2}", v / 1e6)),
-            pm(o.stat(|r| r.op_mean_ns), |v| format!("{v:.0}")),
-            pm(o.stat(|r| r.op_p99_ns as f64), |v| format!("{v:.0}")),
-            pm(o.stat(|r| r.peak_rss_bytes as f64), mib),
-            pm(o.stat(|r| r.footprint_peak_bytes as f64), mib),
-            pm(o.stat(|r| r.live_peak_bytes as f64), mib),
-            pm(o.stat(|r| r.fragmentation_at_peak), |v| format!("{v:.2}")),
-            pm(o.stat(|r| r.fragmentation_over_time), |v| format!("{v:.2}")),
-            c(|c| c.brk),
-            c(|c| c.mmap),
-            c(|c| c.munmap),
-            c(|c| c.madvise),
-        ];
+        let row: Vec<String> = COLUMNS.iter().map(|c| (c.1)(o)).collect();
         t.add_row(row.into_iter().enumerate().map(|(i, s)| {
             let cell = Cell::new(s);
             if i == 0 {

@@ -87,13 +87,10 @@ pub enum Next {
     Block(BlockType, Vec<u8>),
     /// Clean end of file at a block boundary.
     End,
-    /// The file ends inside a block: `have` of `need` bytes present.
+    /// The file ends inside a block: `have` bytes of it are present.
     Truncated {
         /// Bytes of the cut block present in the file.
         have: u64,
-        /// Bytes the block header announced (header included), if known.
-        #[allow(dead_code)]
-        need: Option<u64>,
     },
 }
 
@@ -132,10 +129,7 @@ impl<R: Read> BlockReader<R> {
             return Ok(Next::End);
         }
         if got < HEADER_LEN {
-            return Ok(Next::Truncated {
-                have: got as u64,
-                need: None,
-            });
+            return Ok(Next::Truncated { have: got as u64 });
         }
         let ty = BlockType::from_u8(hdr[0]).ok_or_else(|| {
             self.err(ErrorKind::Corrupt(format!("unknown block type {}", hdr[0])))
@@ -163,7 +157,6 @@ impl<R: Read> BlockReader<R> {
         if got < stored_len as usize {
             return Ok(Next::Truncated {
                 have: (HEADER_LEN + got) as u64,
-                need: Some(HEADER_LEN as u64 + stored_len as u64),
             });
         }
         let found = crc32fast::hash(&self.scratch);

@@ -437,11 +437,6 @@ impl BlockEncoder {
         self.count == 0
     }
 
-    /// Time of the last event added.
-    pub fn last_time(&self) -> u64 {
-        self.last_time
-    }
-
     #[inline]
     fn allocated(&mut self, a: u64, size: u64, stack: u32) {
         self.addr
@@ -642,22 +637,6 @@ impl BlockEncoder {
         };
         out
     }
-}
-
-/// Decodes an events block payload, appending its records to `out`. `models`
-/// holds each thread's [`AddrModel`]; blocks of a thread must be decoded in
-/// file order. Returns the thread, or a description of what is malformed.
-pub fn decode_block(
-    payload: &[u8],
-    models: &mut HashMap<ThreadId, AddrModel>,
-    out: &mut Vec<Record>,
-) -> Result<ThreadId, String> {
-    let mut d = BlockDecoder::new(payload.to_vec())?;
-    let model = models.entry(d.thread()).or_default();
-    while d.remaining() > 0 {
-        d.decode_batch(model, out, usize::MAX)?;
-    }
-    Ok(d.thread())
 }
 
 /// Decodes an events block lazily, a batch at a time, so a reader holds the

@@ -248,15 +248,6 @@ impl<R: Read> Reader<R> {
         Ok(n)
     }
 
-    fn corrupt(&self, what: String) -> Error {
-        Error::new(
-            ErrorKind::Corrupt(what),
-            &self.file,
-            Some(self.blocks.index),
-            Some(self.blocks.offset),
-        )
-    }
-
     /// Reads one block into the queues; sets `eof` at the end.
     fn fill(&mut self) {
         let at = (self.blocks.index, self.blocks.offset);
@@ -383,14 +374,5 @@ impl<R: Read> Iterator for Reader<R> {
             }
             self.fill();
         }
-    }
-}
-
-/// Shorthand to build an error about this reader's current position.
-impl<R: Read> Reader<R> {
-    /// An error positioned at the reader's current block (for callers that
-    /// find semantic problems in what they read).
-    pub fn error_here(&self, what: impl Into<String>) -> Error {
-        self.corrupt(what.into())
     }
 }

@@ -7,7 +7,7 @@
 //! `0 parent addr` defines the next node (ids count up from 1; parent 0 is the
 //! root) and `1 stack_id node` binds a stack id to a node.
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::event::StackId;
 use crate::varint::{self, Cursor};
@@ -16,7 +16,7 @@ use crate::varint::{self, Cursor};
 #[derive(Default)]
 pub struct TrieBuilder {
     nodes: HashMap<(u32, u64), u32>,
-    bound: HashMap<StackId, ()>,
+    bound: HashSet<StackId>,
     next_node: u32,
     pending: Vec<u8>,
 }
@@ -25,7 +25,7 @@ impl TrieBuilder {
     /// Binds `id` to `frames` (innermost first), queuing the new entries.
     /// Returns false if `id` was bound already (the call is then ignored).
     pub fn define(&mut self, id: StackId, frames: &[u64]) -> bool {
-        if self.bound.insert(id, ()).is_some() {
+        if !self.bound.insert(id) {
             return false;
         }
         let mut parent = 0u32;

@@ -17,7 +17,7 @@ fn programs() -> PathBuf {
 }
 
 /// Compiles `programs/FILE` with `compiler` into `dir`.
-fn compile(compiler: &str, file: &str, dir: &Path) -> Option<PathBuf> {
+fn compile(compiler: &str, file: &str, dir: &Path) -> PathBuf {
     let out = dir.join(file.split('.').next().unwrap());
     let st = Command::new(compiler)
         .args(["-O0", "-g", "-o"])
@@ -26,7 +26,7 @@ fn compile(compiler: &str, file: &str, dir: &Path) -> Option<PathBuf> {
         .status()
         .unwrap_or_else(|e| panic!("running {compiler}: {e} (install gcc/g++)"));
     assert!(st.success(), "{compiler} {file} failed");
-    Some(out)
+    out
 }
 
 /// One recording at a time: the recorder waits for any child of this process,
@@ -35,7 +35,7 @@ static RECORDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Records `cmd`; returns the traces (root first). A recording that produces
 /// no trace fails the test.
-fn record(dir: &Path, cmd: &[&str]) -> Option<Vec<PathBuf>> {
+fn record(dir: &Path, cmd: &[&str]) -> Vec<PathBuf> {
     let _one = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
     let opts = recorder::RecordOptions {
         output: dir.join("run.atrace"),
@@ -48,7 +48,7 @@ fn record(dir: &Path, cmd: &[&str]) -> Option<Vec<PathBuf>> {
         !out.traces.is_empty(),
         "recorder produced no trace for {cmd:?}"
     );
-    Some(out.traces)
+    out.traces
 }
 
 /// 1-based line of the comment tag `/* TAG */` in `programs/FILE`.
@@ -73,12 +73,8 @@ fn at(frames: &[Frame], function: &str, file: &str, line: u32) {
 #[test]
 fn recorded_leak_at_function_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(bin) = compile("cc", "leak.c", dir.path()) else {
-        return;
-    };
-    let Some(traces) = record(dir.path(), &[bin.to_str().unwrap()]) else {
-        return;
-    };
+    let bin = compile("cc", "leak.c", dir.path());
+    let traces = record(dir.path(), &[bin.to_str().unwrap()]);
     let a = analyze(&traces[0]).unwrap();
     let mut syms = Symbols::new(&a.result.modules);
     let r = cmd_leaks::leak_report(&a, &mut syms, &Suppressions::parse(DEFAULT)).unwrap();
@@ -96,24 +92,22 @@ fn recorded_leak_at_function_and_line() {
 }
 
 /// Records `errors MODE` and returns its only error, as JSON would show it.
-fn only_error(mode: &str) -> Option<cmd_errors::ErrorEntry> {
+fn only_error(mode: &str) -> cmd_errors::ErrorEntry {
     let dir = tempfile::tempdir().unwrap();
-    let bin = compile("c++", "errors.cpp", dir.path())?;
-    let traces = record(dir.path(), &[bin.to_str().unwrap(), mode])?;
+    let bin = compile("c++", "errors.cpp", dir.path());
+    let traces = record(dir.path(), &[bin.to_str().unwrap(), mode]);
     let a = analyze(&traces[0]).unwrap();
     let mut syms = Symbols::new(&a.result.modules);
     let r = cmd_errors::error_report(&a, &mut syms);
     assert_eq!(r.errors.len(), 1, "{mode}: {:#?}", r.errors);
-    Some(r.errors.into_iter().next().unwrap())
+    r.errors.into_iter().next().unwrap()
 }
 
 const SRC: &str = "errors.cpp";
 
 #[test]
 fn recorded_double_free_with_its_three_stacks() {
-    let Some(e) = only_error("double") else {
-        return;
-    };
+    let e = only_error("double");
     assert_eq!((e.kind, e.size), ("double-free", 32));
     at(
         &e.stacks["alloc"],
@@ -138,9 +132,7 @@ fn recorded_double_free_with_its_three_stacks() {
 
 #[test]
 fn recorded_invalid_free_of_a_stack_address() {
-    let Some(e) = only_error("invalid") else {
-        return;
-    };
+    let e = only_error("invalid");
     assert_eq!((e.kind, e.size), ("invalid-free", 0));
     at(
         &e.stacks["free"],
@@ -153,9 +145,7 @@ fn recorded_invalid_free_of_a_stack_address() {
 
 #[test]
 fn recorded_interior_free_names_block_and_offset() {
-    let Some(e) = only_error("interior") else {
-        return;
-    };
+    let e = only_error("interior");
     assert_eq!((e.kind, e.size, e.offset), ("interior-free", 32, Some(8)));
     at(
         &e.stacks["alloc"],
@@ -173,9 +163,7 @@ fn recorded_interior_free_names_block_and_offset() {
 
 #[test]
 fn recorded_new_array_released_by_free() {
-    let Some(e) = only_error("mismatch") else {
-        return;
-    };
+    let e = only_error("mismatch");
     assert_eq!((e.kind, e.size), ("mismatched-free", 40));
     assert_eq!(e.alloc_function, Some("operator new[]"));
     assert_eq!(e.function.as_deref(), Some("free"));
@@ -197,9 +185,7 @@ fn recorded_new_array_released_by_free() {
 /// start before it, so the trace still shows the realloc of the freed block.
 #[test]
 fn recorded_realloc_of_freed_pointer() {
-    let Some(e) = only_error("realloc") else {
-        return;
-    };
+    let e = only_error("realloc");
     assert_eq!((e.kind, e.size), ("realloc-of-freed", 32));
     at(
         &e.stacks["alloc"],
@@ -240,9 +226,7 @@ fn no_errors_on_correct_programs() {
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
-        let Some(traces) = record(dir.path(), cmd) else {
-            return;
-        };
+        let traces = record(dir.path(), cmd);
         for t in &traces {
             let a = analyze(t).unwrap();
             let mut syms = Symbols::new(&a.result.modules);

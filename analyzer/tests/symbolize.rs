@@ -15,11 +15,11 @@ use crate::util::Trace;
 const BIAS: u64 = 0x5555_0000_0000;
 
 /// Compiles `programs/NAME.c` into `dir`; `None` when no C compiler is found.
-fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
+fn compile(name: &str, dir: &Path) -> PathBuf {
     compile_with(name, dir, &["-O0"])
 }
 
-fn compile_with(name: &str, dir: &Path, flags: &[&str]) -> Option<PathBuf> {
+fn compile_with(name: &str, dir: &Path, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
     let out = dir.join(name);
     let ok = Command::new("cc")
@@ -31,7 +31,7 @@ fn compile_with(name: &str, dir: &Path, flags: &[&str]) -> Option<PathBuf> {
         .unwrap_or_else(|e| panic!("running cc: {e} (install gcc)"))
         .success();
     assert!(ok, "cc failed for {}", src.display());
-    Some(out)
+    out
 }
 
 /// Return address of the first call to `callee` inside `function`.
@@ -107,9 +107,7 @@ fn leak_trace(module_path: &str, bin: &Path) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn leak_is_found_at_function_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(bin) = compile("leak", dir.path()) else {
-        return;
-    };
+    let bin = compile("leak", dir.path());
     let (_d, p) = leak_trace(bin.to_str().unwrap(), &bin);
     let a = analyze(&p).unwrap();
     let mut syms = Symbols::new(&a.result.modules);
@@ -129,9 +127,7 @@ fn leak_is_found_at_function_file_and_line() {
 #[test]
 fn stripped_or_missing_module_degrades_to_module_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(bin) = compile("leak", dir.path()) else {
-        return;
-    };
+    let bin = compile("leak", dir.path());
     let stripped = dir.path().join("leak-stripped");
     std::fs::copy(&bin, &stripped).unwrap();
     assert!(Command::new("strip")
@@ -160,9 +156,7 @@ fn stripped_or_missing_module_degrades_to_module_and_offset() {
 fn inlined_frames_are_expanded_innermost_first() {
     let dir = tempfile::tempdir().unwrap();
     let flags = ["-O1", "-fno-optimize-sibling-calls"];
-    let Some(bin) = compile_with("inline", dir.path(), &flags) else {
-        return;
-    };
+    let bin = compile_with("inline", dir.path(), &flags);
     let ra = return_address_of_call(&bin, "outer", "malloc");
     let mut t = Trace::new(0);
     let (start, end) = range(&bin);

@@ -24,7 +24,7 @@ r = {x["command"]: x["mean"] for x in json.load(open(name + ".json"))["results"]
 base = r["untraced"]
 ours = os.path.getsize(name + ".atrace")
 ht = sum(os.path.getsize(f) for f in glob.glob(name + ".ht*"))
-print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {r['alloctrace+report']/base:.2f}x | {r['heaptrack']/base:.2f}x | {ours/1e6:.1f} MB | {ht/1e6:.1f} MB |")
+print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {r['alloctrace+report']/base:.2f}x | {r['heaptrack']/base:.2f}x | {ours/1e6:.2f} MB | {ht/1e6:.2f} MB |")
 PY
 }
 echo "| workload | untraced | alloctrace | alloctrace with report | heaptrack | alloctrace trace | heaptrack trace |"

@@ -29,8 +29,8 @@ fn compile(compiler: &str, file: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// One recording at a time: the recorder waits for any child of this process,
-/// so recordings in parallel test threads would take each other's exits.
+/// One recording at a time: each is CPU-heavy, and on 2 cores parallel ones
+/// only slow each other down.
 static RECORDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Records `cmd`; returns the traces (root first). A recording that produces

@@ -185,7 +185,7 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
             }
         }
         // 3. Reap.
-        reap(root_pid, &mut statuses, &mut root_exit);
+        reap(root_pid, &seen, &mut statuses, &mut root_exit);
         let keys: Vec<(u32, u32)> = live.keys().copied().collect();
         for key in keys {
             let newer = live.keys().any(|k| k.0 == key.0 && k.1 > key.1)
@@ -262,14 +262,26 @@ fn has_unseen(dir: &Path, seen: &HashSet<(u32, u32)>) -> bool {
         .unwrap_or(false)
 }
 
-/// Reaps the root child and any orphan re-parented to us.
-fn reap(root_pid: u32, statuses: &mut HashMap<u32, ExitStatus>, root_exit: &mut Option<i32>) {
-    loop {
+/// Reaps the root child and the traced processes re-parented to us (we are
+/// their subreaper). Only pids of this recording are waited for: a blanket
+/// `waitpid(-1)` would also take the exit of unrelated children of this
+/// process (a caller of `recorder::record` running other commands).
+fn reap(
+    root_pid: u32,
+    seen: &HashSet<(u32, u32)>,
+    statuses: &mut HashMap<u32, ExitStatus>,
+    root_exit: &mut Option<i32>,
+) {
+    let pids = std::iter::once(root_pid).chain(seen.iter().map(|k| k.0));
+    for pid in pids {
+        if statuses.contains_key(&pid) {
+            continue;
+        }
         let mut st: libc::c_int = 0;
         // SAFETY: valid out pointer; WNOHANG never blocks.
-        let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-        if pid <= 0 {
-            break;
+        let got = unsafe { libc::waitpid(pid as libc::pid_t, &mut st, libc::WNOHANG) };
+        if got != pid as libc::pid_t {
+            continue; // still running, or not our child (its status comes from /proc)
         }
         let (status, code) = if libc::WIFEXITED(st) {
             (
@@ -284,8 +296,8 @@ fn reap(root_pid: u32, statuses: &mut HashMap<u32, ExitStatus>, root_exit: &mut 
         } else {
             continue;
         };
-        statuses.insert(pid as u32, status);
-        if pid as u32 == root_pid {
+        statuses.insert(pid, status);
+        if pid == root_pid {
             *root_exit = Some(code);
         }
     }

@@ -29,7 +29,7 @@ impl core::fmt::Display for CheckError {
     }
 }
 
-impl std::error::Error for CheckError {}
+impl core::error::Error for CheckError {}
 
 fn ensure(ok: bool, what: &'static str, addr: usize) -> Result<(), CheckError> {
     if ok {

@@ -65,7 +65,7 @@ impl core::fmt::Display for InitError {
     }
 }
 
-impl std::error::Error for InitError {}
+impl core::error::Error for InitError {}
 
 /// A class's central state, under its lock.
 #[derive(Debug)]

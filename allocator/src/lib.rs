@@ -26,7 +26,19 @@
 //! * **thread cache**: per-thread, per-class free lists ([`thread_cache`]).
 //! * **heap**: one allocator instance ([`Heap`]); [`global`] holds the process's own.
 //!
+//! # `no_std`
+//!
+//! The crate needs only `core` and `libc` (std is linked for its own tests, and on
+//! targets without the initial-exec thread area of [`os::tls`]), so the preload
+//! library built on it carries no standard-library code: every page of library text
+//! is resident memory in every process it is loaded into.
+//!
 //! [`GlobalAlloc`]: core::alloc::GlobalAlloc
+
+#![no_std]
+
+#[cfg(any(test, not(all(target_arch = "x86_64", target_os = "linux"))))]
+extern crate std;
 
 pub mod c_api;
 mod check;

@@ -87,6 +87,7 @@ impl Drop for Guard<'_> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::vec::Vec;
 
     #[test]
     fn excludes_other_threads() {

@@ -250,6 +250,7 @@ impl Default for ThreadCache {
 mod tests {
     use super::*;
     use crate::Config;
+    use std::vec::Vec;
 
     #[test]
     fn cache_round_trip_returns_everything() {

@@ -141,6 +141,25 @@ fn preload_replaces_malloc() {
     assert_ne!(ours.stdout, plain.stdout);
 }
 
+/// The library is `no_std`: no standard-library runtime (its panic machinery names
+/// `RUST_BACKTRACE`) is mapped into the programs it is preloaded into, and the
+/// personality routine it defines for `core` is not exported.
+#[test]
+fn preload_library_carries_no_std_runtime() {
+    let bytes = std::fs::read(preload_lib()).unwrap();
+    let has = |s: &[u8]| bytes.windows(s.len()).any(|w| w == s);
+    assert!(!has(b"RUST_BACKTRACE"), "std's panic runtime is linked in");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(preload_lib())
+        .output();
+    if let Ok(out) = out {
+        let syms = String::from_utf8_lossy(&out.stdout);
+        assert!(syms.contains(" T malloc\n"), "{syms}");
+        assert!(!syms.contains("rust_eh_personality"), "{syms}");
+    }
+}
+
 #[test]
 fn fork_while_threads_allocate() {
     let exe = compile(&programs_dir().join("fork.c"));

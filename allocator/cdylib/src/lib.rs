@@ -4,10 +4,24 @@
 //! program. Each export is a one-line shim over `allocator::c_api`, which holds the C
 //! semantics (errno, alignment rules) and is tested there. The backend is the real
 //! program break unless `ALLOCTRACE_MALLOC_BACKEND=reserved`.
+//!
+//! The library is `no_std` (outside its own unit tests): it is mapped into every
+//! process it is preloaded into, and the standard library's runtime (argv
+//! initialiser, panic and backtrace machinery, formatting) was 250 KiB of text of
+//! which fault-around made a third resident. A panic (a bug: the allocator's code has
+//! no panicking paths by design) aborts without printing.
+
+#![cfg_attr(not(test), no_std)]
 
 use core::ffi::c_void;
 
 use allocator::c_api;
+
+// Without std nothing names the C library, and the library's `DT_NEEDED` would not
+// list it: its symbols would then resolve only because the program loaded it first.
+#[cfg(not(test))]
+#[link(name = "c")]
+extern "C" {}
 
 /// `malloc(3)`.
 #[no_mangle]
@@ -103,4 +117,30 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     // SAFETY: forwarded C contract.
     unsafe { c_api::malloc_usable_size(p) }
+}
+
+/// Aborts: unwinding out of `malloc` is undefined behaviour, and printing the message
+/// would pull in formatting code (and could allocate).
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    allocator::os::thread::abort()
+}
+
+// The unwinding personality routine. The library is built with `panic = "abort"`
+// and never unwinds, but the precompiled `core` it links was built for unwinding and
+// names `rust_eh_personality` in its exception tables. Defined here as a hidden
+// alias of an aborting function: the name is resolved inside the library and not
+// exported, so it cannot interpose on a Rust program's own personality routine.
+#[cfg(not(test))]
+core::arch::global_asm!(
+    ".globl rust_eh_personality",
+    ".hidden rust_eh_personality",
+    ".set rust_eh_personality, {f}",
+    f = sym eh_personality,
+);
+
+#[cfg(not(test))]
+extern "C" fn eh_personality() -> ! {
+    allocator::os::thread::abort()
 }

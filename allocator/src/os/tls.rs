@@ -49,7 +49,7 @@ pub fn area() -> *mut u8 {
 struct Area(core::cell::UnsafeCell<[u8; SIZE]>);
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-thread_local! {
+std::thread_local! {
     static AREA: Area = const { Area(core::cell::UnsafeCell::new([0; SIZE])) };
 }
 

@@ -33,7 +33,7 @@ pub struct ProcTrace {
     max_time: u64,
     /// Records decoded so far.
     pub events: u64,
-    scratch: Vec<u8>,
+    frames: Vec<u64>,
     /// Per thread, a realloc whose begin record was seen but not its end:
     /// `(time, func, old, size, stack)`.
     pending_realloc: HashMap<u32, (u64, u8, u64, u64, u32)>,
@@ -93,7 +93,7 @@ impl ProcTrace {
             advanced: 0,
             max_time: start,
             events: 0,
-            scratch: Vec::new(),
+            frames: Vec::new(),
             pending_realloc: HashMap::new(),
         })
     }
@@ -147,37 +147,63 @@ impl ProcTrace {
 
     /// Decodes records of chunk `i` in `[from, to)`; returns bytes consumed.
     fn decode(&mut self, i: usize, tid: u32, from: usize, to: usize) -> anyhow::Result<usize> {
-        let mut bytes = std::mem::take(&mut self.scratch);
-        bytes.clear();
-        bytes.extend_from_slice(self.map.chunk_bytes(i, from, to));
-        let r = self.decode_bytes(tid, &bytes);
-        self.scratch = bytes;
-        r
+        // SAFETY: the bytes lie in the mapping, which lives as long as `self`
+        // and is never unmapped while decoding; the writer only appends past
+        // its published `committed` (`to`), so they do not change meanwhile.
+        // Reading them in place (not through `self.map`) lets the decoder
+        // borrow `self` mutably.
+        let bytes: &[u8] = unsafe {
+            let b = self.map.chunk_bytes(i, from, to);
+            std::slice::from_raw_parts(b.as_ptr(), b.len())
+        };
+        self.decode_bytes(tid, bytes)
     }
 
     fn decode_bytes(&mut self, tid: u32, bytes: &[u8]) -> anyhow::Result<usize> {
         let mut at = 0;
-        let mut frames: Vec<u64> = Vec::new();
-        while at + abi::RECORD_HEADER <= bytes.len() {
-            let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
-            let time = word(at);
-            let kind = bytes[at + 8];
-            let func = bytes[at + 9];
-            let len = u16::from_le_bytes([bytes[at + 10], bytes[at + 11]]) as usize;
-            let stack = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().unwrap_or([0; 4]));
-            if len < abi::RECORD_HEADER || at + len > bytes.len() {
+        // One chunk holds one thread's records: its last time is looked up
+        // once per chunk, not once per record.
+        let mut last = self.last_time.get(&tid).copied().unwrap_or(0);
+        let mut exited = false;
+        let r = self.decode_records(tid, bytes, &mut at, &mut last, &mut exited);
+        if exited {
+            self.last_time.remove(&tid);
+        } else {
+            self.last_time.insert(tid, last);
+        }
+        r.map(|()| at)
+    }
+
+    fn decode_records(
+        &mut self,
+        tid: u32,
+        bytes: &[u8],
+        at: &mut usize,
+        last: &mut u64,
+        exited: &mut bool,
+    ) -> anyhow::Result<()> {
+        let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
+        while *at + abi::RECORD_HEADER <= bytes.len() {
+            let a = *at;
+            let time = word(a);
+            let kind = bytes[a + 8];
+            let func = bytes[a + 9];
+            let len = u16::from_le_bytes([bytes[a + 10], bytes[a + 11]]) as usize;
+            let stack = u32::from_le_bytes(bytes[a + 12..a + 16].try_into().unwrap_or([0; 4]));
+            if len < abi::RECORD_HEADER || a + len > bytes.len() {
                 break;
             }
             let nw = (len - abi::RECORD_HEADER) / 8;
-            let body = at + abi::RECORD_HEADER;
-            let tail = &bytes[body..at + len];
+            let body = a + abi::RECORD_HEADER;
+            let tail = &bytes[body..a + len];
+            // Trailing zero words may be left out by the writer.
             let arg = |k: usize| if k < nw { word(body + 8 * k) } else { 0 };
-            at += len;
+            *at += len;
             let event = match kind {
                 abi::KIND_STACK => {
-                    frames.clear();
-                    frames.extend((0..nw).map(|k| word(body + 8 * k)));
-                    self.writer.define_stack(stack, &frames)?;
+                    self.frames.clear();
+                    self.frames.extend((0..nw).map(|k| word(body + 8 * k)));
+                    self.writer.define_stack(stack, &self.frames)?;
                     continue;
                 }
                 abi::KIND_ALLOC => Event::Alloc {
@@ -201,7 +227,11 @@ impl ProcTrace {
                 }
                 abi::KIND_REALLOC => {
                     // The begin record carried the stack (when the call had a block).
-                    let begin = self.pending_realloc.remove(&tid);
+                    let begin = if self.pending_realloc.is_empty() {
+                        None
+                    } else {
+                        self.pending_realloc.remove(&tid)
+                    };
                     Event::Realloc {
                         func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
                         old_addr: arg(0),
@@ -266,7 +296,6 @@ impl ProcTrace {
                 _ => continue,
             };
             // Keep each thread's records in time order and above the watermark.
-            let last = self.last_time.entry(tid).or_insert(0);
             let t = time.max(*last).max(self.advanced);
             *last = t;
             self.max_time = self.max_time.max(t);
@@ -279,10 +308,11 @@ impl ProcTrace {
             self.events += 1;
             if exit {
                 self.writer.flush_thread(tid)?;
-                self.last_time.remove(&tid);
+                *exited = true;
+                *last = 0;
             }
         }
-        Ok(at)
+        Ok(())
     }
 
     /// Drains what is left and writes the trailer.

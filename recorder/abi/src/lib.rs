@@ -22,7 +22,8 @@
 //!
 //! Records are a 16-byte [`RecordHeader`] followed by `len - 16` payload bytes
 //! (`len` is a multiple of 8); payloads are little-endian `u64` words as
-//! documented on each `KIND_*` constant.
+//! documented on each `KIND_*` constant. Trailing zero words of a payload
+//! without bytes may be left out: a reader takes missing words as 0.
 #![no_std]
 
 use core::sync::atomic::{AtomicU32, AtomicU64};

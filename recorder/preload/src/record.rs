@@ -59,7 +59,15 @@ fn event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool) {
     } else {
         0
     };
-    ts.write(p, kind, func, stack, words, bytes, true);
+    // Trailing zero words are left out (the collector reads missing words as
+    // 0): a malloc's record is 32 bytes instead of 40, a free's 24.
+    let mut n = words.len();
+    if bytes.is_empty() {
+        while n > 0 && words[n - 1] == 0 {
+            n -= 1;
+        }
+    }
+    ts.write(p, kind, func, stack, &words[..n], bytes, true);
 }
 
 /// An allocation returned `addr` (0: failed).

@@ -5,7 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use traces::synthetic::{Churn, ChurnConfig};
-use traces::{ExitStatus, Header, Reader, Record, Trailer, Writer, WriterOptions};
+use traces::{
+    EventBatch, ExitStatus, Header, Kind, Reader, Record, Trailer, Writer, WriterOptions,
+};
 
 const EVENTS: u64 = 2_000_000;
 
@@ -34,6 +36,24 @@ fn encode(recs: &[Record], stacks: &[(u32, Vec<u64>)]) -> Vec<u8> {
     .unwrap()
 }
 
+/// Touches every field of every event in `b`.
+fn fold_batch(b: &EventBatch) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..b.len() {
+        let k = match b.kinds()[i] {
+            Kind::Alloc(f) => f as u64,
+            Kind::Free(f) => 32 + f as u64,
+            Kind::Realloc(f) => 64 + f as u64,
+            _ => 128,
+        };
+        acc = acc
+            .wrapping_add(b.times()[i] ^ b.threads()[i] as u64)
+            .wrapping_add(b.addrs()[i] ^ b.aux()[i])
+            .wrapping_add(b.sizes()[i] ^ ((b.stacks()[i] as u64) << 8) ^ k);
+    }
+    acc.wrapping_add(b.others().len() as u64)
+}
+
 fn bench(c: &mut Criterion) {
     let churn = Churn::new(ChurnConfig {
         events: EVENTS,
@@ -59,6 +79,20 @@ fn bench(c: &mut Criterion) {
             let mut n = 0u64;
             for rec in r {
                 n += rec.unwrap().time & 1;
+            }
+            n
+        })
+    });
+    // The batch API: same full path (checksum, zstd, columns, address model,
+    // merge of threads), events handed over as columns. Every field of every
+    // event is read, so nothing is optimised away.
+    g.bench_function("decode_batch", |b| {
+        let mut batch = EventBatch::new();
+        b.iter(|| {
+            let mut r = Reader::new(&bytes[..], "bench".into()).unwrap();
+            let mut n = 0u64;
+            while r.next_batch(&mut batch).unwrap() {
+                n += fold_batch(&batch);
             }
             n
         })

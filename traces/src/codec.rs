@@ -18,6 +18,7 @@
 //! index in the thread's list of live blocks, an allocated one as its position
 //! in the ring of the thread's recent frees; anything else is a literal delta.
 
+use crate::batch::{EventBatch, Kind};
 use crate::event::{AllocFn, Event, FreeFn, Module, Record, ThreadId};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -971,5 +972,193 @@ impl Decoder<'_> {
             },
             _ => return None,
         })
+    }
+}
+
+impl BlockDecoder {
+    /// Time of the next event, without decoding it; `None` when the block has
+    /// no event left.
+    pub fn peek_time(&self) -> Result<Option<u64>, String> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let (a, b) = self.bounds[1];
+        let dt = Cursor::at(&self.payload[a..b], self.pos[1])
+            .get()
+            .ok_or("events block: times column ended early")?;
+        self.time
+            .checked_add(dt)
+            .map(Some)
+            .ok_or_else(|| "events block: time overflow".to_string())
+    }
+
+    /// Decodes up to `max` more events into `out`, stopping before the first
+    /// whose time is not below `limit` (so a reader merging threads can stop
+    /// where another thread's next event comes first). Returns the number of
+    /// events decoded; the batch's thread column is filled for them too. On
+    /// error, the events before the bad one are in `out`. Checks, when the
+    /// block is used up, that every column was consumed exactly.
+    pub fn decode_into(
+        &mut self,
+        model: &mut AddrModel,
+        out: &mut EventBatch,
+        limit: u128,
+        max: usize,
+    ) -> Result<usize, String> {
+        let n = (self.remaining as usize).min(max);
+        out.reserve(n);
+        let start = out.len();
+        let col = |i: usize| {
+            let (a, b) = self.bounds[i];
+            Cursor::at(&self.payload[a..b], self.pos[i])
+        };
+        let mut ops = col(0);
+        let mut times = col(1);
+        let mut d = Decoder {
+            times: col(1),
+            addrs: col(2),
+            frees: col(3),
+            frees_hi: col(4),
+            allocs: col(5),
+            sizes: col(6),
+            stacks: col(7),
+            extra: col(8),
+            model,
+        };
+        let mut time = self.time;
+        let mut result = Ok(());
+        let mut done = 0;
+        while done < n {
+            let mut peek = times.clone();
+            let Some(dt) = peek.get() else {
+                result = Err("events block: times column ended early".to_string());
+                break;
+            };
+            let Some(t) = time.checked_add(dt) else {
+                result = Err("events block: time overflow".to_string());
+                break;
+            };
+            if t as u128 >= limit {
+                break;
+            }
+            let Some(opc) = ops.byte() else {
+                // Unreachable: the op column holds `count` bytes.
+                result = Err("events block: ops column ended early".to_string());
+                break;
+            };
+            if d.event_into(opc, t, out).is_none() {
+                result = Err(format!(
+                    "events block: bad or cut event with opcode {opc:#04x}"
+                ));
+                break;
+            }
+            times = peek;
+            time = t;
+            done += 1;
+        }
+        // An event that failed half-way may have pushed nothing or everything;
+        // keep exactly the `done` complete ones.
+        out.truncate(start + done);
+        out.thread.resize(start + done, self.thread);
+        d.times = times;
+        let cursors = [
+            &ops,
+            &d.times,
+            &d.addrs,
+            &d.frees,
+            &d.frees_hi,
+            &d.allocs,
+            &d.sizes,
+            &d.stacks,
+            &d.extra,
+        ];
+        let all_used = cursors.iter().all(|c| c.is_empty());
+        for (p, c) in self.pos.iter_mut().zip(cursors) {
+            *p = c.pos();
+        }
+        self.time = time;
+        self.remaining -= done as u64;
+        result?;
+        if self.remaining == 0 && !all_used {
+            return Err("events block: columns hold more values than the events use".into());
+        }
+        Ok(done)
+    }
+}
+
+impl Decoder<'_> {
+    /// Decodes one event with opcode `opc` at `time` into `out`'s columns.
+    /// `None` when the event is bad or cut (then nothing or the whole event
+    /// may have been pushed; the caller truncates).
+    #[inline(always)]
+    fn event_into(&mut self, opc: u8, time: u64, out: &mut EventBatch) -> Option<()> {
+        match opc {
+            // Plain malloc and free first: the bulk of every trace.
+            op::ALLOC => {
+                let size = self.sizes.get()?;
+                let stack = self.stack()?;
+                let addr = self.allocated(size, stack)?;
+                out.push(time, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
+            }
+            op::FREE => {
+                let (addr, alloc_stack) = self
+                    .model
+                    .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
+                let code = self.stacks.get()?;
+                let stack = self.model.free_stack_decode(alloc_stack, code)?;
+                out.push(time, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
+            }
+            0x01..=0x10 => {
+                let func = AllocFn::from_u8(opc)?;
+                if matches!(func, AllocFn::Realloc | AllocFn::Reallocarray) {
+                    return None;
+                }
+                let size = self.sizes.get()?;
+                let stack = self.stack()?;
+                let addr = self.allocated(size, stack)?;
+                let align = if func.is_aligned() {
+                    self.extra.get()?
+                } else {
+                    0
+                };
+                out.push(time, Kind::Alloc(func), addr, align, size, stack);
+            }
+            0x21..=0x2c => {
+                let func = FreeFn::from_u8(opc - op::FREE)?;
+                let (addr, alloc_stack) = self
+                    .model
+                    .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
+                let code = self.stacks.get()?;
+                let stack = self.model.free_stack_decode(alloc_stack, code)?;
+                let size = if is_sized_delete(func) {
+                    self.sizes.get()?
+                } else {
+                    0
+                };
+                let align = if func.is_aligned() {
+                    self.extra.get()?
+                } else {
+                    0
+                };
+                out.push(time, Kind::Free(func), addr, align, size, stack);
+            }
+            op::REALLOC | op::REALLOCARRAY => {
+                let old_addr = self.freed()?;
+                let size = self.sizes.get()?;
+                let func = if opc == op::REALLOC {
+                    AllocFn::Realloc
+                } else {
+                    AllocFn::Reallocarray
+                };
+                let stack = self.stack()?;
+                let new_addr = self.allocated(size, stack)?;
+                out.push(time, Kind::Realloc(func), new_addr, old_addr, size, stack);
+            }
+            _ => {
+                let ev = self.event(opc)?;
+                out.push_event(time, ev);
+            }
+        }
+        Some(())
     }
 }

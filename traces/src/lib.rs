@@ -15,6 +15,7 @@
 //! the analyzer's job.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod block;
 pub mod codec;
 mod error;
@@ -26,6 +27,7 @@ pub mod synthetic;
 pub mod varint;
 mod writer;
 
+pub use batch::{EventBatch, Kind};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
 pub use header::{flags, Clock, ExitStatus, Header, Trailer};

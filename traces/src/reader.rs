@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+use crate::batch::EventBatch;
 use crate::block::{BlockReader, BlockType, Next};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Record, ThreadId};
@@ -40,39 +41,49 @@ impl std::fmt::Display for Truncation {
 /// the trace corrupt; bounds memory on damaged or hostile input.
 pub const MAX_BUFFERED: usize = 1 << 30;
 
-/// Records decoded in one go from a block: small, so a reader holds compact
-/// payloads rather than decoded records.
-const BATCH: usize = 512;
-
-/// One thread's pending events: undecoded blocks and a small decoded batch.
+/// One thread's pending events: undecoded blocks and the thread's address model.
 #[derive(Default)]
 struct Queue {
     model: codec::AddrModel,
     blocks: VecDeque<codec::BlockDecoder>,
-    batch: VecDeque<Record>,
     /// Payload bytes of blocks finished since the reader last looked.
     released: usize,
 }
 
 impl Queue {
-    /// Makes sure a decoded record is at the head, if any remain.
-    fn head_key(&mut self) -> Result<Option<(u64, ThreadId)>, String> {
-        while self.batch.is_empty() {
+    /// Time of the thread's next event, dropping used-up blocks; `None` when
+    /// the queue is empty.
+    fn head_time(&mut self) -> Result<Option<u64>, String> {
+        while let Some(front) = self.blocks.front() {
+            if let Some(t) = front.peek_time()? {
+                return Ok(Some(t));
+            }
+            self.released += front.payload_len();
+            self.blocks.pop_front();
+        }
+        Ok(None)
+    }
+
+    /// Decodes into `out` up to `max` events with time below `limit`; returns
+    /// the time of the next event left, if any.
+    fn decode_run(
+        &mut self,
+        out: &mut EventBatch,
+        limit: u128,
+        mut max: usize,
+    ) -> Result<Option<u64>, String> {
+        while max > 0 {
             let Some(front) = self.blocks.front_mut() else {
                 return Ok(None);
             };
-            let batch = &mut self.batch;
-            front.decode_with(&mut self.model, BATCH, |r| batch.push_back(r))?;
-            if front.remaining() == 0 {
-                self.released += front.payload_len();
-                self.blocks.pop_front();
+            max -= front.decode_into(&mut self.model, out, limit, max)?;
+            if front.remaining() > 0 {
+                break;
             }
+            self.released += front.payload_len();
+            self.blocks.pop_front();
         }
-        Ok(self.batch.front().map(|r| (r.time, r.thread)))
-    }
-
-    fn pop(&mut self) -> Option<Record> {
-        self.batch.pop_front()
+        self.head_time()
     }
 }
 
@@ -89,6 +100,10 @@ pub struct Reader<R: Read> {
     thread_queue: FxHashMap<ThreadId, usize>,
     /// `(head time, thread, queue index)` of every non-empty queue.
     heap: BinaryHeap<Reverse<(u64, ThreadId, usize)>>,
+    /// Events decoded for the iterator, and its position in them.
+    pending: EventBatch,
+    pending_pos: usize,
+    pending_other: usize,
     watermark: u64,
     eof: bool,
     error: Option<Error>,
@@ -191,6 +206,9 @@ impl<R: Read> Reader<R> {
             queues: Vec::new(),
             thread_queue: FxHashMap::default(),
             heap: BinaryHeap::new(),
+            pending: EventBatch::default(),
+            pending_pos: 0,
+            pending_other: 0,
             watermark: 0,
             eof: false,
             error: None,
@@ -307,11 +325,11 @@ impl<R: Read> Reader<R> {
                         self.queues.len() - 1
                     });
                     let q = &mut self.queues[qi];
-                    let was_empty = q.batch.is_empty() && q.blocks.is_empty();
+                    let was_empty = q.blocks.is_empty();
                     q.blocks.push_back(block);
                     if was_empty {
-                        if let Some((t, th)) = q.head_key()? {
-                            self.heap.push(Reverse((t, th, qi)));
+                        if let Some(t) = q.head_time()? {
+                            self.heap.push(Reverse((t, thread, qi)));
                         }
                     }
                 }
@@ -334,45 +352,140 @@ impl<R: Read> Reader<R> {
     }
 }
 
+impl<R: Read> Reader<R> {
+    /// Fills `batch` with the next events in global order: up to
+    /// [`EventBatch::CAPACITY`] of them, every field of every event, without
+    /// building a [`Record`] per event. Returns `Ok(true)` when `batch` holds
+    /// at least one event, `Ok(false)` at the end of the trace. On a damaged
+    /// trace, the events before the damage come first (in this batch or
+    /// earlier ones), then the next call returns the error; after that,
+    /// `Ok(false)`. Do not mix with iterating the reader as an [`Iterator`]
+    /// (events the iterator has decoded but not yet yielded are skipped).
+    ///
+    /// This is the fast way to read a trace: tens of millions of events per
+    /// second on one core, several times faster than the iterator.
+    ///
+    /// ```
+    /// # fn main() -> traces::Result<()> {
+    /// use traces::{EventBatch, Kind, Reader};
+    /// # let bytes = {
+    /// #     use traces::*;
+    /// #     let mut w = Writer::new(Vec::new(), &Header::synthetic(&["doc"]), WriterOptions::default())?;
+    /// #     let ev = Event::Alloc { func: AllocFn::Malloc, addr: 0x1000, size: 24, align: 0, stack: 0 };
+    /// #     w.write(&Record { time: 5, thread: 1, event: ev })?;
+    /// #     w.finish(&Trailer { end_time: 9, exit: ExitStatus::Code(0), dropped_events: 0 })?
+    /// # };
+    /// let mut reader = Reader::new(&bytes[..], "example.atrace".into())?;
+    /// let mut batch = EventBatch::new();
+    /// let mut allocated = 0u64;
+    /// while reader.next_batch(&mut batch)? {
+    ///     for (i, kind) in batch.kinds().iter().enumerate() {
+    ///         match kind {
+    ///             Kind::Alloc(_) => allocated += batch.sizes()[i],
+    ///             Kind::Free(_) | Kind::Realloc(_) => {}
+    ///             // Rarer kinds: the whole event is at hand.
+    ///             _ => println!("{:?}", batch.event(i)),
+    ///         }
+    ///     }
+    /// }
+    /// assert_eq!(allocated, 24);
+    /// // Stacks and trailer are complete once the batches have ended.
+    /// assert!(reader.trailer().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn next_batch(&mut self, batch: &mut EventBatch) -> Result<bool> {
+        batch.clear();
+        self.fill_batch(batch, EventBatch::CAPACITY)?;
+        Ok(!batch.is_empty())
+    }
+
+    /// Decodes up to `cap` events into `batch`, appending. `Err` only when
+    /// `batch` gained no event.
+    fn fill_batch(&mut self, batch: &mut EventBatch, cap: usize) -> Result<()> {
+        let start = batch.len();
+        loop {
+            let room = cap.saturating_sub(batch.len() - start);
+            if room == 0 {
+                return Ok(());
+            }
+            let Some(&Reverse((t, thread, qi))) = self.heap.peek() else {
+                if self.eof {
+                    return self.end(batch.len() > start);
+                }
+                self.fill();
+                continue;
+            };
+            if !(t < self.watermark || self.eof) {
+                if self.eof {
+                    return self.end(batch.len() > start);
+                }
+                self.fill();
+                continue;
+            }
+            self.heap.pop();
+            // This thread may run until another thread's next event comes
+            // first, and (before the end of the file) up to the watermark.
+            let mut limit = match self.heap.peek() {
+                Some(&Reverse((t2, th2, _))) => t2 as u128 + u128::from(thread < th2),
+                None => u128::MAX,
+            };
+            if !self.eof {
+                limit = limit.min(self.watermark as u128);
+            }
+            let q = &mut self.queues[qi];
+            let next = q.decode_run(batch, limit, room);
+            self.buffered -= std::mem::take(&mut q.released);
+            match next {
+                Ok(Some(t)) => self.heap.push(Reverse((t, thread, qi))),
+                Ok(None) => {}
+                Err(e) => {
+                    let (block, offset) = (self.blocks.index, self.blocks.offset);
+                    let kind = ErrorKind::Corrupt(format!("thread {thread}: {e}"));
+                    let e = Error::new(kind, &self.file, Some(block), Some(offset));
+                    self.error.get_or_insert(e);
+                    self.eof = true;
+                }
+            }
+        }
+    }
+
+    /// At the end: the pending error, unless events are to be returned first.
+    fn end(&mut self, have_events: bool) -> Result<()> {
+        match self.error.take() {
+            Some(e) if !have_events => Err(e),
+            Some(e) => {
+                self.error = Some(e);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Events the iterator decodes at a time.
+const ITER_BATCH: usize = 1024;
+
 impl<R: Read> Iterator for Reader<R> {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Result<Record>> {
-        loop {
-            if let Some(mut top) = self.heap.peek_mut() {
-                let Reverse((t, thread, qi)) = *top;
-                if t < self.watermark || self.eof {
-                    let q = &mut self.queues[qi];
-                    let rec = q.pop();
-                    let head = q.head_key();
-                    self.buffered -= std::mem::take(&mut q.released);
-                    match head {
-                        Ok(Some((t, th))) => {
-                            // Same thread at the top again is the common case:
-                            // only touch the heap when the order changes.
-                            if t != top.0 .0 {
-                                *top = Reverse((t, th, qi));
-                            }
-                        }
-                        Ok(None) => {
-                            std::collections::binary_heap::PeekMut::pop(top);
-                        }
-                        Err(e) => {
-                            std::collections::binary_heap::PeekMut::pop(top);
-                            let (block, offset) = (self.blocks.index, self.blocks.offset);
-                            let kind = ErrorKind::Corrupt(format!("thread {thread}: {e}"));
-                            let e = Error::new(kind, &self.file, Some(block), Some(offset));
-                            self.error.get_or_insert(e);
-                            self.eof = true;
-                        }
-                    }
-                    return rec.map(Ok);
-                }
+        if self.pending_pos == self.pending.len() {
+            let mut batch = std::mem::take(&mut self.pending);
+            batch.clear();
+            let r = self.fill_batch(&mut batch, ITER_BATCH);
+            self.pending = batch;
+            self.pending_pos = 0;
+            self.pending_other = 0;
+            if let Err(e) = r {
+                return Some(Err(e));
             }
-            if self.eof {
-                return self.error.take().map(Err);
+            if self.pending.is_empty() {
+                return None;
             }
-            self.fill();
         }
+        let i = self.pending_pos;
+        self.pending_pos += 1;
+        Some(Ok(self.pending.take_record(i, &mut self.pending_other)))
     }
 }

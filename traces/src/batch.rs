@@ -321,15 +321,27 @@ impl EventBatch {
         }
     }
 
-    /// Makes room for `n` more events.
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.time.reserve(n);
-        self.thread.reserve(n);
-        self.kind.reserve(n);
-        self.addr.reserve(n);
-        self.aux.reserve(n);
-        self.size.reserve(n);
-        self.stack.reserve(n);
+    /// Extends every column but the threads by `n` placeholder events and
+    /// returns them for writing in place, with `others`.
+    pub(crate) fn grow(&mut self, n: usize) -> Slots<'_> {
+        let base = self.len();
+        let end = base + n;
+        self.time.resize(end, 0);
+        self.kind.resize(end, Kind::ThreadExit);
+        self.addr.resize(end, 0);
+        self.aux.resize(end, 0);
+        self.size.resize(end, 0);
+        self.stack.resize(end, 0);
+        Slots {
+            base: base as u32,
+            time: &mut self.time[base..],
+            kind: &mut self.kind[base..],
+            addr: &mut self.addr[base..],
+            aux: &mut self.aux[base..],
+            size: &mut self.size[base..],
+            stack: &mut self.stack[base..],
+            others: &mut self.others,
+        }
     }
 
     /// Moves event `i` out as a record, leaving a placeholder in
@@ -351,6 +363,67 @@ impl EventBatch {
             time: self.time[i],
             thread: self.thread[i],
             event,
+        }
+    }
+}
+
+/// Placeholder events at the end of a batch, written in place by the decoder
+/// (cheaper than pushing to seven vectors).
+pub(crate) struct Slots<'a> {
+    base: u32,
+    time: &'a mut [u64],
+    kind: &'a mut [Kind],
+    addr: &'a mut [u64],
+    aux: &'a mut [u64],
+    size: &'a mut [u64],
+    stack: &'a mut [StackId],
+    others: &'a mut Vec<(u32, Event)>,
+}
+
+impl Slots<'_> {
+    /// Number of slots.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    /// Writes slot `i`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn set(
+        &mut self,
+        i: usize,
+        time: u64,
+        kind: Kind,
+        addr: u64,
+        aux: u64,
+        size: u64,
+        stack: StackId,
+    ) {
+        self.time[i] = time;
+        self.kind[i] = kind;
+        self.addr[i] = addr;
+        self.aux[i] = aux;
+        self.size[i] = size;
+        self.stack[i] = stack;
+    }
+
+    /// Writes slot `i` from a whole event, keeping it in `others` unless it
+    /// is a heap event.
+    pub(crate) fn set_event(&mut self, i: usize, time: u64, event: Event) {
+        let mut one = EventBatch::default();
+        one.push_event(time, event);
+        self.set(
+            i,
+            time,
+            one.kind[0],
+            one.addr[0],
+            one.aux[0],
+            one.size[0],
+            one.stack[0],
+        );
+        if let Some((_, e)) = one.others.pop() {
+            self.others.push((self.base + i as u32, e));
         }
     }
 }

@@ -18,7 +18,7 @@
 //! index in the thread's list of live blocks, an allocated one as its position
 //! in the ring of the thread's recent frees; anything else is a literal delta.
 
-use crate::batch::{EventBatch, Kind};
+use crate::batch::{EventBatch, Kind, Slots};
 use crate::event::{AllocFn, Event, FreeFn, Module, Record, ThreadId};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -103,8 +103,9 @@ fn class(size: u64) -> usize {
 /// Other addresses (mappings, the break) are always literals.
 #[derive(Clone)]
 pub struct AddrModel {
-    /// Slots of `(address, size, stack)`; address 0 marks an empty slot.
-    live: Vec<(u64, u64, u32)>,
+    /// Slots of `(address, size class, stack)`; address 0 marks an empty
+    /// slot. (Only the class of a block's size is ever needed: 16 bytes a slot.)
+    live: Vec<(u64, u32, u32)>,
     free_slots: Vec<u32>,
     free_site: Vec<(u32, u32)>,
     rings: [[u64; RING]; CLASSES],
@@ -132,22 +133,25 @@ impl Default for AddrModel {
 impl AddrModel {
     /// Stores a live block; returns its slot and whether the table was cleared.
     #[inline(always)]
-    fn push_live(&mut self, a: u64, size: u64, stack: u32) -> (u32, bool) {
+    fn push_live(&mut self, a: u64, c: usize, stack: u32) -> (u32, bool) {
+        let e = (a, c as u32, stack);
         if let Some(slot) = self.free_slots.pop() {
-            self.live[slot as usize] = (a, size, stack);
+            if let Some(s) = self.live.get_mut(slot as usize) {
+                *s = e;
+            }
             return (slot, false);
         }
         let cleared = self.live.len() >= LIVE_CAP;
         if cleared {
             self.live.clear();
         }
-        self.live.push((a, size, stack));
+        self.live.push(e);
         (self.live.len() as u32 - 1, cleared)
     }
 
     /// Empties slot `i`, returning its entry, or `None` if it is not occupied.
     #[inline(always)]
-    fn take_live(&mut self, i: usize) -> Option<(u64, u64, u32)> {
+    fn take_live(&mut self, i: usize) -> Option<(u64, u32, u32)> {
         let e = self.live.get_mut(i)?;
         if e.0 == 0 {
             return None;
@@ -195,10 +199,10 @@ impl AddrModel {
     }
 
     #[inline(always)]
-    fn push_freed(&mut self, a: u64, size: Option<u64>) {
+    fn push_freed(&mut self, a: u64, class: Option<u32>) {
         self.last_freed = a;
-        if let Some(size) = size {
-            let c = class(size);
+        if let Some(c) = class {
+            let c = (c as usize).min(CLASSES - 1);
             let p = (self.ring_pos[c] as usize + 1) % RING;
             self.ring_pos[c] = p as u8;
             self.rings[c][p] = a;
@@ -270,8 +274,8 @@ impl AddrModel {
             Some((a, None))
         } else {
             let i = (code - 1) as usize;
-            let (a, size, stack) = self.take_live(i)?;
-            self.push_freed(a, Some(size));
+            let (a, c, stack) = self.take_live(i)?;
+            self.push_freed(a, Some(c));
             Some((a, Some(stack)))
         }
     }
@@ -300,7 +304,7 @@ impl AddrModel {
             }
         };
         if a != 0 {
-            self.push_live(a, size, stack);
+            self.push_live(a, c, stack);
         }
         Some(a)
     }
@@ -314,7 +318,7 @@ fn put_split(cols: &mut (Vec<u8>, Vec<u8>), code: u64) {
     varint::put(&mut cols.1, code >> 8);
 }
 
-#[inline]
+#[inline(always)]
 fn get_split(lo: &mut Cursor, hi: &mut Cursor) -> Option<u64> {
     let l = lo.byte()? as u64;
     let h = hi.get()?;
@@ -335,8 +339,8 @@ impl AddrEncoder {
         match self.index.remove(&a) {
             Some(i) if m.live.get(i as usize).map(|e| e.0) == Some(a) => {
                 put_split(codes, i as u64 + 1);
-                let (_, size, stack) = m.take_live(i as usize).unwrap_or_default();
-                m.push_freed(a, Some(size));
+                let (_, c, stack) = m.take_live(i as usize).unwrap_or_default();
+                m.push_freed(a, Some(c));
                 Some(stack)
             }
             _ => {
@@ -369,7 +373,7 @@ impl AddrEncoder {
             m.put_lit(lits, a);
         }
         if a != 0 {
-            let (slot, cleared) = m.push_live(a, size, stack);
+            let (slot, cleared) = m.push_live(a, c, stack);
             if cleared {
                 self.index.clear();
             }
@@ -1006,7 +1010,6 @@ impl BlockDecoder {
         max: usize,
     ) -> Result<usize, String> {
         let n = (self.remaining as usize).min(max);
-        out.reserve(n);
         let start = out.len();
         let col = |i: usize| {
             let (a, b) = self.bounds[i];
@@ -1028,6 +1031,8 @@ impl BlockDecoder {
         let mut time = self.time;
         let mut result = Ok(());
         let mut done = 0;
+        let mut slots = out.grow(n);
+        let n = n.min(slots.len());
         while done < n {
             let mut peek = times.clone();
             let Some(dt) = peek.get() else {
@@ -1046,7 +1051,7 @@ impl BlockDecoder {
                 result = Err("events block: ops column ended early".to_string());
                 break;
             };
-            if d.event_into(opc, t, out).is_none() {
+            if d.event_into(opc, t, &mut slots, done).is_none() {
                 result = Err(format!(
                     "events block: bad or cut event with opcode {opc:#04x}"
                 ));
@@ -1056,8 +1061,6 @@ impl BlockDecoder {
             time = t;
             done += 1;
         }
-        // An event that failed half-way may have pushed nothing or everything;
-        // keep exactly the `done` complete ones.
         out.truncate(start + done);
         out.thread.resize(start + done, self.thread);
         d.times = times;
@@ -1088,17 +1091,17 @@ impl BlockDecoder {
 
 impl Decoder<'_> {
     /// Decodes one event with opcode `opc` at `time` into `out`'s columns.
-    /// `None` when the event is bad or cut (then nothing or the whole event
-    /// may have been pushed; the caller truncates).
+    /// `None` when the event is bad or cut (slot `i` is then left as it was;
+    /// the caller truncates).
     #[inline(always)]
-    fn event_into(&mut self, opc: u8, time: u64, out: &mut EventBatch) -> Option<()> {
+    fn event_into(&mut self, opc: u8, time: u64, out: &mut Slots, i: usize) -> Option<()> {
         match opc {
             // Plain malloc and free first: the bulk of every trace.
             op::ALLOC => {
-                let size = self.sizes.get()?;
+                let size = self.sizes.get_wide()?;
                 let stack = self.stack()?;
                 let addr = self.allocated(size, stack)?;
-                out.push(time, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
+                out.set(i, time, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
             }
             op::FREE => {
                 let (addr, alloc_stack) = self
@@ -1106,14 +1109,14 @@ impl Decoder<'_> {
                     .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
                 let code = self.stacks.get()?;
                 let stack = self.model.free_stack_decode(alloc_stack, code)?;
-                out.push(time, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
+                out.set(i, time, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
             }
             0x01..=0x10 => {
                 let func = AllocFn::from_u8(opc)?;
                 if matches!(func, AllocFn::Realloc | AllocFn::Reallocarray) {
                     return None;
                 }
-                let size = self.sizes.get()?;
+                let size = self.sizes.get_wide()?;
                 let stack = self.stack()?;
                 let addr = self.allocated(size, stack)?;
                 let align = if func.is_aligned() {
@@ -1121,7 +1124,7 @@ impl Decoder<'_> {
                 } else {
                     0
                 };
-                out.push(time, Kind::Alloc(func), addr, align, size, stack);
+                out.set(i, time, Kind::Alloc(func), addr, align, size, stack);
             }
             0x21..=0x2c => {
                 let func = FreeFn::from_u8(opc - op::FREE)?;
@@ -1131,7 +1134,7 @@ impl Decoder<'_> {
                 let code = self.stacks.get()?;
                 let stack = self.model.free_stack_decode(alloc_stack, code)?;
                 let size = if is_sized_delete(func) {
-                    self.sizes.get()?
+                    self.sizes.get_wide()?
                 } else {
                     0
                 };
@@ -1140,11 +1143,11 @@ impl Decoder<'_> {
                 } else {
                     0
                 };
-                out.push(time, Kind::Free(func), addr, align, size, stack);
+                out.set(i, time, Kind::Free(func), addr, align, size, stack);
             }
             op::REALLOC | op::REALLOCARRAY => {
                 let old_addr = self.freed()?;
-                let size = self.sizes.get()?;
+                let size = self.sizes.get_wide()?;
                 let func = if opc == op::REALLOC {
                     AllocFn::Realloc
                 } else {
@@ -1152,11 +1155,19 @@ impl Decoder<'_> {
                 };
                 let stack = self.stack()?;
                 let new_addr = self.allocated(size, stack)?;
-                out.push(time, Kind::Realloc(func), new_addr, old_addr, size, stack);
+                out.set(
+                    i,
+                    time,
+                    Kind::Realloc(func),
+                    new_addr,
+                    old_addr,
+                    size,
+                    stack,
+                );
             }
             _ => {
                 let ev = self.event(opc)?;
-                out.push_event(time, ev);
+                out.set_event(i, time, ev);
             }
         }
         Some(())

@@ -15,6 +15,7 @@ use traces::{
     WriterOptions,
 };
 
+use crate::clock::{self, TimeMap};
 use crate::shm::{self, ProcMap};
 
 /// One process image being collected.
@@ -37,6 +38,8 @@ pub struct ProcTrace {
     /// Per thread, a realloc whose begin record was seen but not its end:
     /// `(time, func, old, size, stack)`.
     pending_realloc: HashMap<u32, (u64, u8, u64, u64, u32)>,
+    /// Record times are counter ticks ([`abi::FLAG_TSC`]).
+    tsc: bool,
 }
 
 impl ProcTrace {
@@ -75,6 +78,7 @@ impl ProcTrace {
             tool: concat!("alloctrace ", env!("CARGO_PKG_VERSION")).to_string(),
         };
         let start = h.start_time;
+        let tsc = h.flags & abi::FLAG_TSC != 0;
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let opts = WriterOptions {
             compression_level: 1,
@@ -95,21 +99,24 @@ impl ProcTrace {
             events: 0,
             frames: Vec::new(),
             pending_realloc: HashMap::new(),
+            tsc,
         })
     }
 
     /// One collection round: drains every committed record and advances the
-    /// watermark. Returns the number of records decoded.
-    pub fn drain(&mut self) -> anyhow::Result<u64> {
+    /// watermark. Returns the number of records decoded. `clock` maps counter
+    /// ticks (calibrated by the caller for this round).
+    pub fn drain(&mut self, clock: &TimeMap) -> anyhow::Result<u64> {
         // Watermark first: no thread can still produce a record older than
         // this, once the chunks are drained below.
-        let mut wm = shm::now();
+        let mut wm = if self.tsc { clock::tsc() } else { shm::now() };
         for i in 0..abi::NSLOTS {
             let s = self.map.slot(i);
             if s.tid.load(Ordering::Acquire) != 0 && s.busy.load(Ordering::SeqCst) != 0 {
                 wm = wm.min(s.last_time.load(Ordering::Acquire));
             }
         }
+        let wm = if self.tsc { clock.to_ns(wm) } else { wm };
         let mut order: Vec<(u64, usize, bool)> = Vec::new();
         for i in 0..abi::NCHUNKS {
             let c = self.map.chunk(i);
@@ -126,7 +133,7 @@ impl ProcTrace {
             let committed = (c.committed.load(Ordering::Acquire) as usize).min(abi::CHUNK_SIZE);
             let from = self.drained[i];
             if committed > from {
-                let n = self.decode(i, tid, from, committed)?;
+                let n = self.decode(clock, i, tid, from, committed)?;
                 self.drained[i] = from + n;
             }
             if full && self.drained[i] >= committed {
@@ -146,7 +153,14 @@ impl ProcTrace {
     }
 
     /// Decodes records of chunk `i` in `[from, to)`; returns bytes consumed.
-    fn decode(&mut self, i: usize, tid: u32, from: usize, to: usize) -> anyhow::Result<usize> {
+    fn decode(
+        &mut self,
+        clock: &TimeMap,
+        i: usize,
+        tid: u32,
+        from: usize,
+        to: usize,
+    ) -> anyhow::Result<usize> {
         // SAFETY: the bytes lie in the mapping, which lives as long as `self`
         // and is never unmapped while decoding; the writer only appends past
         // its published `committed` (`to`), so they do not change meanwhile.
@@ -156,16 +170,16 @@ impl ProcTrace {
             let b = self.map.chunk_bytes(i, from, to);
             std::slice::from_raw_parts(b.as_ptr(), b.len())
         };
-        self.decode_bytes(tid, bytes)
+        self.decode_bytes(clock, tid, bytes)
     }
 
-    fn decode_bytes(&mut self, tid: u32, bytes: &[u8]) -> anyhow::Result<usize> {
+    fn decode_bytes(&mut self, clock: &TimeMap, tid: u32, bytes: &[u8]) -> anyhow::Result<usize> {
         let mut at = 0;
         // One chunk holds one thread's records: its last time is looked up
         // once per chunk, not once per record.
         let mut last = self.last_time.get(&tid).copied().unwrap_or(0);
         let mut exited = false;
-        let r = self.decode_records(tid, bytes, &mut at, &mut last, &mut exited);
+        let r = self.decode_records(clock, tid, bytes, &mut at, &mut last, &mut exited);
         if exited {
             self.last_time.remove(&tid);
         } else {
@@ -176,6 +190,7 @@ impl ProcTrace {
 
     fn decode_records(
         &mut self,
+        clock: &TimeMap,
         tid: u32,
         bytes: &[u8],
         at: &mut usize,
@@ -183,6 +198,8 @@ impl ProcTrace {
         exited: &mut bool,
     ) -> anyhow::Result<()> {
         let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
+        let tsc = self.tsc;
+        let ns = |t: u64| if tsc { clock.to_ns(t) } else { t };
         while *at + abi::RECORD_HEADER <= bytes.len() {
             let a = *at;
             let time = word(a);
@@ -222,7 +239,7 @@ impl ProcTrace {
                 },
                 abi::KIND_REALLOC_BEGIN => {
                     self.pending_realloc
-                        .insert(tid, (time, func, arg(0), arg(1), stack));
+                        .insert(tid, (ns(time), func, arg(0), arg(1), stack));
                     continue;
                 }
                 abi::KIND_REALLOC => {
@@ -296,7 +313,7 @@ impl ProcTrace {
                 _ => continue,
             };
             // Keep each thread's records in time order and above the watermark.
-            let t = time.max(*last).max(self.advanced);
+            let t = ns(time).max(*last).max(self.advanced);
             *last = t;
             self.max_time = self.max_time.max(t);
             let exit = matches!(event, Event::ThreadExit);
@@ -316,8 +333,8 @@ impl ProcTrace {
     }
 
     /// Drains what is left and writes the trailer.
-    pub fn finish(mut self, exit: ExitStatus) -> anyhow::Result<PathBuf> {
-        self.drain()?;
+    pub fn finish(mut self, clock: &TimeMap, exit: ExitStatus) -> anyhow::Result<PathBuf> {
+        self.drain(clock)?;
         // A realloc that never returned: the process died inside it (glibc
         // aborts on a realloc of freed memory). Record it as a realloc that
         // produced nothing, at the time it started.

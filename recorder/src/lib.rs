@@ -13,6 +13,7 @@
 //! allocator sees.
 
 pub mod cli;
+mod clock;
 pub mod collector;
 mod preload_lib;
 mod session;

@@ -114,6 +114,12 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
             alloctrace_abi::ENV_COLLECTOR,
             std::process::id().to_string(),
         );
+    if crate::clock::tsc_usable() {
+        cmd.env(alloctrace_abi::ENV_CLOCK, "tsc");
+    } else {
+        cmd.env_remove(alloctrace_abi::ENV_CLOCK);
+    }
+    let mut clock = crate::clock::TimeMap::new();
     // The program gets its own signal dispositions (as a shell would give it).
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -177,9 +183,10 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
             }
         }
         // 2. Drain.
+        clock.calibrate();
         let mut work = 0;
         for (t, _) in live.values_mut() {
-            match t.drain() {
+            match t.drain(&clock) {
                 Ok(n) => work += n,
                 Err(e) => errors.push(format!("{}: {e:#}", t.path.display())),
             }
@@ -202,7 +209,7 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
             if let Some(s) = status {
                 if let Some((t, shm_path)) = live.remove(&key) {
                     let is_root = key == (root_pid, 0);
-                    let r = t.finish(s);
+                    let r = t.finish(&clock, s);
                     let _ = std::fs::remove_file(&shm_path);
                     match r {
                         Ok(p) => written.push((is_root, p)),

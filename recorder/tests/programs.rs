@@ -264,6 +264,23 @@ fn eight_threads_lose_nothing() {
         .filter(|r| matches!(&r.event, Event::Free { addr, .. } if addrs.contains_key(addr)))
         .count();
     assert_eq!(frees, 1_600_000);
+    // Times order events across threads: in the merged trace, no block is
+    // freed before (or allocated again before the free of) its allocation
+    // in another thread.
+    let mut live = std::collections::HashSet::new();
+    let (mut early_frees, mut double_allocs) = (0, 0);
+    for r in &t.records {
+        match &r.event {
+            Event::Alloc { addr, .. } if addrs.contains_key(addr) && !live.insert(*addr) => {
+                double_allocs += 1;
+            }
+            Event::Free { addr, .. } if addrs.contains_key(addr) && !live.remove(addr) => {
+                early_frees += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((early_frees, double_allocs), (0, 0));
     // Nine threads seen (main + 8), nothing dropped.
     let threads: std::collections::HashSet<u32> = t.records.iter().map(|r| r.thread).collect();
     assert_eq!(threads.len(), 9);

@@ -34,6 +34,11 @@ pub const ENV_DIR: &str = "ALLOCTRACE_DIR";
 pub const ENV_MAX_DEPTH: &str = "ALLOCTRACE_MAX_DEPTH";
 /// Environment variable with the collector's pid (backpressure gives up when it is gone).
 pub const ENV_COLLECTOR: &str = "ALLOCTRACE_COLLECTOR";
+/// Environment variable naming the event clock: `tsc` makes the preload time
+/// records with the time-stamp counter ([`FLAG_TSC`]), set by the collector
+/// only where the counter is invariant and the kernel's clock source; anything
+/// else means `CLOCK_MONOTONIC`.
+pub const ENV_CLOCK: &str = "ALLOCTRACE_CLOCK";
 
 /// `ProcHeader::magic`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATRCSHM1");
@@ -78,6 +83,11 @@ pub const FLAG_FORKED: u32 = 2;
 pub const FLAG_EXECED: u32 = 4;
 /// Header flag: no backtraces.
 pub const FLAG_NO_BACKTRACES: u32 = 8;
+/// Header flag: record times and [`ThreadSlot::last_time`] are time-stamp
+/// counter ticks (x86-64 `rdtsc`), which the collector maps to
+/// `CLOCK_MONOTONIC` ns; without it they are `CLOCK_MONOTONIC` ns.
+/// [`ProcHeader::start_time`] is `CLOCK_MONOTONIC` ns either way.
+pub const FLAG_TSC: u32 = 16;
 
 /// The start of every process file.
 #[repr(C)]
@@ -121,7 +131,7 @@ pub struct ThreadSlot {
     pub tid: AtomicU32,
     /// Non-zero while the thread is between reading the clock and committing.
     pub busy: AtomicU32,
-    /// Time of the thread's last committed record.
+    /// Time of the thread's last committed record (the records' clock).
     pub last_time: AtomicU64,
 }
 
@@ -153,7 +163,7 @@ pub struct ChunkHeader {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RecordHeader {
-    /// `CLOCK_MONOTONIC` ns.
+    /// `CLOCK_MONOTONIC` ns, or counter ticks with [`FLAG_TSC`].
     pub time: u64,
     /// `KIND_*`.
     pub kind: u8,

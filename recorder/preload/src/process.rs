@@ -133,6 +133,7 @@ impl Process {
         let collector = sys::getenv(b"ALLOCTRACE_COLLECTOR\0")
             .and_then(parse_u64)
             .unwrap_or(0) as i32;
+        let tsc = sys::use_tsc(sys::getenv(b"ALLOCTRACE_CLOCK\0") == Some(b"tsc".as_slice()));
         let mut path = [0u8; 512];
         if dir.len() + 48 > path.len() {
             return Err("recording directory path too long");
@@ -207,8 +208,9 @@ impl Process {
                     abi::FLAG_NO_BACKTRACES
                 } else {
                     0
-                };
-            h.start_time = sys::now();
+                }
+                | if tsc { abi::FLAG_TSC } else { 0 };
+            h.start_time = sys::monotonic();
             h.start_unix_ns = sys::clock(libc::CLOCK_REALTIME);
             h.page_size = page_size;
             h.cmdline_len = cmdline_len as u32;
@@ -279,7 +281,7 @@ impl Process {
     /// Claims a free chunk for `tid`, waiting for the collector to free one
     /// when all are in use; `None` if the collector is gone or too slow.
     pub fn claim_chunk(&self, tid: u32) -> Option<usize> {
-        let start = sys::now();
+        let start = sys::monotonic();
         let mut spins = 0u64;
         loop {
             for i in 0..abi::NCHUNKS {
@@ -314,7 +316,7 @@ impl Process {
                 COLLECTOR_GONE.store(1, Ordering::Relaxed);
                 return None;
             }
-            if sys::now().saturating_sub(start) > 10_000_000_000 {
+            if sys::monotonic().saturating_sub(start) > 10_000_000_000 {
                 return None;
             }
             sys::sleep_us(50);

@@ -6,8 +6,9 @@
 //! ([`size_class`]) and served from spans carved out of a brk arena ([`os::brk`]: the
 //! real program break, or a reserved region that emulates one). Larger requests get
 //! their own mapping and are unmapped on free. Empty spans return their pages to the
-//! OS with `madvise` after a decay. The global instance adds per-thread caches, so
-//! the common malloc/free takes no lock.
+//! OS with `madvise` (at once by default, else after a decay), and spans that emptied
+//! down to a few blocks give back the pages above their last one. The global
+//! instance adds per-thread caches, so the common malloc/free takes no lock.
 //!
 //! The caller provides nothing but a Linux process. The allocator does not detect
 //! heap errors (double free, foreign pointers): it trusts its callers, as malloc does.
@@ -21,7 +22,7 @@
 //! * **block**: what `malloc` hands out; free blocks are linked through their first word.
 //! * **arena**: the brk-grown region spans come from ([`os::brk::BrkArena`]).
 //! * **chunk map**: table from arena chunk to span, used by `free` ([`chunk_map`]).
-//! * **pool**: idle spans, dirty then purged after the decay ([`pool`]).
+//! * **pool**: idle spans, dirty then purged ([`pool`]).
 //! * **large block**: a request above the threshold, in its own mapping ([`large`]).
 //! * **thread cache**: per-thread, per-class free lists ([`thread_cache`]).
 //! * **heap**: one allocator instance ([`Heap`]); [`global`] holds the process's own.

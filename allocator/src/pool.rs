@@ -1,9 +1,10 @@
 //! The span pool: idle spans waiting for reuse, and growth of the brk arena.
 //!
-//! Empty spans come back here from their class. They stay resident ("dirty") for the
-//! decay time, so a program that frees and reallocates does not pay page faults; then
-//! their pages (all but the header page) are returned with `madvise(MADV_DONTNEED)`
-//! and they move to the "clean" lists. Lists are per span length and ordered by idle
+//! Empty spans come back here from their class. They may stay resident ("dirty") for
+//! the decay time, so a program that frees and reallocates does not pay page faults,
+//! but never more than `Config::max_dirty` bytes of them (none by default): beyond
+//! that, the longest idle go at once. A purged span's pages (all but the header page)
+//! are returned with `madvise(MADV_DONTNEED)` and it moves to the "clean" lists. Lists are per span length and ordered by idle
 //! time (newest at the front), so decay only looks at list tails.
 //!
 //! A request for `n` chunks is served, in order, by an idle span of exactly `n`
@@ -33,6 +34,8 @@ pub(crate) struct Pool {
     pub dirty: [SpanList; MAX_SPAN_CHUNKS + 1],
     pub clean: [SpanList; MAX_SPAN_CHUNKS + 1],
     last_decay: u64,
+    /// Bytes of the spans on the dirty lists.
+    dirty_bytes: usize,
 }
 
 impl Pool {
@@ -45,6 +48,7 @@ impl Pool {
             dirty: [const { SpanList::new() }; MAX_SPAN_CHUNKS + 1],
             clean: [const { SpanList::new() }; MAX_SPAN_CHUNKS + 1],
             last_decay: 0,
+            dirty_bytes: 0,
         }
     }
 
@@ -77,6 +81,9 @@ impl Pool {
                     continue;
                 }
                 let bytes = (*s).bytes() as u64;
+                if dirty {
+                    self.dirty_bytes -= bytes as usize;
+                }
                 sub(
                     if dirty {
                         &c.idle_bytes
@@ -131,6 +138,7 @@ impl Pool {
                 self.clean[n].push_front(s);
             } else {
                 add(&c.idle_bytes, bytes);
+                self.dirty_bytes += bytes as usize;
                 self.dirty[n].push_front(s);
             }
         }
@@ -181,13 +189,58 @@ impl Pool {
     /// # Safety
     /// The heap lock must be held; `s` must be a formatted span with no blocks out, on
     /// no list.
-    pub unsafe fn give(&mut self, s: *mut Span, c: &Counters, now: u64, decay_ms: u64) {
+    pub unsafe fn give(
+        &mut self,
+        s: *mut Span,
+        c: &Counters,
+        now: u64,
+        decay_ms: u64,
+        max_dirty: usize,
+    ) {
         // SAFETY: guaranteed by the caller.
         unsafe {
             (*s).state = SpanState::Idle;
             (*s).idle_since = now;
             self.put(s, c);
             self.decay(now, decay_ms, c, false);
+            while self.dirty_bytes > max_dirty {
+                // The longest idle dirty span: the oldest of the lists' tails.
+                let mut oldest = 0;
+                for n in 1..=MAX_SPAN_CHUNKS {
+                    let t = self.dirty[n].tail;
+                    if !t.is_null()
+                        && (oldest == 0 || (*t).idle_since < (*self.dirty[oldest].tail).idle_since)
+                    {
+                        oldest = n;
+                    }
+                }
+                if oldest == 0 {
+                    break;
+                }
+                self.purge_tail(oldest, c);
+            }
+        }
+    }
+
+    /// Returns the pages of the dirty span at the tail of list `n` (all but its
+    /// header page) to the OS and moves it to the clean list.
+    ///
+    /// # Safety
+    /// The heap lock must be held; the list must not be empty.
+    unsafe fn purge_tail(&mut self, n: usize, c: &Counters) {
+        let page = mmap::page_size();
+        // SAFETY: the tail is an idle span: no block in it is in use, and we keep its
+        // header page.
+        unsafe {
+            let s = self.dirty[n].tail;
+            self.dirty[n].remove(s);
+            let bytes = (*s).bytes();
+            self.dirty_bytes -= bytes;
+            sub(&c.idle_bytes, bytes as u64);
+            add(&c.madvise_calls, 1);
+            mmap::advise_free(s as usize + page, bytes - page);
+            (*s).state = SpanState::Purged;
+            self.put(s, c);
         }
     }
 
@@ -201,7 +254,6 @@ impl Pool {
             return;
         }
         self.last_decay = now;
-        let page = mmap::page_size();
         for n in 1..=MAX_SPAN_CHUNKS {
             loop {
                 let s = self.dirty[n].tail;
@@ -213,16 +265,8 @@ impl Pool {
                 if !force && now.saturating_sub(since) < decay_ms {
                     break;
                 }
-                // SAFETY: `s` is idle: no block in it is in use, and we keep its header page.
-                unsafe {
-                    self.dirty[n].remove(s);
-                    let bytes = (*s).bytes();
-                    sub(&c.idle_bytes, bytes as u64);
-                    add(&c.madvise_calls, 1);
-                    mmap::advise_free(s as usize + page, bytes - page);
-                    (*s).state = SpanState::Purged;
-                    self.put(s, c);
-                }
+                // SAFETY: heap lock held (caller); the list is not empty.
+                unsafe { self.purge_tail(n, c) };
             }
         }
     }

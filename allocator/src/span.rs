@@ -202,6 +202,86 @@ pub(crate) unsafe fn purge_block(start: usize, size: usize) -> bool {
     true
 }
 
+/// Most blocks a span can hold (a one-chunk span of the smallest class), so a span's
+/// blocks fit a fixed bitmap in [`trim_top`].
+pub(crate) const MAX_BLOCKS: usize = (CHUNK - SPAN_HEADER) / 16;
+
+/// Whether a span just given a block back should try [`trim_top`]: its blocks out
+/// have just fallen to a quarter of those it ever handed out (each downward crossing
+/// triggers once), and at least [`TRIM_MIN_BYTES`] lie beyond them.
+#[inline]
+pub(crate) fn should_trim(span: *mut Span) -> bool {
+    // SAFETY: the caller owns the formatted span header.
+    let s = unsafe { &*span };
+    let data = span as usize + SPAN_HEADER;
+    let touched = (s.bump - data) / s.block_size as usize;
+    s.used as usize * 4 == touched && s.bump - data >= TRIM_MIN_BYTES
+}
+
+/// The least a span must have handed out before [`trim_top`] is tried.
+pub(crate) const TRIM_MIN_BYTES: usize = 16 * 1024;
+
+/// Takes back the free blocks above the highest block in use: the free list loses
+/// them, the bump pointer moves down to just past that block, and the whole pages
+/// above it (up to where the bump pointer was) go back to the OS. Returns the bytes
+/// returned. The blocks are handed out again, fresh, by bumping.
+///
+/// A span that served a burst and kept a few long-lived blocks at its bottom (the
+/// usual case: blocks are handed out bottom up) otherwise keeps the burst's pages
+/// resident for as long as those blocks live. Costs a walk of the free list.
+///
+/// # Safety
+/// `span` must be formatted, owned by the caller (class lock held), with no block
+/// being handed out or given back concurrently.
+pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
+    // SAFETY: the caller owns the span header.
+    let s = unsafe { &mut *span };
+    let data = span as usize + SPAN_HEADER;
+    let size = s.block_size as usize;
+    let touched = (s.bump - data) / size;
+    debug_assert!(touched <= MAX_BLOCKS);
+    let mut free = [0u64; MAX_BLOCKS / 64];
+    let mut b = s.free;
+    while !b.is_null() {
+        let i = (b as usize - data) / size;
+        free[i / 64] |= 1 << (i % 64);
+        // SAFETY: blocks on the free list are free and hold a valid link.
+        b = unsafe { (*b).next };
+    }
+    // The lowest index from which every touched block is free.
+    let mut keep = touched;
+    while keep > 0 && free[(keep - 1) / 64] & (1 << ((keep - 1) % 64)) != 0 {
+        keep -= 1;
+    }
+    let page = crate::os::mmap::page_size();
+    let new_bump = data + keep * size;
+    let from = new_bump.next_multiple_of(page);
+    let to = s.bump.next_multiple_of(page);
+    if to <= from {
+        return 0;
+    }
+    // Unlink the free blocks at or above `keep`.
+    let mut link: *mut *mut FreeBlock = &mut s.free;
+    // SAFETY: `link` points at the span's head or at a free block's link word, all
+    // owned by the caller; blocks on the list hold valid links.
+    unsafe {
+        while !(*link).is_null() {
+            let b = *link;
+            if b as usize >= new_bump {
+                *link = (*b).next;
+            } else {
+                link = &mut (*b).next;
+            }
+        }
+    }
+    s.bump = new_bump;
+    // SAFETY: `[from, to)` lies above every block in use and below the span's end
+    // (`to` is at most the page after the last touched byte, inside the span's
+    // chunks); nothing in it is reachable any more.
+    unsafe { crate::os::mmap::advise_free(from, to - from) };
+    to - from
+}
+
 /// An intrusive doubly linked list of spans.
 #[derive(Debug)]
 pub(crate) struct SpanList {

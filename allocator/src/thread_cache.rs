@@ -4,9 +4,9 @@
 //! A cache is filled from the central lists in batches and flushed back in batches
 //! when a list grows past its cap. Each class's cap starts small (8 blocks) and
 //! doubles every time the list runs dry or overflows, up to about 8 KiB worth of
-//! blocks (between 4 and 256 blocks): a class a thread uses a little parks (and
-//! touches) a few blocks only, while a hot class reaches the full cap after a handful
-//! of refills. Cached blocks are resident memory the program cannot use: with 32 KiB
+//! blocks (between 1 and 256 blocks: a bin of 8 KiB blocks holds one): a class a
+//! thread uses a little parks (and touches) a few blocks only, while a hot class
+//! reaches the full cap after a handful of refills. Cached blocks are resident memory the program cannot use: with 32 KiB
 //! per class, `bench/churn.c` kept about 300 KiB parked; at 8 KiB the extra central
 //! traffic costs about 2 % more instructions on it.
 //!
@@ -38,8 +38,8 @@ const LIMIT: [u32; NUM_CLASSES] = {
     let mut i = 0;
     while i < NUM_CLASSES {
         let n = (CLASS_BYTES / crate::size_class::CLASS_SIZE[i]) as usize;
-        t[i] = if n < 4 {
-            4
+        t[i] = if n < 1 {
+            1
         } else if n > 256 {
             256
         } else {

@@ -225,6 +225,86 @@ fn statistics_track_mappings_and_classes() {
 }
 
 #[test]
+fn emptied_spans_beyond_max_dirty_are_purged() {
+    for (max_dirty, bounded) in [(64 * 1024, true), (usize::MAX, false)] {
+        let heap = Heap::new(Config {
+            decay_ms: 3_600_000,
+            max_dirty,
+            ..Config::RESERVED
+        })
+        .expect("heap");
+        // About five one-chunk spans of the 48-byte class.
+        let ps: Vec<_> = (0..6000).map(|_| heap.malloc(48)).collect();
+        assert!(ps.iter().all(|p| !p.is_null()));
+        // SAFETY: live blocks, freed once.
+        unsafe {
+            for p in ps {
+                heap.free(p);
+            }
+        }
+        let st = heap.stats();
+        if bounded {
+            assert!(st.idle_bytes <= 64 * 1024, "{st:?}");
+            assert!(st.purged_bytes >= 4 * 64 * 1024, "{st:?}");
+        } else {
+            assert!(st.idle_bytes >= 5 * 64 * 1024, "{st:?}");
+            assert_eq!(st.purged_bytes, 0, "the decay has not passed");
+        }
+        heap.check().expect("invariants");
+    }
+}
+
+#[test]
+fn a_span_emptied_to_its_bottom_gives_back_its_top() {
+    let heap = Heap::new(Config {
+        max_dirty: usize::MAX,
+        ..Config::RESERVED
+    })
+    .expect("heap");
+    // One span of the 64-byte class (1022 blocks), handed out bottom up.
+    let ps: Vec<_> = (0..1000).map(|_| heap.malloc(64)).collect();
+    assert!(ps.windows(2).all(|w| w[1] as usize == w[0] as usize + 64));
+    for (i, &p) in ps.iter().enumerate() {
+        // SAFETY: live 64-byte blocks.
+        unsafe { fill(p, 64, i as u64) };
+    }
+    let before = heap.stats().madvise_calls;
+    // SAFETY: live blocks, freed once, top down.
+    unsafe {
+        for &p in ps[10..].iter().rev() {
+            heap.free(p);
+        }
+    }
+    let st = heap.stats();
+    assert!(
+        st.madvise_calls > before,
+        "the span's top went back: {st:?}"
+    );
+    heap.check().expect("invariants after trimming");
+    for (i, &p) in ps[..10].iter().enumerate() {
+        // SAFETY: still live.
+        unsafe { verify(p, 64, i as u64) };
+    }
+    // The trimmed blocks are handed out again, bottom up, and are usable.
+    let again: Vec<_> = (0..990).map(|_| heap.malloc(64)).collect();
+    let mut all: Vec<usize> = ps[..10].iter().chain(&again).map(|&p| p as usize).collect();
+    all.sort_unstable();
+    assert!(all.windows(2).all(|w| w[1] >= w[0] + 64), "no block twice");
+    for (i, &p) in again.iter().enumerate() {
+        // SAFETY: live 64-byte blocks.
+        unsafe { fill(p, 64, 1000 + i as u64) };
+    }
+    heap.check().expect("invariants after reuse");
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        for p in ps[..10].iter().chain(&again) {
+            heap.free(*p);
+        }
+    }
+    heap.check().expect("invariants when empty");
+}
+
+#[test]
 fn independent_heaps_do_not_share_blocks() {
     let a = Heap::new(Config::RESERVED).expect("heap a");
     let b = Heap::new(Config::RESERVED).expect("heap b");

@@ -87,23 +87,54 @@ impl Kind {
 /// trace) live only in the columns; every other event is also kept whole in
 /// [`others`](Self::others), so [`EventBatch::event`] rebuilds any event
 /// exactly.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct EventBatch {
-    pub(crate) time: Vec<u64>,
-    pub(crate) thread: Vec<ThreadId>,
-    pub(crate) kind: Vec<Kind>,
-    pub(crate) addr: Vec<u64>,
-    pub(crate) aux: Vec<u64>,
-    pub(crate) size: Vec<u64>,
-    pub(crate) stack: Vec<StackId>,
-    pub(crate) others: Vec<(u32, Event)>,
+    /// Events held: the first `len` entries of each column; the rest are
+    /// stale. Columns are fixed arrays so the decoder writes them without
+    /// bounds checks or capacity checks.
+    len: usize,
+    time: Box<[u64; CAP]>,
+    thread: Box<[ThreadId; CAP]>,
+    kind: Box<[Kind; CAP]>,
+    addr: Box<[u64; CAP]>,
+    aux: Box<[u64; CAP]>,
+    size: Box<[u64; CAP]>,
+    stack: Box<[StackId; CAP]>,
+    others: Vec<(u32, Event)>,
+}
+
+const CAP: usize = EventBatch::CAPACITY;
+
+impl Default for EventBatch {
+    fn default() -> Self {
+        EventBatch {
+            len: 0,
+            time: Box::new([0; CAP]),
+            thread: Box::new([0; CAP]),
+            kind: Box::new([Kind::ThreadExit; CAP]),
+            addr: Box::new([0; CAP]),
+            aux: Box::new([0; CAP]),
+            size: Box::new([0; CAP]),
+            stack: Box::new([0; CAP]),
+            others: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((0..self.len).map(|i| self.record(i)))
+            .finish()
+    }
 }
 
 impl EventBatch {
-    /// Events a batch holds at most when filled by [`crate::Reader::next_batch`].
+    /// Most events a batch holds ([`crate::Reader::next_batch`] fills it up
+    /// to this many).
     pub const CAPACITY: usize = 4096;
 
-    /// An empty batch.
+    /// An empty batch (allocates its columns, about 170 KB).
     pub fn new() -> Self {
         Self::default()
     }
@@ -111,50 +142,50 @@ impl EventBatch {
     /// Number of events.
     #[inline]
     pub fn len(&self) -> usize {
-        self.time.len()
+        self.len
     }
 
     /// Whether the batch holds no event.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.time.is_empty()
+        self.len == 0
     }
 
-    /// Removes every event, keeping the buffers.
+    /// Whether the batch holds [`EventBatch::CAPACITY`] events.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == CAP
+    }
+
+    /// Removes every event.
     pub fn clear(&mut self) {
-        self.time.clear();
-        self.thread.clear();
-        self.kind.clear();
-        self.addr.clear();
-        self.aux.clear();
-        self.size.clear();
-        self.stack.clear();
+        self.len = 0;
         self.others.clear();
     }
 
     /// Times (ns), non-decreasing.
     #[inline]
     pub fn times(&self) -> &[u64] {
-        &self.time
+        &self.time[..self.len]
     }
 
     /// Thread of each event.
     #[inline]
     pub fn threads(&self) -> &[ThreadId] {
-        &self.thread
+        &self.thread[..self.len]
     }
 
     /// Kind (and function) of each event.
     #[inline]
     pub fn kinds(&self) -> &[Kind] {
-        &self.kind
+        &self.kind[..self.len]
     }
 
     /// Address of each event (see the table above): the allocated or freed
     /// address, a realloc's new address, a mapping's (new) address, the new break.
     #[inline]
     pub fn addrs(&self) -> &[u64] {
-        &self.addr
+        &self.addr[..self.len]
     }
 
     /// Second value of each event: alignment of an `Alloc` or `Free` (0 when
@@ -162,20 +193,20 @@ impl EventBatch {
     /// break of a `Brk`.
     #[inline]
     pub fn aux(&self) -> &[u64] {
-        &self.aux
+        &self.aux[..self.len]
     }
 
     /// Size of each event: requested size, a sized delete's size (else 0),
     /// a mapping's (new) length.
     #[inline]
     pub fn sizes(&self) -> &[u64] {
-        &self.size
+        &self.size[..self.len]
     }
 
     /// Stack id of each event (0: none).
     #[inline]
     pub fn stacks(&self) -> &[StackId] {
-        &self.stack
+        &self.stack[..self.len]
     }
 
     /// Every event that is not a heap event, whole, with its index in the
@@ -197,6 +228,7 @@ impl EventBatch {
     /// Event `i`, rebuilt from the columns (cloned from [`Self::others`] for
     /// non-heap events). Panics if `i >= len()`.
     pub fn event(&self, i: usize) -> Event {
+        assert!(i < self.len, "event {i} of a batch of {}", self.len);
         match self.kind[i] {
             Kind::Alloc(func) => Event::Alloc {
                 func,
@@ -233,14 +265,104 @@ impl EventBatch {
     }
 
     /// Appends a record (for tests and for building batches by hand).
+    /// Panics if the batch is full.
     pub fn push_record(&mut self, r: &Record) {
-        self.push_event(r.time, r.event.clone());
-        self.thread.push(r.thread);
+        assert!(!self.is_full(), "batch full");
+        let i = self.len;
+        self.thread[i] = r.thread;
+        self.time[i] = r.time;
+        self.slots(i).set_event(0, r.event.clone());
+        self.len += 1;
     }
 
-    /// Appends an event's columns (and the whole event if it is not a heap
-    /// event), except its thread.
-    pub(crate) fn push_event(&mut self, time: u64, event: Event) {
+    /// Keeps the first `n` events.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+        while self.others.last().is_some_and(|e| e.0 as usize >= self.len) {
+            self.others.pop();
+        }
+    }
+
+    /// The slots from `base` on, to write events in place (their thread
+    /// excepted); [`EventBatch::set_len`] then makes them part of the batch.
+    #[inline]
+    pub(crate) fn slots(&mut self, base: usize) -> Slots<'_> {
+        Slots {
+            base: base.min(CAP),
+            b: self,
+        }
+    }
+
+    /// Sets the length to `n` after slots were written, and the thread of
+    /// events from the old length on to `thread`.
+    pub(crate) fn set_len(&mut self, n: usize, thread: ThreadId) {
+        let n = n.min(CAP);
+        if n > self.len {
+            self.thread[self.len..n].fill(thread);
+        }
+        self.len = n;
+    }
+
+    /// The time column from the current length on, to write in place.
+    #[inline]
+    pub(crate) fn free_times(&mut self) -> &mut [u64] {
+        &mut self.time[self.len..]
+    }
+
+    /// Moves event `i` out as a record, leaving a placeholder in
+    /// [`Self::others`]; `other_pos` is the caller's position in `others`,
+    /// advanced past event `i` (events must be taken in order).
+    pub(crate) fn take_record(&mut self, i: usize, other_pos: &mut usize) -> Record {
+        let event = if self.kind[i].is_heap() {
+            self.event(i)
+        } else {
+            match self.others.get_mut(*other_pos) {
+                Some((j, e)) if *j as usize == i => {
+                    *other_pos += 1;
+                    std::mem::replace(e, Event::ThreadExit)
+                }
+                _ => self.event(i),
+            }
+        };
+        Record {
+            time: self.time[i],
+            thread: self.thread[i],
+            event,
+        }
+    }
+}
+
+/// Events from `base` on, written in place by the decoder. Indexes are
+/// masked to the capacity, so the compiler knows every write is in bounds.
+pub(crate) struct Slots<'a> {
+    base: usize,
+    b: &'a mut EventBatch,
+}
+
+impl Slots<'_> {
+    /// Writes slot `i` (all but its time, written beforehand through
+    /// [`EventBatch::free_times`]).
+    #[inline(always)]
+    pub(crate) fn set(
+        &mut self,
+        i: usize,
+        kind: Kind,
+        addr: u64,
+        aux: u64,
+        size: u64,
+        stack: StackId,
+    ) {
+        let j = (self.base + i) & (CAP - 1);
+        self.b.kind[j] = kind;
+        self.b.addr[j] = addr;
+        self.b.aux[j] = aux;
+        self.b.size[j] = size;
+        self.b.stack[j] = stack;
+    }
+
+    /// Writes slot `i` (but its time) from a whole event, keeping the event
+    /// in `others` unless it is a heap event.
+    pub(crate) fn set_event(&mut self, i: usize, event: Event) {
         let (addr, aux, size, stack) = match event {
             Event::Alloc {
                 addr,
@@ -282,148 +404,10 @@ impl EventBatch {
             _ => (0, 0, 0, 0),
         };
         let kind = Kind::of(&event);
+        let j = (self.base + i) & (CAP - 1);
         if !kind.is_heap() {
-            self.others.push((self.len() as u32, event));
+            self.b.others.push((j as u32, event));
         }
-        self.push(time, kind, addr, aux, size, stack);
-    }
-
-    /// Appends an event's columns except its thread (filled per run by the decoder).
-    #[inline(always)]
-    pub(crate) fn push(
-        &mut self,
-        time: u64,
-        kind: Kind,
-        addr: u64,
-        aux: u64,
-        size: u64,
-        stack: u32,
-    ) {
-        self.time.push(time);
-        self.kind.push(kind);
-        self.addr.push(addr);
-        self.aux.push(aux);
-        self.size.push(size);
-        self.stack.push(stack);
-    }
-
-    /// Keeps the first `n` events.
-    pub(crate) fn truncate(&mut self, n: usize) {
-        self.time.truncate(n);
-        self.thread.truncate(n);
-        self.kind.truncate(n);
-        self.addr.truncate(n);
-        self.aux.truncate(n);
-        self.size.truncate(n);
-        self.stack.truncate(n);
-        while self.others.last().is_some_and(|e| e.0 as usize >= n) {
-            self.others.pop();
-        }
-    }
-
-    /// Extends every column but the threads by `n` placeholder events and
-    /// returns them for writing in place, with `others`.
-    pub(crate) fn grow(&mut self, n: usize) -> Slots<'_> {
-        let base = self.len();
-        let end = base + n;
-        self.time.resize(end, 0);
-        self.kind.resize(end, Kind::ThreadExit);
-        self.addr.resize(end, 0);
-        self.aux.resize(end, 0);
-        self.size.resize(end, 0);
-        self.stack.resize(end, 0);
-        Slots {
-            base: base as u32,
-            time: &mut self.time[base..],
-            kind: &mut self.kind[base..],
-            addr: &mut self.addr[base..],
-            aux: &mut self.aux[base..],
-            size: &mut self.size[base..],
-            stack: &mut self.stack[base..],
-            others: &mut self.others,
-        }
-    }
-
-    /// Moves event `i` out as a record, leaving a placeholder in
-    /// [`Self::others`]; `other_pos` is the caller's position in `others`,
-    /// advanced past event `i` (events must be taken in order).
-    pub(crate) fn take_record(&mut self, i: usize, other_pos: &mut usize) -> Record {
-        let event = if self.kind[i].is_heap() {
-            self.event(i)
-        } else {
-            match self.others.get_mut(*other_pos) {
-                Some((j, e)) if *j as usize == i => {
-                    *other_pos += 1;
-                    std::mem::replace(e, Event::ThreadExit)
-                }
-                _ => self.event(i),
-            }
-        };
-        Record {
-            time: self.time[i],
-            thread: self.thread[i],
-            event,
-        }
-    }
-}
-
-/// Placeholder events at the end of a batch, written in place by the decoder
-/// (cheaper than pushing to seven vectors).
-pub(crate) struct Slots<'a> {
-    base: u32,
-    time: &'a mut [u64],
-    kind: &'a mut [Kind],
-    addr: &'a mut [u64],
-    aux: &'a mut [u64],
-    size: &'a mut [u64],
-    stack: &'a mut [StackId],
-    others: &'a mut Vec<(u32, Event)>,
-}
-
-impl Slots<'_> {
-    /// Number of slots.
-    #[inline(always)]
-    pub(crate) fn len(&self) -> usize {
-        self.time.len()
-    }
-
-    /// Writes slot `i`.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn set(
-        &mut self,
-        i: usize,
-        time: u64,
-        kind: Kind,
-        addr: u64,
-        aux: u64,
-        size: u64,
-        stack: StackId,
-    ) {
-        self.time[i] = time;
-        self.kind[i] = kind;
-        self.addr[i] = addr;
-        self.aux[i] = aux;
-        self.size[i] = size;
-        self.stack[i] = stack;
-    }
-
-    /// Writes slot `i` from a whole event, keeping it in `others` unless it
-    /// is a heap event.
-    pub(crate) fn set_event(&mut self, i: usize, time: u64, event: Event) {
-        let mut one = EventBatch::default();
-        one.push_event(time, event);
-        self.set(
-            i,
-            time,
-            one.kind[0],
-            one.addr[0],
-            one.aux[0],
-            one.size[0],
-            one.stack[0],
-        );
-        if let Some((_, e)) = one.others.pop() {
-            self.others.push((self.base + i as u32, e));
-        }
+        self.set(i, kind, addr, aux, size, stack);
     }
 }

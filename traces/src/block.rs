@@ -103,6 +103,10 @@ pub struct BlockReader<R> {
     /// Index of the next block.
     pub index: u64,
     scratch: Vec<u8>,
+    /// Reused across blocks: a zstd context and spent payload buffers (fresh
+    /// megabyte buffers cost page faults on every block).
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl<R: Read> BlockReader<R> {
@@ -114,6 +118,16 @@ impl<R: Read> BlockReader<R> {
             offset,
             index: 0,
             scratch: Vec::new(),
+            zstd: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Gives back a payload returned by [`BlockReader::next`], for reuse.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 4 && buf.capacity() <= MAX_PAYLOAD as usize {
+            buf.clear();
+            self.spare.push(buf);
         }
     }
 
@@ -167,8 +181,20 @@ impl<R: Read> BlockReader<R> {
             }));
         }
         let payload = if flags & FLAG_ZSTD != 0 {
-            let out = zstd::bulk::decompress(&self.scratch, raw_len as usize)
-                .map_err(|e| self.err(ErrorKind::Corrupt(format!("zstd: {e}"))))?;
+            let mut out = self.spare.pop().unwrap_or_default();
+            out.clear();
+            out.reserve_exact(raw_len as usize);
+            let z = match &mut self.zstd {
+                Some(z) => z,
+                None => self.zstd.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| self.err(ErrorKind::Corrupt(format!("zstd: {e}"))))?,
+                ),
+            };
+            let res = z.decompress_to_buffer(&self.scratch, &mut out);
+            if let Err(e) = res {
+                return Err(self.err(ErrorKind::Corrupt(format!("zstd: {e}"))));
+            }
             if out.len() != raw_len as usize {
                 return Err(self.err(ErrorKind::Corrupt(format!(
                     "decompressed {} bytes, header says {raw_len}",
@@ -177,7 +203,8 @@ impl<R: Read> BlockReader<R> {
             }
             out
         } else {
-            std::mem::take(&mut self.scratch)
+            let spare = self.spare.pop().unwrap_or_default();
+            std::mem::replace(&mut self.scratch, spare)
         };
         self.offset += (HEADER_LEN as u64) + stored_len as u64;
         self.index += 1;

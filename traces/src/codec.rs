@@ -720,6 +720,11 @@ impl BlockDecoder {
         self.payload.len()
     }
 
+    /// The payload, for reuse of its buffer.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+
     /// Decodes up to `max` more events into `out`, using and updating the
     /// thread's `model`. Checks at the end that every column was consumed.
     pub fn decode_batch(
@@ -996,12 +1001,13 @@ impl BlockDecoder {
             .ok_or_else(|| "events block: time overflow".to_string())
     }
 
-    /// Decodes up to `max` more events into `out`, stopping before the first
-    /// whose time is not below `limit` (so a reader merging threads can stop
-    /// where another thread's next event comes first). Returns the number of
-    /// events decoded; the batch's thread column is filled for them too. On
-    /// error, the events before the bad one are in `out`. Checks, when the
-    /// block is used up, that every column was consumed exactly.
+    /// Decodes up to `max` more events into `out` (and no more than it has
+    /// room for), stopping before the first whose time is not below `limit`
+    /// (so a reader merging threads can stop where another thread's next
+    /// event comes first). Returns the number of events decoded, thread
+    /// column included. On error, the events before the bad one are in `out`.
+    /// Checks, when the block is used up, that every column was consumed
+    /// exactly.
     pub fn decode_into(
         &mut self,
         model: &mut AddrModel,
@@ -1009,16 +1015,43 @@ impl BlockDecoder {
         limit: u128,
         max: usize,
     ) -> Result<usize, String> {
-        let n = (self.remaining as usize).min(max);
         let start = out.len();
         let col = |i: usize| {
             let (a, b) = self.bounds[i];
             Cursor::at(&self.payload[a..b], self.pos[i])
         };
-        let mut ops = col(0);
+        // Times first, in a tight loop of their own (one per event): they
+        // decide how many events this run takes.
         let mut times = col(1);
+        let mut time = self.time;
+        let mut result = Ok(());
+        let slots = out.free_times();
+        let n = (self.remaining as usize).min(max).min(slots.len());
+        let mut m = 0;
+        for slot in &mut slots[..n] {
+            let before = times.pos();
+            let Some(dt) = times.get() else {
+                result = Err("events block: times column ended early".to_string());
+                break;
+            };
+            let Some(t) = time.checked_add(dt) else {
+                result = Err("events block: time overflow".to_string());
+                break;
+            };
+            if t as u128 >= limit {
+                times.set_pos(before);
+                break;
+            }
+            *slot = t;
+            time = t;
+            m += 1;
+        }
+        let (a, b) = self.bounds[0];
+        let ops = &self.payload[a..b];
+        let ops = ops.get(self.pos[0]..).unwrap_or_default();
+        let ops = &ops[..m.min(ops.len())];
         let mut d = Decoder {
-            times: col(1),
+            times: Cursor::new(&[]),
             addrs: col(2),
             frees: col(3),
             frees_hi: col(4),
@@ -1028,45 +1061,30 @@ impl BlockDecoder {
             extra: col(8),
             model,
         };
-        let mut time = self.time;
-        let mut result = Ok(());
+        let mut slots = out.slots(start);
         let mut done = 0;
-        let mut slots = out.grow(n);
-        let n = n.min(slots.len());
-        while done < n {
-            let mut peek = times.clone();
-            let Some(dt) = peek.get() else {
-                result = Err("events block: times column ended early".to_string());
-                break;
-            };
-            let Some(t) = time.checked_add(dt) else {
-                result = Err("events block: time overflow".to_string());
-                break;
-            };
-            if t as u128 >= limit {
-                break;
-            }
-            let Some(opc) = ops.byte() else {
-                // Unreachable: the op column holds `count` bytes.
-                result = Err("events block: ops column ended early".to_string());
-                break;
-            };
-            if d.event_into(opc, t, &mut slots, done).is_none() {
+        for (i, &opc) in ops.iter().enumerate() {
+            if d.event_into(opc, &mut slots, i).is_none() {
                 result = Err(format!(
                     "events block: bad or cut event with opcode {opc:#04x}"
                 ));
                 break;
             }
-            times = peek;
-            time = t;
             done += 1;
         }
+        if done < m {
+            // Stopped by a bad event: the times column goes back to just
+            // after the last good one (the error ends the trace anyway).
+            let mut again = col(1);
+            time = self.time;
+            for _ in 0..done {
+                time = time.saturating_add(again.get().unwrap_or_default());
+            }
+            times = again;
+        }
+        out.set_len(start + done, self.thread);
         out.truncate(start + done);
-        out.thread.resize(start + done, self.thread);
-        d.times = times;
         let cursors = [
-            &ops,
-            &d.times,
             &d.addrs,
             &d.frees,
             &d.frees_hi,
@@ -1075,10 +1093,14 @@ impl BlockDecoder {
             &d.stacks,
             &d.extra,
         ];
-        let all_used = cursors.iter().all(|c| c.is_empty());
-        for (p, c) in self.pos.iter_mut().zip(cursors) {
+        self.pos[0] += done;
+        self.pos[1] = times.pos();
+        for (p, c) in self.pos[2..].iter_mut().zip(cursors) {
             *p = c.pos();
         }
+        let all_used = cursors.iter().all(|c| c.is_empty())
+            && times.is_empty()
+            && self.pos[0] == self.bounds[0].1 - self.bounds[0].0;
         self.time = time;
         self.remaining -= done as u64;
         result?;
@@ -1094,14 +1116,14 @@ impl Decoder<'_> {
     /// `None` when the event is bad or cut (slot `i` is then left as it was;
     /// the caller truncates).
     #[inline(always)]
-    fn event_into(&mut self, opc: u8, time: u64, out: &mut Slots, i: usize) -> Option<()> {
+    fn event_into(&mut self, opc: u8, out: &mut Slots, i: usize) -> Option<()> {
         match opc {
             // Plain malloc and free first: the bulk of every trace.
             op::ALLOC => {
                 let size = self.sizes.get_wide()?;
                 let stack = self.stack()?;
                 let addr = self.allocated(size, stack)?;
-                out.set(i, time, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
+                out.set(i, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
             }
             op::FREE => {
                 let (addr, alloc_stack) = self
@@ -1109,7 +1131,7 @@ impl Decoder<'_> {
                     .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
                 let code = self.stacks.get()?;
                 let stack = self.model.free_stack_decode(alloc_stack, code)?;
-                out.set(i, time, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
+                out.set(i, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
             }
             0x01..=0x10 => {
                 let func = AllocFn::from_u8(opc)?;
@@ -1124,7 +1146,7 @@ impl Decoder<'_> {
                 } else {
                     0
                 };
-                out.set(i, time, Kind::Alloc(func), addr, align, size, stack);
+                out.set(i, Kind::Alloc(func), addr, align, size, stack);
             }
             0x21..=0x2c => {
                 let func = FreeFn::from_u8(opc - op::FREE)?;
@@ -1143,7 +1165,7 @@ impl Decoder<'_> {
                 } else {
                     0
                 };
-                out.set(i, time, Kind::Free(func), addr, align, size, stack);
+                out.set(i, Kind::Free(func), addr, align, size, stack);
             }
             op::REALLOC | op::REALLOCARRAY => {
                 let old_addr = self.freed()?;
@@ -1155,19 +1177,11 @@ impl Decoder<'_> {
                 };
                 let stack = self.stack()?;
                 let new_addr = self.allocated(size, stack)?;
-                out.set(
-                    i,
-                    time,
-                    Kind::Realloc(func),
-                    new_addr,
-                    old_addr,
-                    size,
-                    stack,
-                );
+                out.set(i, Kind::Realloc(func), new_addr, old_addr, size, stack);
             }
             _ => {
                 let ev = self.event(opc)?;
-                out.set_event(i, time, ev);
+                out.set_event(i, ev);
             }
         }
         Some(())

@@ -48,6 +48,8 @@ struct Queue {
     blocks: VecDeque<codec::BlockDecoder>,
     /// Payload bytes of blocks finished since the reader last looked.
     released: usize,
+    /// Payloads of those blocks, for the block reader to reuse.
+    spent: Vec<Vec<u8>>,
 }
 
 impl Queue {
@@ -59,7 +61,9 @@ impl Queue {
                 return Ok(Some(t));
             }
             self.released += front.payload_len();
-            self.blocks.pop_front();
+            if let Some(b) = self.blocks.pop_front() {
+                self.spent.push(b.into_payload());
+            }
         }
         Ok(None)
     }
@@ -81,7 +85,9 @@ impl Queue {
                 break;
             }
             self.released += front.payload_len();
-            self.blocks.pop_front();
+            if let Some(b) = self.blocks.pop_front() {
+                self.spent.push(b.into_payload());
+            }
         }
         self.head_time()
     }
@@ -284,7 +290,7 @@ impl<R: Read> Reader<R> {
                 self.eof = true;
             }
             Ok(Next::Block(ty, payload)) => {
-                if let Err(e) = self.take_block(ty, &payload) {
+                if let Err(e) = self.take_block(ty, payload) {
                     // Report where the block started, not where the next one does.
                     self.error = Some(Error::new(
                         ErrorKind::Corrupt(e),
@@ -298,10 +304,10 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    fn take_block(&mut self, ty: BlockType, payload: &[u8]) -> Result<(), String> {
+    fn take_block(&mut self, ty: BlockType, payload: Vec<u8>) -> Result<(), String> {
         match ty {
             BlockType::Events => {
-                let block = codec::BlockDecoder::new(payload.to_vec())?;
+                let block = codec::BlockDecoder::new(payload)?;
                 if block.first_time() < self.watermark {
                     return Err(format!(
                         "events block of thread {} starts at time {} before watermark {}",
@@ -334,15 +340,15 @@ impl<R: Read> Reader<R> {
                     }
                 }
             }
-            BlockType::Stacks => self.stacks.add_block(payload)?,
+            BlockType::Stacks => self.stacks.add_block(&payload)?,
             BlockType::Watermark => {
-                let w = crate::varint::Cursor::new(payload)
+                let w = crate::varint::Cursor::new(&payload)
                     .get()
                     .ok_or("watermark block: missing value")?;
                 self.watermark = self.watermark.max(w);
             }
             BlockType::Trailer => {
-                let t = postcard::from_bytes::<Trailer>(payload)
+                let t = postcard::from_bytes::<Trailer>(&payload)
                     .map_err(|e| format!("trailer: {e}"))?;
                 self.trailer = Some(t);
             }
@@ -436,6 +442,9 @@ impl<R: Read> Reader<R> {
             let q = &mut self.queues[qi];
             let next = q.decode_run(batch, limit, room);
             self.buffered -= std::mem::take(&mut q.released);
+            for b in q.spent.drain(..) {
+                self.blocks.recycle(b);
+            }
             match next {
                 Ok(Some(t)) => self.heap.push(Reverse((t, thread, qi))),
                 Ok(None) => {}

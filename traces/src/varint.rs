@@ -52,6 +52,12 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// Moves to byte `pos`.
+    #[inline]
+    pub fn set_pos(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
     /// Whether every byte has been consumed.
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()

@@ -148,7 +148,7 @@ fn event() -> impl Strategy<Value = Event> {
 }
 
 /// Records on up to 4 threads with per-thread increasing times.
-fn records() -> impl Strategy<Value = Vec<Record>> {
+pub fn records() -> impl Strategy<Value = Vec<Record>> {
     prop::collection::vec((0u32..4, 0u64..50, event()), 0..300).prop_map(|v| {
         let mut t = 0;
         v.into_iter()
@@ -165,7 +165,7 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
 }
 
 /// Sorts like the reader: by time, then thread, keeping per-thread order.
-fn global_order(recs: &[Record]) -> Vec<Record> {
+pub fn global_order(recs: &[Record]) -> Vec<Record> {
     let mut v: Vec<(usize, &Record)> = recs.iter().enumerate().collect();
     v.sort_by_key(|(i, r)| (r.time, r.thread, *i));
     v.into_iter().map(|(_, r)| r.clone()).collect()

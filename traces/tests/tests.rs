@@ -1,5 +1,6 @@
 //! Integration tests of the trace format: round trips, ordering, corruption.
 
+mod batch;
 mod common;
 mod corruption;
 mod roundtrip;

@@ -40,6 +40,8 @@ pub struct ProcTrace {
     pending_realloc: HashMap<u32, (u64, u8, u64, u64, u32)>,
     /// Record times are counter ticks ([`abi::FLAG_TSC`]).
     tsc: bool,
+    /// Busy flags are set without a fence ([`abi::FLAG_MEMBARRIER`]).
+    fenceless: bool,
 }
 
 impl ProcTrace {
@@ -79,6 +81,7 @@ impl ProcTrace {
         };
         let start = h.start_time;
         let tsc = h.flags & abi::FLAG_TSC != 0;
+        let fenceless = h.flags & abi::FLAG_MEMBARRIER != 0;
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let opts = WriterOptions {
             compression_level: 1,
@@ -100,6 +103,7 @@ impl ProcTrace {
             frames: Vec::new(),
             pending_realloc: HashMap::new(),
             tsc,
+            fenceless,
         })
     }
 
@@ -110,13 +114,31 @@ impl ProcTrace {
         // Watermark first: no thread can still produce a record older than
         // this, once the chunks are drained below.
         let mut wm = if self.tsc { clock::tsc() } else { shm::now() };
+        if self.fenceless {
+            // SAFETY: membarrier with integer arguments only.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    abi::MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+                    0,
+                    0,
+                )
+            };
+            if r != 0 {
+                wm = 0; // busy flags unordered: no watermark this round
+            }
+        }
         for i in 0..abi::NSLOTS {
             let s = self.map.slot(i);
             if s.tid.load(Ordering::Acquire) != 0 && s.busy.load(Ordering::SeqCst) != 0 {
                 wm = wm.min(s.last_time.load(Ordering::Acquire));
             }
         }
-        let wm = if self.tsc { clock.to_ns(wm) } else { wm };
+        let wm = if self.tsc && wm != 0 {
+            clock.to_ns(wm)
+        } else {
+            wm
+        };
         let mut order: Vec<(u64, usize, bool)> = Vec::new();
         for i in 0..abi::NCHUNKS {
             let c = self.map.chunk(i);

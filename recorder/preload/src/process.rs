@@ -18,6 +18,8 @@ pub struct Process {
     /// Backtrace depth cap; 0 = no backtraces.
     pub max_depth: usize,
     collector: i32,
+    /// Busy flags are set without a fence ([`abi::FLAG_MEMBARRIER`]).
+    pub fenceless: bool,
     /// Changes at every fork, so thread states can tell they are stale.
     pub epoch: u32,
 }
@@ -134,6 +136,16 @@ impl Process {
             .and_then(parse_u64)
             .unwrap_or(0) as i32;
         let tsc = sys::use_tsc(sys::getenv(b"ALLOCTRACE_CLOCK\0") == Some(b"tsc".as_slice()));
+        // Registration belongs to the address space: made again after fork.
+        // SAFETY: membarrier with integer arguments only.
+        let fenceless = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                abi::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+                0,
+                0,
+            )
+        } == 0;
         let mut path = [0u8; 512];
         if dir.len() + 48 > path.len() {
             return Err("recording directory path too long");
@@ -209,7 +221,8 @@ impl Process {
                 } else {
                     0
                 }
-                | if tsc { abi::FLAG_TSC } else { 0 };
+                | if tsc { abi::FLAG_TSC } else { 0 }
+                | if fenceless { abi::FLAG_MEMBARRIER } else { 0 };
             h.start_time = sys::monotonic();
             h.start_unix_ns = sys::clock(libc::CLOCK_REALTIME);
             h.page_size = page_size;
@@ -224,6 +237,7 @@ impl Process {
             pid,
             max_depth,
             collector,
+            fenceless,
             epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
         })
     }

@@ -25,12 +25,15 @@ pub fn use_tsc(on: bool) -> bool {
 pub fn now() -> u64 {
     #[cfg(target_arch = "x86_64")]
     if TSC.load(Ordering::Relaxed) {
-        // SAFETY: lfence and rdtsc have no memory effects or preconditions
-        // on x86-64.
-        return unsafe {
-            core::arch::x86_64::_mm_lfence();
-            core::arch::x86_64::_rdtsc()
-        };
+        let (lo, hi): (u32, u32);
+        // SAFETY: lfence and rdtsc have no preconditions on x86-64. The asm
+        // is not `nomem`, so the compiler keeps earlier stores (the busy
+        // flag) before it.
+        unsafe {
+            core::arch::asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi,
+                options(nostack, preserves_flags));
+        }
+        return (hi as u64) << 32 | lo as u64;
     }
     clock(libc::CLOCK_MONOTONIC)
 }

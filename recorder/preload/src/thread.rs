@@ -126,7 +126,13 @@ impl ThreadState {
         };
         let slot = p.slot(slot);
         let time = if timed {
-            slot.busy.store(1, Ordering::SeqCst);
+            // The flag must be visible before the clock is read (see
+            // `abi::ThreadSlot::busy`); `sys::now` is a compiler barrier.
+            if p.fenceless {
+                slot.busy.store(1, Ordering::Relaxed);
+            } else {
+                slot.busy.store(1, Ordering::SeqCst);
+            }
             sys::now()
         } else {
             0

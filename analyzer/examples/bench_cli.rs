@@ -28,6 +28,19 @@ enum Cmd {
     Errors(cli::ErrorsArgs),
     /// See `alloctrace export`.
     Export(cli::ExportArgs),
+    /// Only read the trace (the decoder's share of a pass): prints records and seconds.
+    Decode {
+        /// The trace.
+        trace: PathBuf,
+    },
+    /// Only the pass, over the trace's first records decoded beforehand.
+    Pass {
+        /// The trace.
+        trace: PathBuf,
+        /// Records to decode first.
+        #[arg(default_value_t = 5_000_000)]
+        records: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +60,39 @@ fn main() -> anyhow::Result<()> {
         Cmd::Leaks(a) => cli::leaks(&a)?,
         Cmd::Errors(a) => cli::errors(&a)?,
         Cmd::Export(a) => cli::export(&a)?,
+        Cmd::Decode { trace } => {
+            let t = std::time::Instant::now();
+            let mut r = traces::Reader::open(&trace)?;
+            let (mut b, mut n) = (traces::EventBatch::new(), 0);
+            while r.next_batch(&mut b)? {
+                n += b.len();
+            }
+            println!("{n} records in {:.3} s", t.elapsed().as_secs_f64());
+            0
+        }
+        Cmd::Pass { trace, records } => {
+            let mut r = traces::Reader::open(&trace)?;
+            let flags = r.header().flags;
+            let (mut batches, mut n) = (Vec::new(), 0);
+            let mut b = traces::EventBatch::new();
+            while n < records && r.next_batch(&mut b)? {
+                n += b.len();
+                batches.push(std::mem::take(&mut b));
+            }
+            let t = std::time::Instant::now();
+            let mut pass = analyzer::Pass::new(flags);
+            for b in &batches {
+                pass.batch(b);
+            }
+            let res = pass.finish();
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "{n} records in {s:.3} s ({:.1} ns/record), {} allocations",
+                s * 1e9 / n.max(1) as f64,
+                res.totals.allocations
+            );
+            0
+        }
     };
     std::process::exit(code)
 }

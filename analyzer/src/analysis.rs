@@ -1,12 +1,14 @@
 //! Runs the streaming pass over a trace file, with a progress bar, and keeps
 //! what the reports need from the reader (header, stacks, trailer, truncation).
+//! Decoding runs on a second thread, ahead of the pass ([`analyze_with`]).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
+use std::sync::mpsc::{channel, sync_channel};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use traces::{Header, Reader, StackTable, Trailer, Truncation};
+use traces::{EventBatch, Header, Reader, StackTable, Trailer, Truncation};
 
 use crate::pass::{AllocRow, Pass, PassResult};
 
@@ -60,13 +62,19 @@ pub fn analyze(path: &Path) -> anyhow::Result<Analysis> {
 
 /// The analysis of `path` from its cache when fresh (see [`crate::cache`]),
 /// else from a pass whose result is then cached. `use_cache: false` always
-/// runs the pass and neither reads nor writes the cache.
+/// runs the pass and neither reads nor writes the cache. A cache file that
+/// cannot be read is reported (one warning) and replaced.
 pub fn analyze_cached(path: &Path, use_cache: bool) -> anyhow::Result<Analysis> {
     if !use_cache {
         return analyze(path);
     }
-    if let Some(a) = crate::cache::load(path) {
-        return Ok(a);
+    match crate::cache::lookup(path) {
+        crate::cache::Lookup::Fresh(a) => return Ok(*a),
+        crate::cache::Lookup::Corrupt(why) => eprintln!(
+            "alloctrace: warning: ignoring the unreadable analysis cache {}: {why}",
+            crate::cache::path_for(path).display()
+        ),
+        crate::cache::Lookup::Missing | crate::cache::Lookup::Stale => {}
     }
     let a = analyze(path)?;
     crate::cache::save(path, &a);
@@ -75,12 +83,17 @@ pub fn analyze_cached(path: &Path, use_cache: bool) -> anyhow::Result<Analysis> 
 
 /// Runs the pass, sending per-allocation rows to `rows` if given;
 /// `progress` allows a progress bar (drawn only on a terminal).
+///
+/// Two threads: a reader thread decodes the trace into batches
+/// ([`Reader::next_batch`]) and hands them over a bounded channel to the
+/// pass on this thread, which hands them back for reuse. Memory: at most
+/// [`BATCHES_AHEAD`] + 2 batches of [`EventBatch::CAPACITY`] events exist.
 pub fn analyze_with(
     path: &Path,
     rows: Option<&mut dyn FnMut(AllocRow)>,
     progress: bool,
 ) -> anyhow::Result<Analysis> {
-    let mut reader = Reader::open(path)?;
+    let reader = Reader::open(path)?;
     let header = reader.header().clone();
     let bar = progress_bar(path, progress);
     let mut pass = Pass::new(header.flags);
@@ -88,27 +101,102 @@ pub fn analyze_with(
         pass = pass.with_rows(sink);
     }
     let mut n: u64 = 0;
-    while let Some(rec) = reader.next() {
-        let rec = rec?;
-        pass.record(&rec);
+    let end = read_ahead(reader, |batch, bytes| {
+        pass.batch(batch);
         n += 1;
-        if n & 0xffff == 0 {
+        if n % 16 == 0 {
             if let Some(b) = &bar {
-                b.set_position(reader.bytes_read());
+                b.set_position(bytes);
             }
         }
-    }
+    })?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let result = pass.finish();
-    Ok(Analysis {
-        header,
-        stacks: reader.stacks().clone(),
-        trailer: reader.trailer().cloned(),
-        truncation: reader.truncation().cloned(),
-        path: path.display().to_string(),
-        result,
+    Ok(end.analysis(header, path, pass.finish()))
+}
+
+/// The reference pass: one thread, one [`traces::Record`] at a time through
+/// the reader's iterator and [`Pass::record`]. Same result as [`analyze`]
+/// (which tests check); slower.
+pub fn analyze_serial(path: &Path) -> anyhow::Result<Analysis> {
+    let mut reader = Reader::open(path)?;
+    let header = reader.header().clone();
+    let mut pass = Pass::new(header.flags);
+    for rec in reader.by_ref() {
+        pass.record(&rec?);
+    }
+    let end = ReadEnd::of(&reader);
+    Ok(end.analysis(header, path, pass.finish()))
+}
+
+/// Batches the reader thread may decode ahead of the pass.
+pub const BATCHES_AHEAD: usize = 4;
+
+/// What the reader knows once every event has been read.
+struct ReadEnd {
+    stacks: StackTable,
+    trailer: Option<Trailer>,
+    truncation: Option<Truncation>,
+}
+
+impl ReadEnd {
+    fn of<R: Read>(reader: &Reader<R>) -> Self {
+        ReadEnd {
+            stacks: reader.stacks().clone(),
+            trailer: reader.trailer().cloned(),
+            truncation: reader.truncation().cloned(),
+        }
+    }
+
+    fn analysis(self, header: Header, path: &Path, result: PassResult) -> Analysis {
+        Analysis {
+            header,
+            stacks: self.stacks,
+            trailer: self.trailer,
+            truncation: self.truncation,
+            path: path.display().to_string(),
+            result,
+        }
+    }
+}
+
+/// Reads every batch of `reader` on a second thread and calls `each` with
+/// each batch, in order, and the bytes of the file read so far. A reader
+/// error comes back as this function's error, after the batches before it
+/// were processed. Returns once both threads are done (the reader thread
+/// stops as soon as this side stops listening, so neither can wait forever).
+fn read_ahead<R: Read + Send>(
+    mut reader: Reader<R>,
+    mut each: impl FnMut(&EventBatch, u64),
+) -> anyhow::Result<ReadEnd> {
+    let (full_tx, full_rx) = sync_channel::<(EventBatch, u64)>(BATCHES_AHEAD);
+    let (empty_tx, empty_rx) = channel::<EventBatch>();
+    std::thread::scope(|s| {
+        let producer = std::thread::Builder::new()
+            .name("trace reader".into())
+            .spawn_scoped(s, move || -> traces::Result<ReadEnd> {
+                loop {
+                    let mut batch = empty_rx.try_recv().unwrap_or_default();
+                    if !reader.next_batch(&mut batch)? {
+                        return Ok(ReadEnd::of(&reader));
+                    }
+                    if full_tx.send((batch, reader.bytes_read())).is_err() {
+                        // The pass side is gone; nobody wants the rest.
+                        return Ok(ReadEnd::of(&reader));
+                    }
+                }
+            })
+            .context("cannot start the trace reader thread")?;
+        for (batch, bytes) in full_rx.iter() {
+            each(&batch, bytes);
+            // The reader thread may have finished: then the batch is dropped.
+            let _ = empty_tx.send(batch);
+        }
+        let end = producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the trace reader thread panicked"))??;
+        Ok(end)
     })
 }
 

@@ -5,9 +5,13 @@
 //! the distinct stacks and the errors, not by the trace length.
 //!
 //! The cache is used only when it names the same trace size, modification
-//! time and analyzer version; anything else (missing, stale, unreadable,
-//! unwritable directory) silently falls back to running the pass. Results
-//! with more than [`MAX_CACHED_ITEMS`] live blocks plus errors are not saved.
+//! time, analyzer version and cache format, and holds the same header as the
+//! trace (so a trace replaced by another of the same size in the same
+//! clock tick is not mistaken for it). A missing or stale cache falls back to
+//! running the pass silently, an unreadable one with a warning
+//! ([`Lookup::Corrupt`]); either is then replaced. An unwritable directory
+//! only means no cache. Results with more than [`MAX_CACHED_ITEMS`] live
+//! blocks plus errors are not saved.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -16,7 +20,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 use traces::stacks::TrieBuilder;
-use traces::{Header, StackId, StackTable, Trailer, Truncation};
+use traces::{Header, Reader, StackId, StackTable, Trailer, Truncation};
 
 use crate::analysis::Analysis;
 use crate::pass::PassResult;
@@ -68,21 +72,58 @@ fn key(trace: &Path) -> Option<Key> {
     })
 }
 
+/// What [`lookup`] found beside a trace.
+pub enum Lookup {
+    /// A cache of this very trace.
+    Fresh(Box<Analysis>),
+    /// No cache file (or the trace itself cannot be read).
+    Missing,
+    /// A cache of another trace, an older version of it, or another analyzer.
+    Stale,
+    /// A cache file that cannot be read or parsed, with why.
+    Corrupt(String),
+}
+
 /// The cached analysis of `trace`, if there is a fresh one.
 pub fn load(trace: &Path) -> Option<Analysis> {
-    let want = key(trace)?;
-    let f = File::open(path_for(trace)).ok()?;
-    let c: Cached = serde_json::from_reader(BufReader::with_capacity(1 << 20, f)).ok()?;
+    match lookup(trace) {
+        Lookup::Fresh(a) => Some(*a),
+        _ => None,
+    }
+}
+
+/// Looks for the cached analysis of `trace`.
+pub fn lookup(trace: &Path) -> Lookup {
+    let Some(want) = key(trace) else {
+        return Lookup::Missing;
+    };
+    let f = match File::open(path_for(trace)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Missing,
+        Err(e) => return Lookup::Corrupt(e.to_string()),
+    };
+    let c: Cached = match serde_json::from_reader(BufReader::with_capacity(1 << 20, f)) {
+        Ok(c) => c,
+        // A cache of another format version may not parse: that is staleness.
+        Err(_) if !same_format(trace) => return Lookup::Stale,
+        Err(e) => return Lookup::Corrupt(e.to_string()),
+    };
     if c.key != want {
-        return None;
+        return Lookup::Stale;
+    }
+    match Reader::open(trace) {
+        Ok(r) if *r.header() == c.header => {}
+        _ => return Lookup::Stale,
     }
     let mut trie = TrieBuilder::default();
     for (id, frames) in &c.stacks {
         trie.define(*id, frames);
     }
     let mut stacks = StackTable::new();
-    stacks.add_block(&trie.take()).ok()?;
-    Some(Analysis {
+    if let Err(e) = stacks.add_block(&trie.take()) {
+        return Lookup::Corrupt(format!("stacks: {e}"));
+    }
+    Lookup::Fresh(Box::new(Analysis {
         header: c.header,
         stacks,
         trailer: c.trailer,
@@ -95,7 +136,24 @@ pub fn load(trace: &Path) -> Option<Analysis> {
             }),
         path: trace.display().to_string(),
         result: c.result,
-    })
+    }))
+}
+
+/// Whether the cache beside `trace`, which did not parse, names this cache
+/// format and analyzer version (valid JSON with another key is a cache of
+/// another version, not a damaged one).
+fn same_format(trace: &Path) -> bool {
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        key: Key,
+    }
+    let Ok(text) = std::fs::read(path_for(trace)) else {
+        return true;
+    };
+    match serde_json::from_slice::<KeyOnly>(&text) {
+        Ok(k) => k.key.format == CACHE_FORMAT && k.key.version == env!("CARGO_PKG_VERSION"),
+        Err(_) => true,
+    }
 }
 
 /// Saves `a` as the cache of `trace`; failures are ignored (the cache is an

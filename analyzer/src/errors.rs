@@ -75,10 +75,22 @@ pub struct HeapError {
 impl HeapError {
     /// An error of `kind` at the call in `r`; the caller fills in the rest.
     pub fn new(kind: ErrorKind, r: &Record, address: u64, size: u64, stack: StackId) -> Self {
+        Self::at(kind, r.time, r.thread, address, size, stack)
+    }
+
+    /// An error of `kind` by a call at `time` on `thread`; the caller fills in the rest.
+    pub fn at(
+        kind: ErrorKind,
+        time: u64,
+        thread: ThreadId,
+        address: u64,
+        size: u64,
+        stack: StackId,
+    ) -> Self {
         HeapError {
             kind,
-            time: r.time,
-            thread: r.thread,
+            time,
+            thread,
             address,
             size,
             stack,

@@ -1,7 +1,7 @@
-//! The two maps on the pass's hot path: heap address → slot, and stack id →
-//! aggregates. Addresses are aligned (low bits zero), so the hash folds a
-//! 128-bit product to spread them; stack ids are mostly dense, so aggregates
-//! live in a vector indexed by id, with a map for the rare large id.
+//! The two maps on the pass's hot path: heap address → slot ([`AddrMap`],
+//! open addressing), and stack id → aggregates ([`StackMap`]: stack ids are
+//! mostly dense, so aggregates live in a vector indexed by id, with a map for
+//! the rare large id). [`FoldHasher`] serves the maps off the hot path.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -30,35 +30,135 @@ impl Hasher for FoldHasher {
     }
 }
 
-/// A map keyed by heap address.
-pub struct AddrMap<V>(HashMap<u64, V, BuildHasherDefault<FoldHasher>>);
+/// Multiplier of the Fibonacci hash (2^64 / golden ratio, odd).
+const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
 
-impl<V> Default for AddrMap<V> {
+/// Marks a free entry in [`AddrMap`]; the entry for this key lives aside.
+const EMPTY: u64 = 0;
+
+/// A map keyed by heap address: open addressing with linear probing over a
+/// power-of-two table of `(address, value)` pairs, so a lookup is usually
+/// one cache line and no operation allocates (except growing). Fibonacci
+/// hashing spreads aligned, mostly consecutive addresses evenly. Entries are
+/// never removed one by one (the pass only inserts and overwrites);
+/// [`AddrMap::retain`] rebuilds the table.
+pub struct AddrMap<V> {
+    entries: Vec<(u64, V)>,
+    len: usize,
+    /// `64 - log2(entries.len())`: the hash's top bits index the table.
+    shift: u32,
+    /// The value at address 0 (`EMPTY` marks free entries).
+    zero: Option<V>,
+}
+
+/// Initial table size (entries).
+const MIN_CAPACITY: usize = 1 << 10;
+
+impl<V: Copy + Default> Default for AddrMap<V> {
     fn default() -> Self {
-        AddrMap(HashMap::default())
+        Self::with_table(MIN_CAPACITY)
     }
 }
 
-impl<V: Copy> AddrMap<V> {
+impl<V: Copy + Default> AddrMap<V> {
+    fn with_table(cap: usize) -> Self {
+        debug_assert!(cap.is_power_of_two());
+        AddrMap {
+            entries: vec![(EMPTY, V::default()); cap],
+            len: 0,
+            shift: 64 - cap.trailing_zeros(),
+            zero: None,
+        }
+    }
+
+    /// Index of `k`'s entry, or of the free entry where it would go.
+    #[inline]
+    fn find(&self, k: u64) -> usize {
+        let mask = self.entries.len() - 1;
+        let mut i = (k.wrapping_mul(FIB) >> self.shift) as usize;
+        loop {
+            let key = self.entries[i].0;
+            if key == k || key == EMPTY {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// Inserts, returning the previous value.
+    #[inline]
     pub fn insert(&mut self, k: u64, v: V) -> Option<V> {
-        self.0.insert(k, v)
+        if k == EMPTY {
+            let old = self.zero.replace(v);
+            if old.is_none() {
+                self.len += 1;
+            }
+            return old;
+        }
+        let i = self.find(k);
+        let e = &mut self.entries[i];
+        if e.0 == k {
+            return Some(std::mem::replace(&mut e.1, v));
+        }
+        *e = (k, v);
+        self.len += 1;
+        // Load at most 5/8: short probe sequences.
+        if self.len * 8 > self.entries.len() * 5 {
+            self.rebuild(self.entries.len() * 2, |_| true);
+        }
+        None
     }
+
     /// The value at `k`.
+    #[inline]
     pub fn get_mut(&mut self, k: u64) -> Option<&mut V> {
-        self.0.get_mut(&k)
+        if k == EMPTY {
+            return self.zero.as_mut();
+        }
+        let i = self.find(k);
+        let e = &mut self.entries[i];
+        (e.0 == k).then_some(&mut e.1)
     }
+
     /// Entries, unordered.
     pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
-        self.0.iter().map(|(k, v)| (*k, *v))
+        self.zero
+            .map(|v| (EMPTY, v))
+            .into_iter()
+            .chain(self.entries.iter().filter(|e| e.0 != EMPTY).copied())
     }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
-    /// Keeps the entries for which `f` holds.
-    pub fn retain(&mut self, mut f: impl FnMut(&V) -> bool) {
-        self.0.retain(|_, v| f(v));
+
+    /// Keeps the entries for which `f` holds (rebuilds the table, sized for them).
+    pub fn retain(&mut self, f: impl Fn(&V) -> bool) {
+        if self.zero.as_ref().is_some_and(|v| !f(v)) {
+            self.zero = None;
+        }
+        let kept = self
+            .entries
+            .iter()
+            .filter(|e| e.0 != EMPTY && f(&e.1))
+            .count()
+            + usize::from(self.zero.is_some());
+        let cap = (kept * 2).next_power_of_two().max(MIN_CAPACITY);
+        self.rebuild(cap, f);
+    }
+
+    fn rebuild(&mut self, cap: usize, f: impl Fn(&V) -> bool) {
+        let old = std::mem::replace(&mut self.entries, vec![(EMPTY, V::default()); cap]);
+        self.shift = 64 - cap.trailing_zeros();
+        self.len = usize::from(self.zero.is_some());
+        for (k, v) in old {
+            if k != EMPTY && f(&v) {
+                let i = self.find(k);
+                self.entries[i] = (k, v);
+                self.len += 1;
+            }
+        }
     }
 }
 

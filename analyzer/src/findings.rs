@@ -36,6 +36,24 @@ pub struct Slot {
     pub known: bool,
 }
 
+impl Default for Slot {
+    /// An empty slot (what free entries of the address table hold).
+    fn default() -> Self {
+        Slot {
+            id: 0,
+            size: 0,
+            time: 0,
+            free_time: 0,
+            thread: 0,
+            stack: 0,
+            free_stack: 0,
+            func: AllocFn::Malloc,
+            live: false,
+            known: false,
+        }
+    }
+}
+
 /// One finished (or, at the end, still live) allocation, as `export` writes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AllocRow {

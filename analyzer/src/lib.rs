@@ -37,6 +37,6 @@ pub mod suppressions;
 pub mod symbols;
 pub mod table;
 
-pub use analysis::{analyze, analyze_cached, analyze_with, Analysis};
+pub use analysis::{analyze, analyze_cached, analyze_serial, analyze_with, Analysis};
 pub use errors::{ErrorKind, HeapError};
 pub use pass::{AllocRow, Pass, PassResult, SiteStats, Slot, Totals};

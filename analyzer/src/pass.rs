@@ -11,10 +11,12 @@
 //! invalid free. Per-allocation rows are only produced for a caller that asks
 //! for them ([`Pass::with_rows`], used by `export`), which streams them away.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use traces::{flags, AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
+use traces::{
+    flags, AllocFn, Event, EventBatch, Family, FreeFn, Kind, Module, Record, StackId, ThreadId,
+};
 
 use crate::errors::{ErrorKind, HeapError, MAX_ERRORS};
 use crate::fasthash::{AddrMap, FoldHasher, StackMap};
@@ -37,9 +39,14 @@ pub struct Pass<'a> {
     live_bytes: u64,
     next_id: u64,
     sites: StackMap<SiteStats>,
-    last_alloc: HashMap<ThreadId, u64, BuildHasherDefault<FoldHasher>>,
-    threads: HashSet<ThreadId, BuildHasherDefault<FoldHasher>>,
+    /// Per thread seen: the id of its last allocation (temporary allocations).
+    last_alloc: Vec<u64>,
+    /// Thread → index into `last_alloc`.
+    threads: HashMap<ThreadId, usize, BuildHasherDefault<FoldHasher>>,
+    /// The thread of the previous record and its index (records come in
+    /// runs of one thread, so the map is consulted only when it changes).
     last_thread: Option<ThreadId>,
+    cur: usize,
     modules: Vec<Module>,
     totals: Totals,
     errors: Vec<HeapError>,
@@ -61,9 +68,10 @@ impl<'a> Pass<'a> {
             live_bytes: 0,
             next_id: 1,
             sites: StackMap::default(),
-            last_alloc: HashMap::default(),
-            threads: HashSet::default(),
+            last_alloc: Vec::new(),
+            threads: HashMap::default(),
             last_thread: None,
+            cur: 0,
             modules: Vec::new(),
             totals: Totals {
                 histogram: vec![0; 65],
@@ -88,16 +96,12 @@ impl<'a> Pass<'a> {
 
     /// Classifies one record.
     pub fn record(&mut self, r: &Record) {
-        let t = &mut self.totals;
-        if t.records == 0 {
-            t.first_time = r.time;
-        }
-        t.records += 1;
-        t.last_time = r.time;
-        if self.last_thread != Some(r.thread) {
-            self.last_thread = Some(r.thread);
-            self.threads.insert(r.thread);
-        }
+        self.count(r.time, r.time, 1);
+        let at = At {
+            time: r.time,
+            thread: r.thread,
+        };
+        self.thread(at.thread);
         match &r.event {
             Event::Alloc {
                 func,
@@ -105,26 +109,17 @@ impl<'a> Pass<'a> {
                 size,
                 stack,
                 ..
-            } => {
-                if *addr == 0 {
-                    self.totals.failed += 1;
-                } else {
-                    self.alloc(r, *func, *addr, *size, *stack);
-                }
-            }
+            } => self.alloc_event(at, *func, *addr, *size, *stack),
             Event::Free {
                 func, addr, stack, ..
-            } => {
-                self.totals.by_free_fn[*func as usize] += 1;
-                self.free(r, Release::Free(*func), *addr, *stack);
-            }
+            } => self.free_event(at, *func, *addr, *stack),
             Event::Realloc {
                 func,
                 old_addr,
                 new_addr,
                 size,
                 stack,
-            } => self.realloc(r, *func, *old_addr, *new_addr, *size, *stack),
+            } => self.realloc(at, *func, *old_addr, *new_addr, *size, *stack),
             Event::Mmap { len, .. } => {
                 self.totals.mmaps += 1;
                 self.totals.mmap_bytes += len;
@@ -135,7 +130,82 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn alloc(&mut self, r: &Record, func: AllocFn, addr: u64, size: u64, stack: StackId) {
+    /// Classifies a batch of records (the same as [`Pass::record`] on each,
+    /// without building them): the hot path.
+    pub fn batch(&mut self, b: &EventBatch) {
+        let n = b.len();
+        if n == 0 {
+            return;
+        }
+        let (times, threads, kinds) = (b.times(), b.threads(), b.kinds());
+        let (addrs, aux, sizes, stacks) = (b.addrs(), b.aux(), b.sizes(), b.stacks());
+        self.count(times[0], times[n - 1], n as u64);
+        for i in 0..n {
+            let at = At {
+                time: times[i],
+                thread: threads[i],
+            };
+            self.thread(at.thread);
+            match kinds[i] {
+                Kind::Alloc(f) => self.alloc_event(at, f, addrs[i], sizes[i], stacks[i]),
+                Kind::Free(f) => self.free_event(at, f, addrs[i], stacks[i]),
+                Kind::Realloc(f) => self.realloc(at, f, aux[i], addrs[i], sizes[i], stacks[i]),
+                Kind::Mmap => {
+                    self.totals.mmaps += 1;
+                    self.totals.mmap_bytes += sizes[i];
+                }
+                Kind::Munmap => self.totals.munmaps += 1,
+                _ => {}
+            }
+        }
+        for (_, e) in b.others() {
+            if let Event::ModuleLoad(m) = e {
+                self.modules.push((**m).clone());
+            }
+        }
+    }
+
+    /// Counts `n` records from `first` to `last` (times).
+    #[inline]
+    fn count(&mut self, first: u64, last: u64, n: u64) {
+        let t = &mut self.totals;
+        if t.records == 0 {
+            t.first_time = first;
+        }
+        t.records += n;
+        t.last_time = last;
+    }
+
+    /// Makes `thread` the current one (records come in runs of one thread,
+    /// so the thread map is consulted only when it changes).
+    #[inline]
+    fn thread(&mut self, thread: ThreadId) {
+        if self.last_thread != Some(thread) {
+            self.last_thread = Some(thread);
+            let n = self.threads.len();
+            self.cur = *self.threads.entry(thread).or_insert(n);
+            if self.cur == n {
+                self.last_alloc.push(0);
+            }
+        }
+    }
+
+    #[inline]
+    fn alloc_event(&mut self, at: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
+        if addr == 0 {
+            self.totals.failed += 1;
+        } else {
+            self.alloc(at, func, addr, size, stack);
+        }
+    }
+
+    #[inline]
+    fn free_event(&mut self, at: At, func: FreeFn, addr: u64, stack: StackId) {
+        self.totals.by_free_fn[func as usize] += 1;
+        self.free(at, Release::Free(func), addr, stack);
+    }
+
+    fn alloc(&mut self, r: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
         let id = self.next_id;
         self.next_id += 1;
         let t = &mut self.totals;
@@ -169,7 +239,7 @@ impl<'a> Pass<'a> {
         site.bytes += size;
         site.live += 1;
         site.live_bytes += size;
-        self.last_alloc.insert(r.thread, id);
+        self.last_alloc[self.cur] = id;
         if self.live_bytes > self.totals.peak_live_bytes {
             self.totals.peak_live_bytes = self.live_bytes;
             self.totals.peak_time = r.time;
@@ -222,7 +292,7 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn free(&mut self, r: &Record, how: Release, addr: u64, stack: StackId) {
+    fn free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         let Some(slot) = self.slots.get_mut(addr) else {
             self.unknown_free(r, how, addr, stack);
             return;
@@ -233,7 +303,7 @@ impl<'a> Pass<'a> {
                 Release::Free(_) => ErrorKind::DoubleFree,
                 Release::Realloc(_) => ErrorKind::ReallocOfFreed,
             };
-            let mut e = HeapError::new(kind, r, addr, first.size, stack);
+            let mut e = HeapError::at(kind, r.time, r.thread, addr, first.size, stack);
             if first.known {
                 e.alloc_stack = Some(first.stack);
                 e.alloc_func = Some(first.func);
@@ -249,7 +319,14 @@ impl<'a> Pass<'a> {
         slot.free_time = r.time;
         slot.free_stack = stack;
         if mismatched(b.func, how) {
-            let mut e = HeapError::new(ErrorKind::MismatchedFree, r, addr, b.size, stack);
+            let mut e = HeapError::at(
+                ErrorKind::MismatchedFree,
+                r.time,
+                r.thread,
+                addr,
+                b.size,
+                stack,
+            );
             e.alloc_stack = Some(b.stack);
             e.alloc_func = Some(b.func);
             e.free_func = Some(how.name().to_string());
@@ -257,7 +334,7 @@ impl<'a> Pass<'a> {
         } else {
             self.totals.frees += 1;
         }
-        if self.last_alloc.get(&r.thread) == Some(&b.id) && b.thread == r.thread {
+        if self.last_alloc[self.cur] == b.id && b.thread == r.thread {
             self.totals.temporary += 1;
             self.sites.entry(b.stack).temporary += 1;
         }
@@ -265,9 +342,16 @@ impl<'a> Pass<'a> {
         self.maybe_forget_freed();
     }
 
-    fn unknown_free(&mut self, r: &Record, how: Release, addr: u64, stack: StackId) {
+    fn unknown_free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         if let Some((start, b)) = self.containing_block(addr) {
-            let mut e = HeapError::new(ErrorKind::InteriorFree, r, addr, b.size, stack);
+            let mut e = HeapError::at(
+                ErrorKind::InteriorFree,
+                r.time,
+                r.thread,
+                addr,
+                b.size,
+                stack,
+            );
             e.alloc_stack = Some(b.stack);
             e.alloc_func = Some(b.func);
             e.free_func = Some(how.name().to_string());
@@ -292,7 +376,7 @@ impl<'a> Pass<'a> {
                 },
             );
         } else {
-            let mut e = HeapError::new(ErrorKind::InvalidFree, r, addr, 0, stack);
+            let mut e = HeapError::at(ErrorKind::InvalidFree, r.time, r.thread, addr, 0, stack);
             e.free_func = Some(how.name().to_string());
             self.error(e);
         }
@@ -311,15 +395,7 @@ impl<'a> Pass<'a> {
             .find(|(start, s)| s.live && *start < addr && addr - *start < s.size.max(1))
     }
 
-    fn realloc(
-        &mut self,
-        r: &Record,
-        func: AllocFn,
-        old: u64,
-        new: u64,
-        size: u64,
-        stack: StackId,
-    ) {
+    fn realloc(&mut self, r: At, func: AllocFn, old: u64, new: u64, size: u64, stack: StackId) {
         self.totals.reallocs += 1;
         if old != 0 {
             let live = self.slots.get_mut(old).is_some_and(|s| s.live);
@@ -383,6 +459,13 @@ impl<'a> Pass<'a> {
             totals: self.totals,
         }
     }
+}
+
+/// When and on which thread an event happened.
+#[derive(Clone, Copy)]
+struct At {
+    time: u64,
+    thread: ThreadId,
 }
 
 /// How a block is being released.

@@ -4,6 +4,7 @@ mod util;
 
 mod classify;
 mod export;
+mod pipeline;
 mod recorded;
 mod reports;
 mod symbolize;

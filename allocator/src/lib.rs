@@ -2,7 +2,7 @@
 //! ([`AllocTrace`]), as a drop-in C malloc (the `alloctrace-malloc` cdylib over
 //! [`c_api`]), and as independent [`Heap`] instances for the replayer.
 //!
-//! Small requests (up to 128 KiB by default) are rounded to one of 56 size classes
+//! Small requests (up to 128 KiB by default) are rounded to one of 57 size classes
 //! ([`size_class`]) and served from spans carved out of a brk arena ([`os::brk`]: the
 //! real program break, or a reserved region that emulates one). Larger requests get
 //! their own mapping and are unmapped on free. Empty spans return their pages to the

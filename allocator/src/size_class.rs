@@ -8,11 +8,12 @@
 //! | 1 ..= 128          | 16, 32, 48, ..., 128 (8)    | 16              |
 //! | 2^k+1 ..= 2^(k+1)  | 2^k * (1.25, 1.5, 1.75, 2)  | 2^(k-2), k=7..11, 14..16 |
 //! | 4097 ..= 16384     | 2^k * (1.125, 1.25, ..., 2) | 2^(k-3), k=12, 13 |
+//! | 4097 ..= 4480      | 4480 ([`PAGE_PLUS_HEADER`]) | one extra class |
 //!
-//! That is 8 + 8 * 4 + 2 * 8 = 56 classes, the largest 128 KiB ([`MAX_SMALL`]); requests
-//! above the large threshold (128 KiB by default, like glibc's `M_MMAP_THRESHOLD`)
-//! get their own mapping. Every class is a multiple of 16, so every block is 16-byte
-//! aligned.
+//! That is 8 + 8 * 4 + 2 * 8 + 1 = 57 classes, the largest 128 KiB ([`MAX_SMALL`]);
+//! requests above the large threshold (128 KiB by default, like glibc's
+//! `M_MMAP_THRESHOLD`) get their own mapping. Every class is a multiple of 16, so
+//! every block is 16-byte aligned.
 //!
 //! # Worst-case waste
 //!
@@ -21,16 +22,22 @@
 //!   less than `2^(k-2) / (2^k * 1.25)` = **20 %** of the block (e.g. 129 -> 160
 //!   wastes 31 of 160 bytes, 19.4 %); from 4 KiB to 16 KiB, with eight steps, less
 //!   than **11.2 %**. Page-sized buffers with a small header are common there
-//!   (sqlite's page cache: 4 KiB pages plus a few hundred bytes), and rounding waste
-//!   is resident memory: they fit 4608-byte blocks instead of 5120. More classes
-//!   everywhere cost more than they save: each class in use keeps a partly used span
-//!   and a thread-cache bin.
+//!   (sqlite's page cache: 4 KiB pages plus 272 bytes), and rounding waste is
+//!   resident memory: they fit 4480-byte blocks (the one class off the steps) instead
+//!   of 5120. More classes everywhere cost more than they save: each class in use
+//!   keeps a partly used span and a thread-cache bin (32 steps per doubling from 4 to
+//!   8 KiB, or 8 from 8 to 16 KiB, cost `git log -p` 250 to 600 KiB of peak RSS).
 //! * Span tail waste: each span is 1 to [`MAX_SPAN_CHUNKS`] chunks of 64 KiB, chosen
-//!   as the smallest that holds at least 4 blocks with at most **12.5 %** of the span
-//!   left over after the 128-byte header (checked by a unit test for every class).
+//!   as the smallest that holds at least 4 blocks with at most **1/64** (1.6 %) of the
+//!   span left over after the 128-byte header, **1/8** for the purged classes (16 KiB
+//!   and up), checked by a unit test for every class. The tail is resident (it shares
+//!   a page with the last block), and so is, in effect, a block that does not fit:
+//!   one 64 KiB chunk holds fourteen 4480-byte blocks (a 4.1 % tail), two hold 29.
+//!   A longer span costs nothing while partly used (blocks are handed out bottom up,
+//!   so untouched ones stay untouched).
 
 /// Number of size classes.
-pub const NUM_CLASSES: usize = 56;
+pub const NUM_CLASSES: usize = 57;
 /// The largest block size served from spans.
 pub const MAX_SMALL: usize = 128 * 1024;
 /// Span granule: spans are whole, aligned chunks of this many bytes.
@@ -70,7 +77,34 @@ const fn first_class(k: usize) -> usize {
     c
 }
 
+/// One class off the regular steps: a 4 KiB page plus a header of up to 384 bytes
+/// (sqlite's page cache allocates 4096 + 272), which the next regular class (4608)
+/// serves 14 to a chunk instead of 15.
+pub const PAGE_PLUS_HEADER: usize = 4096 + 384;
+/// The index of [`PAGE_PLUS_HEADER`].
+const EXTRA_CLASS: usize = first_class(12);
+
 const fn class_size_const(class: usize) -> usize {
+    if class == EXTRA_CLASS {
+        PAGE_PLUS_HEADER
+    } else if class > EXTRA_CLASS {
+        regular_class_size(class - 1)
+    } else {
+        regular_class_size(class)
+    }
+}
+
+const fn class_of_const(size: usize) -> usize {
+    if size <= 4096 {
+        regular_class_of(size)
+    } else if size <= PAGE_PLUS_HEADER {
+        EXTRA_CLASS
+    } else {
+        regular_class_of(size) + 1
+    }
+}
+
+const fn regular_class_size(class: usize) -> usize {
     if class < 8 {
         16 * (class + 1)
     } else {
@@ -83,7 +117,7 @@ const fn class_size_const(class: usize) -> usize {
     }
 }
 
-const fn class_of_const(size: usize) -> usize {
+const fn regular_class_of(size: usize) -> usize {
     if size <= 128 {
         if size == 0 {
             0
@@ -100,11 +134,14 @@ const fn class_of_const(size: usize) -> usize {
 
 const fn span_chunks_const(class: usize) -> usize {
     let size = class_size_const(class);
+    // Below the purged classes, as long as it takes to waste at most 1/64 (bigger
+    // blocks of a span that is not full are not touched, so cost nothing).
+    let limit = if size < PURGE_MIN_BLOCK { 64 } else { 8 };
     let mut n = 1;
     while n < MAX_SPAN_CHUNKS {
         let usable = n * CHUNK - SPAN_HEADER;
         let cap = usable / size;
-        if cap >= 4 && (usable - cap * size) * 8 <= n * CHUNK {
+        if cap >= 4 && (usable - cap * size) * limit <= n * CHUNK {
             return n;
         }
         n += 1;
@@ -213,7 +250,9 @@ mod tests {
             let block = class_size(class_of(size));
             assert!((block - size) * 9 < block, "size {size} in {block}");
         }
-        assert_eq!(class_size(class_of(4097)), 4608);
+        assert_eq!(class_size(class_of(4097)), 4480);
+        assert_eq!(class_size(class_of(4368)), 4480);
+        assert_eq!(class_size(class_of(4481)), 4608);
     }
 
     #[test]
@@ -228,7 +267,9 @@ mod tests {
             let cap = span_capacity(c);
             assert!(cap >= 4, "class {c}");
             let tail = span - SPAN_HEADER - cap * class_size(c);
-            assert!(tail * 8 <= span, "class {c} leaves {tail} of {span}");
+            let limit = if c < PURGE_CLASS { 64 } else { 8 };
+            assert!(tail * limit <= span, "class {c} leaves {tail} of {span}");
         }
+        assert_eq!(SPAN_CHUNKS[class_of(PAGE_PLUS_HEADER)], 2);
     }
 }

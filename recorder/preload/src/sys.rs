@@ -38,6 +38,28 @@ pub fn now() -> u64 {
     clock(libc::CLOCK_MONOTONIC)
 }
 
+/// [`now`] without waiting for earlier instructions to complete (no
+/// `lfence`): for a release, whose time must come before the real release
+/// only. `rdtsc` still executes before any later store becomes visible (it
+/// completes before it retires, and stores become visible after they
+/// retire, in order), and after an interrupt that comes before it in
+/// program order (the collector's `membarrier`).
+#[inline(always)]
+pub fn now_unordered() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if TSC.load(Ordering::Relaxed) {
+        let (lo, hi): (u32, u32);
+        // SAFETY: rdtsc has no preconditions on x86-64. Not `nomem`: earlier
+        // stores (the busy flag) stay before it in program order.
+        unsafe {
+            core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi,
+                options(nostack, preserves_flags));
+        }
+        return (hi as u64) << 32 | lo as u64;
+    }
+    clock(libc::CLOCK_MONOTONIC)
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds, whatever the records' clock.
 pub fn monotonic() -> u64 {
     clock(libc::CLOCK_MONOTONIC)

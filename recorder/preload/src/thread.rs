@@ -130,10 +130,17 @@ impl ThreadState {
             // `abi::ThreadSlot::busy`); `sys::now` is a compiler barrier.
             if p.fenceless {
                 slot.busy.store(1, Ordering::Relaxed);
+                // A release's time only has to come before the real release,
+                // which it does without waiting for earlier instructions.
+                if kind == abi::KIND_FREE || kind == abi::KIND_REALLOC_BEGIN {
+                    sys::now_unordered()
+                } else {
+                    sys::now()
+                }
             } else {
                 slot.busy.store(1, Ordering::SeqCst);
+                sys::now()
             }
-            sys::now()
         } else {
             0
         };

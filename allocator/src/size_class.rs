@@ -182,13 +182,25 @@ const SMALL_LOOKUP: [u8; 65] = {
     t
 };
 
+/// Class lookup for sizes above 1024, indexed by `(size + 127) / 128`: every class
+/// from 1024 up is a multiple of 128.
+const LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
+    let mut t = [0u8; MAX_SMALL / 128 + 1];
+    let mut i = 0;
+    while i <= MAX_SMALL / 128 {
+        t[i] = class_of_const(i * 128) as u8;
+        i += 1;
+    }
+    t
+};
+
 /// The class serving a request of `size` bytes (`size <= MAX_SMALL`; 0 counts as 1).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
     if size <= 1024 {
         SMALL_LOOKUP[size.div_ceil(16)] as usize
     } else {
-        class_of_const(size)
+        LARGE_LOOKUP[size.div_ceil(128)] as usize
     }
 }
 
@@ -212,6 +224,9 @@ mod tests {
         for c in 1..NUM_CLASSES {
             assert!(CLASS_SIZE[c] > CLASS_SIZE[c - 1]);
             assert_eq!(CLASS_SIZE[c] % 16, 0);
+            if CLASS_SIZE[c] > 1024 {
+                assert_eq!(CLASS_SIZE[c] % 128, 0, "the large lookup's granule");
+            }
         }
         assert_eq!(class_size(NUM_CLASSES - 1), MAX_SMALL);
     }

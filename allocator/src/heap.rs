@@ -289,7 +289,8 @@ impl Heap {
             head = unsafe { (*b).next };
             let s = self.map.lookup(b as usize);
             debug_assert!(!s.is_null());
-            // SAFETY: `b` is a block of formatted span `s` of this class.
+            // SAFETY: `b` is a block of formatted span `s` of this class; the class lock
+            // is held, so the span is ours to change (and trim).
             unsafe {
                 span::give_block(s, b);
                 if (*s).state == SpanState::Full {

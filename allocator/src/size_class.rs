@@ -284,6 +284,10 @@ mod tests {
             let tail = span - SPAN_HEADER - cap * class_size(c);
             let limit = if c < PURGE_CLASS { 64 } else { 8 };
             assert!(tail * limit <= span, "class {c} leaves {tail} of {span}");
+            assert!(
+                cap <= (CHUNK - SPAN_HEADER) / 16,
+                "class {c}: trim_top's bitmap holds a one-chunk span of 16-byte blocks"
+            );
         }
         assert_eq!(SPAN_CHUNKS[class_of(PAGE_PLUS_HEADER)], 2);
     }

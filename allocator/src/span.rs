@@ -47,6 +47,9 @@ pub(crate) struct Span {
     pub capacity: u32,
     pub used: u32,
     pub chunks: u32,
+    /// Blocks to take back before [`trim_top`] is tried again after one that found
+    /// nothing to return (so its walk costs O(1) per block, amortised).
+    trim_wait: u32,
     pub class: u8,
     pub state: SpanState,
 }
@@ -113,6 +116,7 @@ pub(crate) unsafe fn init_idle(at: usize, chunks: usize, state: SpanState, now: 
             capacity: 0,
             used: 0,
             chunks: chunks as u32,
+            trim_wait: 0,
             class: 0,
             state,
         });
@@ -138,6 +142,7 @@ pub(crate) unsafe fn format(span: *mut Span, class: usize) {
     s.block_size = size as u32;
     s.capacity = span_capacity(class) as u32;
     s.used = 0;
+    s.trim_wait = 0;
     s.class = class as u8;
     s.state = SpanState::Partial;
 }
@@ -207,19 +212,27 @@ pub(crate) unsafe fn purge_block(start: usize, size: usize) -> bool {
 pub(crate) const MAX_BLOCKS: usize = (CHUNK - SPAN_HEADER) / 16;
 
 /// Whether a span just given a block back should try [`trim_top`]: its blocks out
-/// have just fallen to a quarter of those it ever handed out (each downward crossing
-/// triggers once), and at least [`TRIM_MIN_BYTES`] lie beyond them.
+/// have just fallen to a quarter of those it ever handed out, or to one (each
+/// downward crossing triggers once), at least [`TRIM_MIN_BYTES`] lie beyond them,
+/// and no attempt that found nothing is too recent.
+///
+/// # Safety
+/// `span` must be formatted and owned by the caller (class lock held).
 #[inline]
-pub(crate) fn should_trim(span: *mut Span) -> bool {
+pub(crate) unsafe fn should_trim(span: *mut Span) -> bool {
     // SAFETY: the caller owns the formatted span header.
-    let s = unsafe { &*span };
+    let s = unsafe { &mut *span };
+    if s.trim_wait > 0 {
+        s.trim_wait -= 1;
+        return false;
+    }
     let data = span as usize + SPAN_HEADER;
     let touched = (s.bump - data) / s.block_size as usize;
-    s.used as usize * 4 == touched && s.bump - data >= TRIM_MIN_BYTES
+    (s.used as usize * 4 == touched || s.used == 1) && s.bump - data >= TRIM_MIN_BYTES
 }
 
 /// The least a span must have handed out before [`trim_top`] is tried.
-pub(crate) const TRIM_MIN_BYTES: usize = 16 * 1024;
+pub(crate) const TRIM_MIN_BYTES: usize = 8 * 1024;
 
 /// Takes back the free blocks above the highest block in use: the free list loses
 /// them, the bump pointer moves down to just past that block, and the whole pages
@@ -258,6 +271,8 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
     let from = new_bump.next_multiple_of(page);
     let to = s.bump.next_multiple_of(page);
     if to <= from {
+        // The walk found nothing: wait for as many blocks back as it looked at.
+        s.trim_wait = touched as u32;
         return 0;
     }
     // Unlink the free blocks at or above `keep`.

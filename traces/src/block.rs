@@ -59,11 +59,34 @@ pub fn write_block<W: Write>(
     raw: &[u8],
     level: i32,
 ) -> std::io::Result<u64> {
-    let compressed;
+    write_block_with(w, ty, raw, level, &mut BlockCompressor::default())
+}
+
+/// A zstd context and output buffer kept across blocks by a writer.
+#[derive(Default)]
+pub struct BlockCompressor {
+    ctx: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    buf: Vec<u8>,
+}
+
+/// [`write_block`] reusing `c`'s context and buffer.
+pub fn write_block_with<W: Write>(
+    w: &mut W,
+    ty: BlockType,
+    raw: &[u8],
+    level: i32,
+    c: &mut BlockCompressor,
+) -> std::io::Result<u64> {
     let (flags, stored) = if level > 0 && raw.len() >= 256 {
-        compressed = zstd::bulk::compress(raw, level)?;
-        if compressed.len() < raw.len() {
-            (FLAG_ZSTD, &compressed[..])
+        let ctx = match &mut c.ctx {
+            Some((l, ctx)) if *l == level => ctx,
+            slot => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        c.buf.clear();
+        c.buf.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        ctx.compress_to_buffer(raw, &mut c.buf)?;
+        if c.buf.len() < raw.len() {
+            (FLAG_ZSTD, &c.buf[..])
         } else {
             (0, raw)
         }

@@ -20,7 +20,6 @@
 
 use crate::batch::{EventBatch, Kind, Slots};
 use crate::event::{AllocFn, Event, FreeFn, Module, Record, ThreadId};
-use rustc_hash::FxHashMap as HashMap;
 
 use crate::varint::{self, Cursor};
 
@@ -147,6 +146,15 @@ impl AddrModel {
         }
         self.live.push(e);
         (self.live.len() as u32 - 1, cleared)
+    }
+
+    /// Empties slot `i` (known to be occupied), without reading it.
+    #[inline(always)]
+    fn empty_slot(&mut self, i: usize) {
+        if let Some(e) = self.live.get_mut(i) {
+            e.0 = 0;
+            self.free_slots.push(i as u32);
+        }
     }
 
     /// Empties slot `i`, returning its entry, or `None` if it is not occupied.
@@ -325,22 +333,147 @@ fn get_split(lo: &mut Cursor, hi: &mut Cursor) -> Option<u64> {
     h.checked_mul(256).map(|h| h | l)
 }
 
+/// Live address -> its live-table entry `(slot, size class, stack)`: an
+/// open-addressing hash table with linear probing and backward-shift deletion
+/// (no tombstones), at most half full. Holding the entry here spares the
+/// writer a random read of the live table on every free. Address 0 is never
+/// stored and marks an empty entry.
+struct AddrIndex {
+    /// `(address, slot | class << 16, stack)`.
+    entries: Vec<(u64, u32, u32)>,
+    /// `64 - log2(entries.len())`: the hash keeps the high bits.
+    shift: u32,
+    len: usize,
+}
+
+impl Default for AddrIndex {
+    fn default() -> Self {
+        AddrIndex {
+            entries: vec![(0, 0, 0); 64],
+            shift: 64 - 6,
+            len: 0,
+        }
+    }
+}
+
+impl AddrIndex {
+    #[inline(always)]
+    fn home(&self, a: u64) -> usize {
+        // Blocks are 16-byte aligned: drop the low bits, then Fibonacci hashing.
+        ((a >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn mask(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    /// Sets the entry of `a` (non-zero): `slot | class << 16` and `stack`.
+    #[inline]
+    fn insert(&mut self, a: u64, slot: u32, stack: u32) {
+        if (self.len + 1) * 2 > self.entries.len() {
+            self.grow();
+        }
+        let mask = self.mask();
+        let mut i = self.home(a);
+        loop {
+            let e = &mut self.entries[i & mask];
+            if e.0 == a {
+                *e = (a, slot, stack);
+                return;
+            }
+            if e.0 == 0 {
+                *e = (a, slot, stack);
+                self.len += 1;
+                return;
+            }
+            i = (i & mask) + 1;
+        }
+    }
+
+    /// Removes `a`, returning its entry.
+    #[inline]
+    fn remove(&mut self, a: u64) -> Option<(u32, u32)> {
+        if a == 0 {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = self.home(a) & mask;
+        let slot = loop {
+            let e = self.entries[i];
+            if e.0 == a {
+                break (e.1, e.2);
+            }
+            if e.0 == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        };
+        // Shift back the entries after it that would no longer be found.
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let e = self.entries[j];
+            if e.0 == 0 {
+                break;
+            }
+            let k = self.home(e.0) & mask;
+            // `e` may move to the hole at `i` unless its home lies
+            // cyclically in (i, j].
+            let stays = if i <= j {
+                i < k && k <= j
+            } else {
+                i < k || k <= j
+            };
+            if !stays {
+                self.entries[i] = e;
+                i = j;
+            }
+        }
+        self.entries[i] = (0, 0, 0);
+        self.len -= 1;
+        Some(slot)
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.entries);
+        self.entries = vec![(0, 0, 0); old.len() * 2];
+        self.shift -= 1;
+        self.len = 0;
+        for (a, slot, stack) in old {
+            if a != 0 {
+                self.insert(a, slot, stack);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.fill((0, 0, 0));
+        self.len = 0;
+    }
+}
+
 /// The writer's side of [`AddrModel`]: also knows where each live address is.
 #[derive(Default)]
 pub struct AddrEncoder {
     model: AddrModel,
-    index: HashMap<u64, u32>,
+    index: AddrIndex,
 }
 
 impl AddrEncoder {
     /// Codes a freed address; returns the allocation stack of its block, if known.
+    #[inline]
     fn freed(&mut self, codes: &mut (Vec<u8>, Vec<u8>), lits: &mut Vec<u8>, a: u64) -> Option<u32> {
         let m = &mut self.model;
-        match self.index.remove(&a) {
-            Some(i) if m.live.get(i as usize).map(|e| e.0) == Some(a) => {
+        // The index holds exactly the live table's occupied slots (a slot
+        // left by an address allocated twice is not indexed), so the entry
+        // found is the live one.
+        match self.index.remove(a) {
+            Some((packed, stack)) => {
+                let i = packed & 0xffff;
                 put_split(codes, i as u64 + 1);
-                let (_, c, stack) = m.take_live(i as usize).unwrap_or_default();
-                m.push_freed(a, Some(c));
+                m.empty_slot(i as usize);
+                m.push_freed(a, Some(packed >> 16));
                 Some(stack)
             }
             _ => {
@@ -352,6 +485,7 @@ impl AddrEncoder {
         }
     }
 
+    #[inline]
     fn allocated(
         &mut self,
         codes: &mut Vec<u8>,
@@ -362,7 +496,15 @@ impl AddrEncoder {
     ) {
         let m = &mut self.model;
         let c = class(size);
-        if let Some(k) = (0..RING).find(|&k| a != 0 && m.ring_get(c, k) == Some(a)) {
+        let top = m.ring_pos[c] as usize;
+        let depth = m.ring_len[c] as usize;
+        let ring = &m.rings[c];
+        let found = if a == 0 {
+            None
+        } else {
+            (0..depth).find(|&k| ring[(top.wrapping_sub(k)) % RING] == a)
+        };
+        if let Some(k) = found {
             varint::put(codes, k as u64 + 2);
             m.ring_remove(c, k);
         } else if a != 0 && a == m.last_freed {
@@ -377,7 +519,7 @@ impl AddrEncoder {
             if cleared {
                 self.index.clear();
             }
-            self.index.insert(a, slot);
+            self.index.insert(a, slot | (c as u32) << 16, stack);
         }
     }
 
@@ -404,6 +546,8 @@ pub struct BlockEncoder {
     /// Time of the first event.
     pub first_time: u64,
     last_time: u64,
+    /// Event count at which [`BlockEncoder::is_full`] next measures the columns.
+    next_check: u64,
     addr: AddrEncoder,
     ops: Vec<u8>,
     times: Vec<u8>,
@@ -580,10 +724,12 @@ impl BlockEncoder {
             }
             Event::Exec { path } => {
                 self.ops.push(op::EXEC);
+                self.next_check = 0; // strings: unbounded
                 self.string(path.as_bytes());
             }
             Event::ModuleLoad(m) => {
                 self.ops.push(op::MODULE_LOAD);
+                self.next_check = 0; // strings: unbounded
                 self.string(m.path.as_bytes());
                 varint::put(&mut self.extra, m.base);
                 varint::put(&mut self.extra, m.start);
@@ -596,6 +742,7 @@ impl BlockEncoder {
             }
             Event::Marker { value, label } => {
                 self.ops.push(op::MARKER);
+                self.next_check = 0; // strings: unbounded
                 varint::put(&mut self.extra, *value);
                 self.string(label.as_bytes());
             }
@@ -604,45 +751,74 @@ impl BlockEncoder {
 
     /// The block payload; resets the encoder for the same thread.
     pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len() + 64);
-        varint::put(&mut out, self.thread as u64);
-        varint::put(&mut out, self.count);
-        varint::put(&mut out, self.first_time);
-        for col in [
-            &self.ops,
-            &self.times,
-            &self.addrs,
-            &self.frees.0,
-            &self.frees.1,
-            &self.allocs,
-            &self.sizes,
-            &self.stacks,
-            &self.extra,
-        ] {
-            varint::put(&mut out, col.len() as u64);
-        }
-        for col in [
-            &self.ops,
-            &self.times,
-            &self.addrs,
-            &self.frees.0,
-            &self.frees.1,
-            &self.allocs,
-            &self.sizes,
-            &self.stacks,
-            &self.extra,
-        ] {
-            out.extend_from_slice(col);
-        }
-        let addr = std::mem::take(&mut self.addr);
-        *self = BlockEncoder {
-            thread: self.thread,
-            addr,
-            ..Default::default()
-        };
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
         out
     }
+
+    /// Like [`BlockEncoder::finish`], writing the payload into `out` (cleared
+    /// first), and keeping the column buffers for the next block.
+    pub fn finish_into(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.len() + 64);
+        varint::put(out, self.thread as u64);
+        varint::put(out, self.count);
+        varint::put(out, self.first_time);
+        for col in [
+            &self.ops,
+            &self.times,
+            &self.addrs,
+            &self.frees.0,
+            &self.frees.1,
+            &self.allocs,
+            &self.sizes,
+            &self.stacks,
+            &self.extra,
+        ] {
+            varint::put(out, col.len() as u64);
+        }
+        for col in [
+            &mut self.ops,
+            &mut self.times,
+            &mut self.addrs,
+            &mut self.frees.0,
+            &mut self.frees.1,
+            &mut self.allocs,
+            &mut self.sizes,
+            &mut self.stacks,
+            &mut self.extra,
+        ] {
+            out.extend_from_slice(col);
+            col.clear();
+        }
+        self.count = 0;
+        self.first_time = 0;
+        self.last_time = 0;
+        self.next_check = 0;
+    }
+
+    /// Whether the block has reached `block_bytes` of columns. Cheap: the
+    /// columns are only measured when a run of heap events (at most
+    /// [`HEAP_EVENT_MAX_BYTES`] each) could have filled the block since the
+    /// last measurement, so the answer is exact at every event.
+    #[inline(always)]
+    pub fn is_full(&mut self, block_bytes: usize) -> bool {
+        if self.count < self.next_check {
+            return false;
+        }
+        let len = self.len();
+        if len >= block_bytes {
+            return true;
+        }
+        self.next_check = self.count + ((block_bytes - len) / HEAP_EVENT_MAX_BYTES) as u64;
+        false
+    }
 }
+
+/// Most column bytes one `Alloc`, `Free` or `Realloc` event adds (opcode 1,
+/// time 10, freed address 1 + 10 + 11, allocated address 10 + 11, size 10,
+/// stack 5, alignment 10, bounded generously).
+const HEAP_EVENT_MAX_BYTES: usize = 80;
 
 /// Decodes an events block lazily, a batch at a time, so a reader holds the
 /// compact payload rather than decoded records.
@@ -1185,5 +1361,33 @@ impl Decoder<'_> {
             }
         }
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_index_agrees_with_a_hash_map() {
+        let mut rng = crate::synthetic::Rng::new(11);
+        let mut idx = AddrIndex::default();
+        let mut want = std::collections::HashMap::new();
+        for step in 0..200_000u32 {
+            // Few distinct addresses, some colliding in their low bits.
+            let a = 0x1000 + rng.range(0, 3000) * if step % 3 == 0 { 16 } else { 4096 };
+            if rng.next_u64() % 2 == 0 {
+                idx.insert(a, step, !step);
+                want.insert(a, (step, !step));
+            } else {
+                assert_eq!(idx.remove(a), want.remove(&a), "step {step}");
+            }
+            assert_eq!(idx.len, want.len());
+            if step % 50_000 == 0 {
+                idx.clear();
+                want.clear();
+            }
+        }
+        assert_eq!(idx.remove(0), None);
     }
 }

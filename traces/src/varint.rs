@@ -1,13 +1,42 @@
 //! LEB128 varints and zigzag, the integer encoding of event columns.
 
 /// Appends `v` as an unsigned LEB128 varint.
-#[inline]
-pub fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+#[inline(always)]
+pub fn put(out: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        put_wide(out, v);
     }
-    out.push(v as u8);
+}
+
+/// [`put`] for values of two bytes or more: up to 8 bytes are built in one
+/// word (the 7-bit groups spread apart, continuation bits set) and appended
+/// at once.
+#[inline]
+fn put_wide(out: &mut Vec<u8>, v: u64) {
+    if v >> 56 != 0 {
+        let mut v = v;
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        return;
+    }
+    let mut x = v;
+    x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x00ff_ffff_f000_0000) << 4);
+    x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+    x = (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1);
+    // Bytes needed: 2 to 8 (v >= 0x80 and below 2^56).
+    let n = (70 - v.leading_zeros() as usize) / 7;
+    x |= 0x8080_8080_8080_8080 & ((1u64 << (8 * (n - 1))) - 1);
+    let b = x.to_le_bytes();
+    if n == 2 {
+        out.extend_from_slice(&b[..2]);
+    } else {
+        out.extend_from_slice(&b[..n.min(8)]);
+    }
 }
 
 /// Appends a signed value zigzag-encoded as a varint.
@@ -168,6 +197,25 @@ mod tests {
             let mut b = Vec::new();
             put(&mut b, v);
             assert_eq!(Cursor::new(&b).get(), Some(v));
+        }
+        // The word-at-a-time writer against the byte-at-a-time definition.
+        for bits in 0..64 {
+            for v in [
+                1u64 << bits,
+                (1u64 << bits) - 1,
+                (1u64 << bits) | 0x5a5a_5a5a_5a5a_5a5a >> (63 - bits),
+            ] {
+                let mut want = Vec::new();
+                let mut x = v;
+                while x >= 0x80 {
+                    want.push((x as u8) | 0x80);
+                    x >>= 7;
+                }
+                want.push(x as u8);
+                let mut b = vec![9];
+                put(&mut b, v);
+                assert_eq!(&b[1..], &want[..], "{v:#x}");
+            }
         }
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
             assert_eq!(unzigzag(zigzag(v)), v);

@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
-use crate::block::{write_block, BlockType};
+use crate::block::{write_block, write_block_with, BlockCompressor, BlockType};
 use crate::codec::BlockEncoder;
 use crate::error::{Error, Result};
 use crate::event::{Record, StackId, ThreadId};
@@ -54,6 +54,9 @@ pub struct Writer<W: Write> {
     last_time: u64,
     bytes: u64,
     events: u64,
+    /// Reused across blocks: the payload buffer and the zstd context.
+    payload: Vec<u8>,
+    zstd: BlockCompressor,
 }
 
 fn io(e: std::io::Error) -> Error {
@@ -88,6 +91,8 @@ impl<W: Write> Writer<W> {
             last_time: 0,
             bytes: 12 + n,
             events: 0,
+            payload: Vec::new(),
+            zstd: BlockCompressor::default(),
         })
     }
 
@@ -123,7 +128,7 @@ impl<W: Write> Writer<W> {
         enc.push(rec.time, &rec.event);
         self.events += 1;
         self.last_time = self.last_time.max(rec.time);
-        if enc.len() >= self.opts.block_bytes {
+        if enc.is_full(self.opts.block_bytes) {
             self.flush_thread(rec.thread)?;
             if self.opts.ordered {
                 self.advance(self.last_time)?;
@@ -186,16 +191,19 @@ impl<W: Write> Writer<W> {
         if enc.is_empty() {
             return Ok(());
         }
-        let payload = enc.finish();
+        let mut payload = std::mem::take(&mut self.payload);
+        enc.finish_into(&mut payload);
         // Stacks first, so a reader usually knows a stack before its use.
         self.flush_stacks()?;
-        self.bytes += write_block(
+        let n = write_block_with(
             &mut self.out,
             BlockType::Events,
             &payload,
             self.opts.compression_level,
-        )
-        .map_err(io)?;
+            &mut self.zstd,
+        );
+        self.payload = payload;
+        self.bytes += n.map_err(io)?;
         Ok(())
     }
 

@@ -24,6 +24,7 @@ fn main() {
     // A prebuilt library may be supplied (packaging, cross builds).
     if let Ok(prebuilt) = env::var("ALLOCTRACE_PRELOAD_SO") {
         std::fs::copy(&prebuilt, &dest).expect("copy ALLOCTRACE_PRELOAD_SO");
+        emit_hash(&dest);
         return;
     }
     let target_dir = out_dir.join("preload-target");
@@ -38,6 +39,17 @@ fn main() {
         "could not build the preload library (recorder/preload); set ALLOCTRACE_PRELOAD_SO=/path/to/liballoctrace_preload.so to embed a prebuilt one"
     );
     std::fs::copy(&built, &dest).expect("copy the preload library");
+    emit_hash(&dest);
+}
+
+/// The library's content hash (names its cache directory), computed here
+/// rather than over megabytes at every `record`.
+fn emit_hash(lib: &Path) {
+    let bytes = std::fs::read(lib).expect("read the preload library");
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    println!("cargo:rustc-env=ALLOCTRACE_PRELOAD_HASH={h:016x}");
 }
 
 fn nested_build(manifest: &Path, target_dir: &Path, offline: bool) -> bool {

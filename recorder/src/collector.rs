@@ -261,7 +261,7 @@ impl ProcTrace {
                 },
                 abi::KIND_REALLOC_BEGIN => {
                     self.pending_realloc
-                        .insert(tid, (ns(time), func, arg(0), arg(1), stack));
+                        .insert(tid, (*last, func, arg(0), arg(1), stack));
                     continue;
                 }
                 abi::KIND_REALLOC => {

@@ -33,10 +33,10 @@ pub fn preload_path() -> anyhow::Result<PathBuf> {
         );
         return Ok(beside);
     }
-    let hash = format!("{:016x}", fnv(EMBEDDED));
+    let hash = env!("ALLOCTRACE_PRELOAD_HASH");
     let mut errors = Vec::new();
     for base in cache_dirs() {
-        let dir = base.join("alloctrace").join(&hash);
+        let dir = base.join("alloctrace").join(hash);
         match extract(&dir) {
             Ok(p) => return Ok(p),
             Err(e) => errors.push(format!("{}: {e:#}", dir.display())),
@@ -75,10 +75,4 @@ fn extract(dir: &Path) -> anyhow::Result<PathBuf> {
     drop(f);
     std::fs::rename(&tmp, &path)?;
     Ok(path)
-}
-
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
-    })
 }

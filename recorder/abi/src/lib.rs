@@ -222,7 +222,8 @@ pub const KIND_STACK: u8 = 14;
 /// A realloc of a non-null block is about to run: `old_addr, size`, with the
 /// call's stack. Written before the real realloc (which may abort on a freed
 /// block); the [`KIND_REALLOC`] that follows on the same thread completes it
-/// (and then carries no stack of its own).
+/// (and then carries no stack of its own). Untimed (time 0): the realloc
+/// happens at its end record's time.
 pub const KIND_REALLOC_BEGIN: u8 = 15;
 
 /// Rounds `n` up to a multiple of 8.

@@ -49,6 +49,11 @@ pub mod free_fn {
 
 #[inline(always)]
 fn event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool) {
+    timed_event(kind, func, words, bytes, with_stack, true);
+}
+
+#[inline(always)]
+fn timed_event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool, timed: bool) {
     let Some(g) = Guard::acquire() else { return };
     let Some(p) = process::get(&g) else { return };
     let Some(ts) = ThreadState::get(&g, p) else {
@@ -67,7 +72,7 @@ fn event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool) {
             n -= 1;
         }
     }
-    ts.write(p, kind, func, stack, &words[..n], bytes, true);
+    ts.write(p, kind, func, stack, &words[..n], bytes, timed);
 }
 
 /// An allocation returned `addr` (0: failed).
@@ -99,17 +104,20 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
 
 /// realloc/reallocarray of a non-null block is about to run: recorded first,
 /// with the stack, so the evidence survives the real realloc aborting.
+/// Untimed: the realloc's time is its end record's; a realloc that never
+/// returns is placed after the thread's previous event.
 #[inline(always)]
 pub fn realloc_begin(func: u8, old: *mut libc::c_void, size: usize) {
     if old.is_null() {
         return;
     }
-    event(
+    timed_event(
         abi::KIND_REALLOC_BEGIN,
         func,
         &[old as u64, size as u64],
         &[],
         true,
+        false,
     );
 }
 

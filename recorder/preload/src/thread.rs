@@ -132,7 +132,7 @@ impl ThreadState {
                 slot.busy.store(1, Ordering::Relaxed);
                 // A release's time only has to come before the real release,
                 // which it does without waiting for earlier instructions.
-                if kind == abi::KIND_FREE || kind == abi::KIND_REALLOC_BEGIN {
+                if kind == abi::KIND_FREE {
                     sys::now_unordered()
                 } else {
                     sys::now()

@@ -37,7 +37,39 @@ struct MemoEntry {
     id: u32,
     nreads: u16,
     uses_bp: bool,
-    reads: [(u64, u64); MAX_READS],
+    /// Stack words read, as offsets from `sp` and values (two arrays, so
+    /// the check is a tight loop of independent loads).
+    offs: [u32; MAX_READS],
+    vals: [u64; MAX_READS],
+}
+
+impl MemoEntry {
+    /// Whether every stack word the entry's unwind read still holds its value.
+    #[inline(always)]
+    fn unchanged(&self, sp: u64) -> bool {
+        let n = (self.nreads as usize).min(MAX_READS);
+        let (offs, vals) = (&self.offs[..n], &self.vals[..n]);
+        // SAFETY: every offset was read from this thread's stack within
+        // [sp, top) by the unwind that made the entry; same sp, so still mapped.
+        let word = |i: usize| unsafe {
+            core::ptr::read_volatile((sp + offs[i] as u64) as *const u64) ^ vals[i]
+        };
+        // No early exit: OR the differences of all words, four at a time.
+        let (mut a, mut b, mut c, mut d) = (0, 0, 0, 0);
+        let mut i = 0;
+        while i + 4 <= n {
+            a |= word(i);
+            b |= word(i + 1);
+            c |= word(i + 2);
+            d |= word(i + 3);
+            i += 4;
+        }
+        while i < n {
+            a |= word(i);
+            i += 1;
+        }
+        a | b | c | d == 0
+    }
 }
 
 /// One thread's unwinder and caches.
@@ -73,7 +105,8 @@ impl Unwinder {
                     id: 0,
                     nreads: 0,
                     uses_bp: true,
-                    reads: [(0, 0); MAX_READS],
+                    offs: [0; MAX_READS],
+                    vals: [0; MAX_READS],
                 };
                 MEMO_ENTRIES
             ]
@@ -189,11 +222,7 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
                 && (!e.uses_bp || e.bp == bp)
                 && e.gen == (gen ^ epoch << 40)
             {
-                // SAFETY: every address was read from this thread's stack within
-                // [sp, top) by the unwind that made the entry; same sp, so still mapped.
-                let same = e.reads[..e.nreads as usize]
-                    .iter()
-                    .all(|&(a, v)| unsafe { core::ptr::read_volatile(a as *const u64) } == v);
+                let same = e.unchanged(sp);
                 if same {
                     return e.id;
                 }
@@ -231,7 +260,11 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
         e.gen = u.gen ^ epoch << 40;
         e.id = id;
         e.nreads = nreads as u16;
-        e.reads[..nreads].copy_from_slice(&u.reads[..nreads]);
+        for (k, &(a, v)) in u.reads[..nreads].iter().enumerate() {
+            // `walk` reads only within [sp, top) and flags offsets >= 4 GiB as overflow.
+            e.offs[k] = (a - sp) as u32;
+            e.vals[k] = v;
+        }
     }
     if !known {
         let mut buf = [0u64; MAX_DEPTH];
@@ -274,7 +307,7 @@ impl Unwinder {
             if second {
                 return Ok(v);
             }
-            if nreads < MAX_READS {
+            if nreads < MAX_READS && addr - sp <= u32::MAX as u64 {
                 reads[nreads] = (addr, v);
                 nreads += 1;
             } else {

@@ -43,6 +43,16 @@ enum Cmd {
     },
 }
 
+/// CPU seconds (user + system) of this process so far: meaningful on a busy
+/// machine where wall time is not.
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() -> anyhow::Result<()> {
     let code = match Cmd::parse() {
         Cmd::Record { output, command } => {
@@ -61,13 +71,17 @@ fn main() -> anyhow::Result<()> {
         Cmd::Errors(a) => cli::errors(&a)?,
         Cmd::Export(a) => cli::export(&a)?,
         Cmd::Decode { trace } => {
-            let t = std::time::Instant::now();
+            let (t, c) = (std::time::Instant::now(), cpu_seconds());
             let mut r = traces::Reader::open(&trace)?;
             let (mut b, mut n) = (traces::EventBatch::new(), 0);
             while r.next_batch(&mut b)? {
                 n += b.len();
             }
-            println!("{n} records in {:.3} s", t.elapsed().as_secs_f64());
+            println!(
+                "decode: {n} records in {:.3} s wall, {:.2} s CPU",
+                t.elapsed().as_secs_f64(),
+                cpu_seconds() - c
+            );
             0
         }
         Cmd::Pass { trace, records } => {
@@ -79,16 +93,16 @@ fn main() -> anyhow::Result<()> {
                 n += b.len();
                 batches.push(std::mem::take(&mut b));
             }
-            let t = std::time::Instant::now();
+            let (t, c) = (std::time::Instant::now(), cpu_seconds());
             let mut pass = analyzer::Pass::new(flags);
             for b in &batches {
                 pass.batch(b);
             }
             let res = pass.finish();
-            let s = t.elapsed().as_secs_f64();
+            let (s, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
             println!(
-                "{n} records in {s:.3} s ({:.1} ns/record), {} allocations",
-                s * 1e9 / n.max(1) as f64,
+                "pass: {n} records in {s:.3} s wall, {cpu:.2} s CPU ({:.1} ns/record of CPU), {} allocations",
+                cpu * 1e9 / n.max(1) as f64,
                 res.totals.allocations
             );
             0

@@ -308,3 +308,43 @@ fn sigkill_and_exit_keep_every_event() {
         assert_eq!(t.trailer.expect("trailer").exit, exit);
     }
 }
+
+#[test]
+fn threads_know_their_parent() {
+    let d = tmp();
+    let exe = compile("thread_parents.c", d.path());
+    let run = record(d.path(), &[exe.to_str().unwrap()]);
+    // Threads that return, call pthread_exit or are cancelled end as they would untraced.
+    assert_eq!(run.exit_code, 0);
+    let t = read(&run.traces[0]);
+    let main = t.header.pid;
+    let mut parent = HashMap::new();
+    let mut size_thread = HashMap::new();
+    for r in &t.records {
+        match r.event {
+            Event::ThreadStart { parent: p } => {
+                parent.insert(r.thread, p);
+            }
+            Event::Alloc { size, .. } if (7101..=7104).contains(&size) => {
+                size_thread
+                    .entry(size)
+                    .or_insert_with(Vec::new)
+                    .push(r.thread);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(parent.get(&main), Some(&0));
+    // Threads made by main: one each for 7102 (exits), 7103 (cancelled), 7104 (spawner).
+    for size in [7102, 7103, 7104] {
+        let th = size_thread[&size][0];
+        assert_eq!(parent.get(&th), Some(&main), "size {size}");
+    }
+    // 7101: one thread made by main, one made by the spawner thread.
+    let spawner = size_thread[&7104][0];
+    let mut parents: Vec<u32> = size_thread[&7101].iter().map(|th| parent[th]).collect();
+    parents.sort_unstable();
+    let mut want = vec![main, spawner];
+    want.sort_unstable();
+    assert_eq!(parents, want);
+}

@@ -440,6 +440,103 @@ pub unsafe extern "C" fn execvpe(
     r
 }
 
+// ---- threads ----------------------------------------------------------------------
+
+/// What a new thread runs first: its creator's tid, then the real start routine.
+struct Start {
+    start: real::StartFn,
+    arg: *mut c_void,
+    parent: u32,
+}
+
+/// Called first by a new thread (from `alloctrace_thread_start`): notes its
+/// creator for its `ThreadStart` event and hands back the real start routine
+/// and argument in `out`.
+unsafe extern "C" fn take_start(p: *mut c_void, out: *mut [usize; 2]) {
+    // SAFETY: `p` is the `Start` written by `pthread_create` below, read once.
+    let s = unsafe { p.cast::<Start>().read() };
+    // SAFETY: allocated with the real malloc below.
+    unsafe { real::free(p) };
+    crate::guard::set_parent(s.parent);
+    // SAFETY: `out` points at two words on the caller's stack.
+    unsafe { *out = [s.start as usize, s.arg as usize] };
+}
+
+// The new thread's first function, in assembly so that `pthread_exit` and
+// cancellation (forced unwinding) pass through it: a Rust frame built with
+// `panic = "abort"` stops them with an abort. It calls `take_start`, then the
+// real start routine, and returns what that returns; the CFI describes its
+// one stack adjustment.
+core::arch::global_asm!(
+    ".pushsection .text.alloctrace_thread_start,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl alloctrace_thread_start",
+    ".hidden alloctrace_thread_start",
+    ".type alloctrace_thread_start,@function",
+    "alloctrace_thread_start:",
+    ".cfi_startproc",
+    "endbr64",
+    "sub rsp, 24",
+    ".cfi_adjust_cfa_offset 24",
+    "mov rsi, rsp",
+    "call {take}",
+    "mov rdi, [rsp + 8]",
+    "mov rax, [rsp]",
+    "call rax",
+    "add rsp, 24",
+    ".cfi_adjust_cfa_offset -24",
+    "ret",
+    ".cfi_endproc",
+    ".size alloctrace_thread_start, . - alloctrace_thread_start",
+    ".popsection",
+    take = sym take_start,
+);
+
+extern "C" {
+    fn alloctrace_thread_start(p: *mut c_void) -> *mut c_void;
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    start: real::StartFn,
+    arg: *mut c_void,
+) -> c_int {
+    let f = real::PTHREAD_CREATE.get();
+    if f == 0 {
+        return libc::EAGAIN;
+    }
+    // SAFETY: `f` is the next pthread_create.
+    let create = unsafe { core::mem::transmute::<usize, real::PthreadCreateFn>(f) };
+    // SAFETY: plain allocation from glibc, outside the hooks.
+    let s = unsafe { real::malloc(core::mem::size_of::<Start>()) }.cast::<Start>();
+    if s.is_null() {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { create(thread, attr, start, arg) };
+    }
+    // SAFETY: `s` is a fresh block of the right size (malloc's alignment suffices).
+    unsafe {
+        s.write(Start {
+            start,
+            arg,
+            parent: crate::sys::gettid(),
+        })
+    };
+    // SAFETY: the caller's arguments, with our start routine wrapping theirs.
+    let r = unsafe { create(thread, attr, alloctrace_thread_start_fn(), s.cast()) };
+    if r != 0 {
+        // SAFETY: the thread was not created: the block is still ours.
+        unsafe { real::free(s.cast()) };
+    }
+    r
+}
+
+/// `alloctrace_thread_start` as a start routine.
+fn alloctrace_thread_start_fn() -> real::StartFn {
+    alloctrace_thread_start
+}
+
 // ---- start ----------------------------------------------------------------------
 
 extern "C" fn constructor() {

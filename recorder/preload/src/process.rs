@@ -87,6 +87,8 @@ extern "C" fn atfork_child() {
         return;
     }
     let _g = Guard::acquire();
+    // The child's thread starts a new trace: no creating thread in it.
+    crate::guard::set_parent(0);
     let Some(dir) = sys::getenv(b"ALLOCTRACE_DIR\0") else {
         STATE.store(DISABLED, Ordering::Release);
         return;

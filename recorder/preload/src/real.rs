@@ -57,6 +57,7 @@ impl Next {
 }
 
 pub static BRK: Next = Next::new(b"brk\0");
+pub static PTHREAD_CREATE: Next = Next::new(b"pthread_create\0");
 pub static FORK: Next = Next::new(b"fork\0");
 pub static EXECVE: Next = Next::new(b"execve\0");
 pub static EXECV: Next = Next::new(b"execv\0");
@@ -71,6 +72,13 @@ pub type ExecveFn =
     unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 pub type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
 pub type NewFn = unsafe extern "C" fn(usize) -> *mut c_void;
+pub type StartFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+pub type PthreadCreateFn = unsafe extern "C" fn(
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
+    StartFn,
+    *mut c_void,
+) -> c_int;
 pub type NewAlignedFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
 
 /// `mmap` by system call: glibc's is a thin wrapper and ours must not recurse.

@@ -3,7 +3,6 @@
 //! pointer (no `Drop`) and torn down by a pthread key destructor, which also
 //! survives the thread-exit ordering problems of Rust thread-locals.
 
-use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use alloctrace_abi as abi;
@@ -12,10 +11,6 @@ use crate::guard::Guard;
 use crate::process::{self, Process};
 use crate::sys;
 use crate::unwind::Unwinder;
-
-thread_local! {
-    static STATE: Cell<*mut ThreadState> = const { Cell::new(core::ptr::null_mut()) };
-}
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
@@ -46,22 +41,24 @@ impl ThreadState {
     // The guard is the proof of exclusive access: one per thread at a time.
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
-    pub fn get<'a>(_g: &'a Guard, p: &Process) -> Option<&'a mut ThreadState> {
-        let ptr = STATE.with(|s| s.get());
+    pub fn get<'a>(g: &'a Guard, p: &Process) -> Option<&'a mut ThreadState> {
+        let ptr = g.tls().state.get();
         // SAFETY: the pointer is only ever set to a leaked Box owned by this
         // thread, and `_g` proves no other reference to it is live here.
         match unsafe { ptr.as_mut() } {
             Some(ts) if ts.epoch == p.epoch => Some(ts),
             Some(ts) => {
-                ts.reset(p);
+                ts.reset(p, g.tls().parent.get());
                 Some(ts)
             }
-            None => Self::create(p),
+            None => Self::create(g, p),
         }
     }
 
+    // The guard is the proof of exclusive access, as in `get`.
+    #[allow(clippy::mut_from_ref)]
     #[cold]
-    fn create<'a>(p: &Process) -> Option<&'a mut ThreadState> {
+    fn create<'a>(g: &'a Guard, p: &Process) -> Option<&'a mut ThreadState> {
         let ts = Box::into_raw(Box::new(ThreadState {
             tid: sys::gettid(),
             epoch: 0,
@@ -71,7 +68,7 @@ impl ThreadState {
             off: 0,
             unwinder: None,
         }));
-        STATE.with(|s| s.set(ts));
+        g.tls().state.set(ts);
         let key = KEY.load(Ordering::Acquire);
         if key != u32::MAX {
             // SAFETY: registering the state for the exit destructor.
@@ -79,12 +76,12 @@ impl ThreadState {
         }
         // SAFETY: just allocated, owned by this thread.
         let ts = unsafe { &mut *ts };
-        ts.reset(p);
+        ts.reset(p, g.tls().parent.get());
         Some(ts)
     }
 
     #[cold]
-    fn reset(&mut self, p: &Process) {
+    fn reset(&mut self, p: &Process, parent: u32) {
         self.tid = sys::gettid();
         self.epoch = p.epoch;
         self.slot = p.claim_slot(self.tid);
@@ -94,7 +91,7 @@ impl ThreadState {
             u.forget_stacks();
         }
         crate::modules::emit_if_needed(self, p);
-        self.write(p, abi::KIND_THREAD_START, 0, 0, &[0], &[], true);
+        self.write(p, abi::KIND_THREAD_START, 0, 0, &[parent as u64], &[], true);
     }
 
     /// Appends one record; `timed` records take the clock inside the busy
@@ -217,7 +214,7 @@ unsafe extern "C" fn thread_exit(ptr: *mut libc::c_void) {
         // SAFETY: `ptr` is this thread's leaked state (set by `create`).
         unsafe { (*ts).finish(p) };
     }
-    STATE.with(|s| s.set(core::ptr::null_mut()));
+    g.tls().state.set(core::ptr::null_mut());
     // SAFETY: reclaiming the Box leaked in `create`; no other reference exists.
     drop(unsafe { Box::from_raw(ts) });
 }

@@ -608,6 +608,7 @@ impl BlockEncoder {
     }
 
     /// Adds an event. `time` must not be below the previous event's time.
+    #[inline]
     pub fn push(&mut self, time: u64, ev: &Event) {
         if self.count == 0 {
             self.first_time = time;
@@ -616,6 +617,38 @@ impl BlockEncoder {
         varint::put(&mut self.times, time.saturating_sub(self.last_time));
         self.last_time = time.max(self.last_time);
         self.count += 1;
+        match ev {
+            // Plain malloc and free inline: the bulk of every trace.
+            Event::Alloc {
+                func: AllocFn::Malloc,
+                addr,
+                size,
+                stack,
+                ..
+            } => {
+                self.ops.push(op::ALLOC);
+                self.allocated(*addr, *size, *stack);
+                varint::put(&mut self.sizes, *size);
+                varint::put(&mut self.stacks, *stack as u64);
+            }
+            Event::Free {
+                func: FreeFn::Free,
+                addr,
+                stack,
+                ..
+            } => {
+                self.ops.push(op::FREE);
+                let alloc_stack = self.freed(*addr);
+                let code = self.addr.model.free_stack_code(alloc_stack, *stack);
+                varint::put(&mut self.stacks, code);
+            }
+            _ => self.push_other(ev),
+        }
+    }
+
+    /// The rest of [`BlockEncoder::push`]: every other event, after its time.
+    #[inline(never)]
+    fn push_other(&mut self, ev: &Event) {
         match ev {
             Event::Alloc {
                 func,

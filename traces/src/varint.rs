@@ -61,44 +61,52 @@ pub fn unzigzag(v: u64) -> i64 {
 /// or a varint was longer than 10 bytes.
 #[derive(Clone, Debug)]
 pub struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    /// The whole slice, and what is left of it: reading only touches `rest`
+    /// (a pointer and a length), which keeps hot decoding loops in registers.
+    all: &'a [u8],
+    rest: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Cursor { buf, pos: 0 }
+        Cursor {
+            all: buf,
+            rest: buf,
+        }
     }
 
-    /// A cursor at byte `pos` of `buf`.
+    /// A cursor at byte `pos` of `buf` (at its end if `pos` is beyond).
     pub fn at(buf: &'a [u8], pos: usize) -> Self {
-        Cursor { buf, pos }
+        Cursor {
+            all: buf,
+            rest: buf.get(pos..).unwrap_or_default(),
+        }
     }
 
     /// Bytes consumed so far.
     pub fn pos(&self) -> usize {
-        self.pos
+        self.all.len() - self.rest.len()
     }
 
-    /// Moves to byte `pos`.
+    /// Moves to byte `pos` (to the end if `pos` is beyond).
     #[inline]
     pub fn set_pos(&mut self, pos: usize) {
-        self.pos = pos;
+        self.rest = self.all.get(pos..).unwrap_or_default();
     }
 
     /// Whether every byte has been consumed.
     pub fn is_empty(&self) -> bool {
-        self.pos >= self.buf.len()
+        self.rest.is_empty()
     }
 
     /// Reads one unsigned varint. Fastest for columns of mostly one-byte values.
     #[inline(always)]
     pub fn get(&mut self) -> Option<u64> {
         // Fast path: one byte.
-        let b = *self.buf.get(self.pos)?;
+        let (&b, tail) = self.rest.split_first()?;
         if b < 0x80 {
-            self.pos += 1;
+            self.rest = tail;
             return Some(b as u64);
         }
         self.get_wide()
@@ -111,10 +119,8 @@ impl<'a> Cursor<'a> {
         // Up to 8 bytes from one little-endian word, without a loop: find the
         // first byte whose continuation bit is clear, keep the bytes up to it
         // and squeeze out the continuation bits.
-        if let Some(w) = self.buf.get(self.pos..self.pos + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            let w = u64::from_le_bytes(word);
+        if let Some(w) = self.rest.first_chunk::<8>() {
+            let w = u64::from_le_bytes(*w);
             let stops = !w & 0x8080_8080_8080_8080;
             if stops != 0 {
                 let bits = stops.trailing_zeros() + 1; // 8 * length
@@ -122,7 +128,7 @@ impl<'a> Cursor<'a> {
                 x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
                 x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
                 x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
-                self.pos += (bits / 8) as usize;
+                self.rest = self.rest.get((bits / 8) as usize..).unwrap_or_default();
                 return Some(x);
             }
         }
@@ -136,16 +142,16 @@ impl<'a> Cursor<'a> {
     fn get_slow(&mut self) -> Option<u64> {
         let mut v = 0u64;
         let mut shift = 0u32;
-        let mut pos = self.pos;
+        let mut rest = self.rest;
         loop {
-            let b = *self.buf.get(pos)?;
-            pos += 1;
+            let (&b, tail) = rest.split_first()?;
+            rest = tail;
             if shift == 63 && b > 1 {
                 return None;
             }
             v |= ((b & 0x7f) as u64) << shift;
             if b < 0x80 {
-                self.pos = pos;
+                self.rest = rest;
                 return Some(v);
             }
             shift += 7;
@@ -164,16 +170,15 @@ impl<'a> Cursor<'a> {
     /// Reads one byte.
     #[inline(always)]
     pub fn byte(&mut self) -> Option<u8> {
-        let b = *self.buf.get(self.pos)?;
-        self.pos += 1;
+        let (&b, tail) = self.rest.split_first()?;
+        self.rest = tail;
         Some(b)
     }
 
     /// Reads `n` raw bytes.
     pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
+        let (s, tail) = self.rest.split_at_checked(n)?;
+        self.rest = tail;
         Some(s)
     }
 }

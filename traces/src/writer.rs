@@ -122,27 +122,37 @@ impl<W: Write> Writer<W> {
     /// Adds one record. Records of one thread must come in time order; across
     /// threads any order is fine, as long as no record is older than the last
     /// `safe_time` given to [`Writer::advance`].
+    #[inline]
     pub fn write(&mut self, rec: &Record) -> Result<()> {
-        let i = self.encoder_index(rec.thread);
+        let i = match self.last {
+            Some((t, i)) if t == rec.thread => i,
+            _ => self.encoder_index(rec.thread),
+        };
         let enc = &mut self.encoders[i];
         enc.push(rec.time, &rec.event);
         self.events += 1;
         self.last_time = self.last_time.max(rec.time);
         if enc.is_full(self.opts.block_bytes) {
-            self.flush_thread(rec.thread)?;
-            if self.opts.ordered {
-                self.advance(self.last_time)?;
-            }
+            self.block_full(rec.thread)?;
         }
         Ok(())
     }
 
-    fn encoder_index(&mut self, thread: ThreadId) -> usize {
-        if let Some((t, i)) = self.last {
-            if t == thread {
-                return i;
-            }
+    /// A thread's block is full: write it (and, when ordered, a watermark).
+    #[cold]
+    #[inline(never)]
+    fn block_full(&mut self, thread: ThreadId) -> Result<()> {
+        self.flush_thread(thread)?;
+        if self.opts.ordered {
+            self.advance(self.last_time)?;
         }
+        Ok(())
+    }
+
+    /// The encoder of `thread`, created the first time (out of line: an
+    /// encoder's initial state is large).
+    #[inline(never)]
+    fn encoder_index(&mut self, thread: ThreadId) -> usize {
         let encoders = &mut self.encoders;
         let i = *self.thread_index.entry(thread).or_insert_with(|| {
             encoders.push(BlockEncoder::new(thread));

@@ -54,21 +54,22 @@ impl MemoEntry {
         let word = |i: usize| unsafe {
             core::ptr::read_volatile((sp + offs[i] as u64) as *const u64) ^ vals[i]
         };
-        // No early exit: OR the differences of all words, four at a time.
-        let (mut a, mut b, mut c, mut d) = (0, 0, 0, 0);
+        // Four words at a time, stopping at the first group that differs
+        // (entries with the same registers but another stack usually differ
+        // in their first words).
         let mut i = 0;
         while i + 4 <= n {
-            a |= word(i);
-            b |= word(i + 1);
-            c |= word(i + 2);
-            d |= word(i + 3);
+            if word(i) | word(i + 1) | word(i + 2) | word(i + 3) != 0 {
+                return false;
+            }
             i += 4;
         }
+        let mut rest = 0;
         while i < n {
-            a |= word(i);
+            rest |= word(i);
             i += 1;
         }
-        a | b | c | d == 0
+        rest == 0
     }
 }
 

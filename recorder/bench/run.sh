@@ -2,6 +2,11 @@
 # Overhead of `alloctrace record` against heaptrack on the same workloads in
 # the same run, as wall-time ratios to the untraced program, plus trace sizes.
 # Usage: recorder/bench/run.sh [path/to/alloctrace]   (default: release build)
+# A recorder-only binary works too, without polars in the build:
+#   cargo build --release -p recorder --example record
+#   NO_REPORT=1 recorder/bench/run.sh target/release/examples/record
+# (NO_REPORT=1 skips the "with report" column, which that binary cannot make.)
+# RUNS sets hyperfine's runs per command (default 3).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 at=${1:-$here/../../target/release/alloctrace}
@@ -12,11 +17,18 @@ cp "$here/workload.py" "$here/workload.sql" "$work/"
 cd "$work"
 run() { # name, command...
     name=$1; shift
-    hyperfine -N --warmup 1 --runs 3 --export-json "$name.json" \
-        -n untraced "$*" \
-        -n alloctrace "$at record --no-report -o $name.atrace -- $*" \
-        -n "alloctrace+report" "$at record -o $name.atrace -- $*" \
-        -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
+    if [ -n "${NO_REPORT:-}" ]; then
+        hyperfine -N --warmup 1 --runs "${RUNS:-3}" --export-json "$name.json" \
+            -n untraced "$*" \
+            -n alloctrace "$at record --no-report -o $name.atrace -- $*" \
+            -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
+    else
+        hyperfine -N --warmup 1 --runs "${RUNS:-3}" --export-json "$name.json" \
+            -n untraced "$*" \
+            -n alloctrace "$at record --no-report -o $name.atrace -- $*" \
+            -n "alloctrace+report" "$at record -o $name.atrace -- $*" \
+            -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
+    fi
     python3 - "$name" <<'PY'
 import json, sys, glob, os
 name = sys.argv[1]
@@ -24,7 +36,8 @@ r = {x["command"]: x["mean"] for x in json.load(open(name + ".json"))["results"]
 base = r["untraced"]
 ours = os.path.getsize(name + ".atrace")
 ht = sum(os.path.getsize(f) for f in glob.glob(name + ".ht*"))
-print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {r['alloctrace+report']/base:.2f}x | {r['heaptrack']/base:.2f}x | {ours/1e6:.2f} MB | {ht/1e6:.2f} MB |")
+rep = f"{r['alloctrace+report']/base:.2f}x" if "alloctrace+report" in r else "n/a"
+print(f"| {name} | {base:.3f} s | {r['alloctrace']/base:.2f}x | {rep} | {r['heaptrack']/base:.2f}x | {ours/1e6:.2f} MB | {ht/1e6:.2f} MB |")
 PY
 }
 echo "| workload | untraced | alloctrace | alloctrace with report | heaptrack | alloctrace trace | heaptrack trace |"

@@ -4,11 +4,26 @@
 //! it mapped. Failures come back as `None`/`false`, never as a panic.
 
 use core::ptr;
+#[cfg(not(target_arch = "x86_64"))]
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+#[cfg(not(target_arch = "x86_64"))]
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
+/// The system page size: 4 KiB on x86-64 (the only base page size it has), else
+/// queried once and cached.
+///
+/// Not asking on x86-64 matters for memory: `sysconf` dispatches through a jump
+/// table in libc's read-only data, and that one read faulted in (with fault-around)
+/// 64 KiB or more of it in every process the preload library is loaded into.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn page_size() -> usize {
+    4096
+}
+
 /// The system page size (queried once, then cached).
+#[cfg(not(target_arch = "x86_64"))]
 pub fn page_size() -> usize {
     let cached = PAGE_SIZE.load(Ordering::Relaxed);
     if cached != 0 {
@@ -133,6 +148,13 @@ pub unsafe fn advise_free(addr: usize, len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_size_is_the_systems() {
+        // SAFETY: sysconf has no preconditions.
+        let sys = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        assert_eq!(page_size() as libc::c_long, sys);
+    }
 
     #[test]
     fn map_write_remap_unmap() {

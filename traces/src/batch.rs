@@ -289,7 +289,12 @@ impl EventBatch {
     pub(crate) fn slots(&mut self, base: usize) -> Slots<'_> {
         Slots {
             base: base.min(CAP),
-            b: self,
+            kind: &mut self.kind,
+            addr: &mut self.addr,
+            aux: &mut self.aux,
+            size: &mut self.size,
+            stack: &mut self.stack,
+            others: &mut self.others,
         }
     }
 
@@ -336,7 +341,12 @@ impl EventBatch {
 /// masked to the capacity, so the compiler knows every write is in bounds.
 pub(crate) struct Slots<'a> {
     base: usize,
-    b: &'a mut EventBatch,
+    kind: &'a mut [Kind; CAP],
+    addr: &'a mut [u64; CAP],
+    aux: &'a mut [u64; CAP],
+    size: &'a mut [u64; CAP],
+    stack: &'a mut [StackId; CAP],
+    others: &'a mut Vec<(u32, Event)>,
 }
 
 impl Slots<'_> {
@@ -353,11 +363,11 @@ impl Slots<'_> {
         stack: StackId,
     ) {
         let j = (self.base + i) & (CAP - 1);
-        self.b.kind[j] = kind;
-        self.b.addr[j] = addr;
-        self.b.aux[j] = aux;
-        self.b.size[j] = size;
-        self.b.stack[j] = stack;
+        self.kind[j] = kind;
+        self.addr[j] = addr;
+        self.aux[j] = aux;
+        self.size[j] = size;
+        self.stack[j] = stack;
     }
 
     /// Writes slot `i` (but its time) from a whole event, keeping the event
@@ -406,7 +416,7 @@ impl Slots<'_> {
         let kind = Kind::of(&event);
         let j = (self.base + i) & (CAP - 1);
         if !kind.is_heap() {
-            self.b.others.push((j as u32, event));
+            self.others.push((j as u32, event));
         }
         self.set(i, kind, addr, aux, size, stack);
     }

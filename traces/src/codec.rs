@@ -1237,6 +1237,9 @@ impl BlockDecoder {
         let slots = out.free_times();
         let n = (self.remaining as usize).min(max).min(slots.len());
         let mut m = 0;
+        // `limit` as a u64 bound, unless it is above every time.
+        let unlimited = limit > u64::MAX as u128;
+        let limit = limit.min(u64::MAX as u128) as u64;
         for slot in &mut slots[..n] {
             let before = times.pos();
             let Some(dt) = times.get() else {
@@ -1247,7 +1250,7 @@ impl BlockDecoder {
                 result = Err("events block: time overflow".to_string());
                 break;
             };
-            if t as u128 >= limit {
+            if t >= limit && !unlimited {
                 times.set_pos(before);
                 break;
             }

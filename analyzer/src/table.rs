@@ -21,7 +21,7 @@ use traces::StackId;
 use crate::pass::{AllocRow, SiteStats, Slot};
 
 /// Rows buffered before `export` writes a Parquet row group.
-pub const BATCH_ROWS: usize = 1 << 20;
+pub const BATCH_ROWS: usize = 1 << 18;
 
 /// The live blocks at the end: `address`, `size`, `stack`, `id`, `thread`, `time`.
 pub fn live_frame(live: &[(u64, Slot)]) -> PolarsResult<DataFrame> {

@@ -188,8 +188,12 @@ impl<R: Read> BlockReader<R> {
                 "uncompressed block with raw length != stored length".into(),
             )));
         }
-        self.scratch.resize(stored_len as usize, 0);
-        let got = read_full(&mut self.inner, &mut self.scratch)
+        // Read straight into the buffer's spare room: no zeroing first.
+        self.scratch.clear();
+        self.scratch.reserve(stored_len as usize);
+        let got = (&mut self.inner)
+            .take(stored_len as u64)
+            .read_to_end(&mut self.scratch)
             .map_err(|e| self.err(ErrorKind::Io(e)))?;
         if got < stored_len as usize {
             return Ok(Next::Truncated {

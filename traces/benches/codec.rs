@@ -36,6 +36,35 @@ fn encode(recs: &[Record], stacks: &[(u32, Vec<u64>)]) -> Vec<u8> {
     .unwrap()
 }
 
+fn encode_collector(recs: &[Record], quarter: usize, stacks: &[(u32, Vec<u64>)]) -> Vec<u8> {
+    let mut w = Writer::new(
+        Vec::with_capacity(8 << 20),
+        &Header::synthetic(&["bench"]),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    for (id, f) in stacks {
+        w.define_stack(*id, f).unwrap();
+    }
+    let round = 256;
+    let mut at = 0;
+    while at < quarter {
+        for t in 0..4 {
+            for r in &recs[t * quarter + at..t * quarter + (at + round).min(quarter)] {
+                w.write(r).unwrap();
+            }
+        }
+        at += round;
+        w.advance(at as u64 * 30).unwrap();
+    }
+    w.finish(&Trailer {
+        end_time: 0,
+        exit: ExitStatus::Code(0),
+        dropped_events: 0,
+    })
+    .unwrap()
+}
+
 /// Touches every field of every event in `b`.
 fn fold_batch(b: &EventBatch) -> u64 {
     let mut acc = 0u64;
@@ -73,6 +102,22 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(EVENTS));
     g.sample_size(10);
     g.bench_function("encode", |b| b.iter(|| encode(&recs, &stacks).len()));
+    // As the recorder's collector writes: four threads, each a quarter of the
+    // stream, interleaved in rounds of 256 events per thread, unordered, with
+    // a watermark after each round.
+    let quarter = recs.len() / 4;
+    let threads: Vec<Record> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            thread: 1 + (i / quarter) as u32,
+            time: (i % quarter) as u64 * 30 + 1 + (i / quarter) as u64,
+            event: r.event.clone(),
+        })
+        .collect();
+    g.bench_function("encode_collector", |b| {
+        b.iter(|| encode_collector(&threads, quarter, &stacks).len())
+    });
     g.bench_function("decode", |b| {
         b.iter(|| {
             let r = Reader::new(&bytes[..], "bench".into()).unwrap();

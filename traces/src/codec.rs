@@ -832,7 +832,7 @@ impl BlockEncoder {
 
     /// Whether the block has reached `block_bytes` of columns. Cheap: the
     /// columns are only measured when a run of heap events (at most
-    /// [`HEAP_EVENT_MAX_BYTES`] each) could have filled the block since the
+    /// `HEAP_EVENT_MAX_BYTES` each) could have filled the block since the
     /// last measurement, so the answer is exact at every event.
     #[inline(always)]
     pub fn is_full(&mut self, block_bytes: usize) -> bool {

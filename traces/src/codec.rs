@@ -462,7 +462,7 @@ pub struct AddrEncoder {
 
 impl AddrEncoder {
     /// Codes a freed address; returns the allocation stack of its block, if known.
-    #[inline]
+    #[inline(always)]
     fn freed(&mut self, codes: &mut (Vec<u8>, Vec<u8>), lits: &mut Vec<u8>, a: u64) -> Option<u32> {
         let m = &mut self.model;
         // The index holds exactly the live table's occupied slots (a slot
@@ -485,7 +485,7 @@ impl AddrEncoder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn allocated(
         &mut self,
         codes: &mut Vec<u8>,
@@ -608,7 +608,7 @@ impl BlockEncoder {
     }
 
     /// Adds an event. `time` must not be below the previous event's time.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, time: u64, ev: &Event) {
         if self.count == 0 {
             self.first_time = time;

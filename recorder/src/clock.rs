@@ -54,12 +54,22 @@ pub fn tsc() -> u64 {
     0
 }
 
-/// One piece of the map: from tick `tsc` on, `ns + (t - tsc) * rate`.
+/// One piece of the map: from tick `tsc` on, `ns + (t - tsc) * rate`, with
+/// `rate` in ns per tick as a 32.32 fixed-point number (an integer multiply
+/// per record, monotonic like the exact map).
 #[derive(Clone, Copy, Debug)]
 struct Piece {
     tsc: u64,
     ns: u64,
-    rate: f64,
+    rate: u64,
+}
+
+impl Piece {
+    #[inline]
+    fn at(&self, t: u64) -> u64 {
+        let d = ((t - self.tsc) as u128 * self.rate as u128) >> 32;
+        self.ns.saturating_add(d.min(u64::MAX as u128) as u64)
+    }
 }
 
 /// Counter ticks to `CLOCK_MONOTONIC` ns.
@@ -110,7 +120,7 @@ impl TimeMap {
                 std::thread::sleep(Duration::from_nanos(FIRST_NS - elapsed));
             }
             let (t, ns) = sample();
-            let rate = self.rate(t, ns).unwrap_or(1.0);
+            let rate = self.rate(t, ns).unwrap_or(1 << 32);
             self.pieces.push(Piece {
                 tsc: self.anchor.0,
                 ns: self.anchor.1,
@@ -135,10 +145,11 @@ impl TimeMap {
         });
     }
 
-    fn rate(&self, t: u64, ns: u64) -> Option<f64> {
+    /// ns per tick since the first sample, 32.32 fixed point.
+    fn rate(&self, t: u64, ns: u64) -> Option<u64> {
         let dt = t.checked_sub(self.anchor.0).filter(|&d| d > 0)?;
-        let r = ns.saturating_sub(self.anchor.1) as f64 / dt as f64;
-        (r.is_finite() && r > 0.0).then_some(r)
+        let r = ((ns.saturating_sub(self.anchor.1) as u128) << 32) / dt as u128;
+        (r > 0 && r <= u64::MAX as u128).then_some(r as u64)
     }
 
     /// Maps ticks to ns (non-decreasing in `t`).
@@ -155,10 +166,11 @@ impl TimeMap {
             return self.anchor.1;
         };
         match self.pieces.iter().rev().find(|p| p.tsc <= t) {
-            Some(p) => p.ns.saturating_add(((t - p.tsc) as f64 * p.rate) as u64),
-            None => first
-                .ns
-                .saturating_sub(((first.tsc - t) as f64 * first.rate) as u64),
+            Some(p) => p.at(t),
+            None => {
+                let d = ((first.tsc - t) as u128 * first.rate as u128) >> 32;
+                first.ns.saturating_sub(d.min(u64::MAX as u128) as u64)
+            }
         }
     }
 }

@@ -107,7 +107,8 @@ pub struct Reader<R: Read> {
     /// `(head time, thread, queue index)` of every non-empty queue.
     heap: BinaryHeap<Reverse<(u64, ThreadId, usize)>>,
     /// Events decoded for the iterator, and its position in them.
-    pending: EventBatch,
+    /// (Allocated on first use; reused, never rebuilt.)
+    pending: Option<Box<EventBatch>>,
     pending_pos: usize,
     pending_other: usize,
     watermark: u64,
@@ -212,7 +213,7 @@ impl<R: Read> Reader<R> {
             queues: Vec::new(),
             thread_queue: FxHashMap::default(),
             heap: BinaryHeap::new(),
-            pending: EventBatch::default(),
+            pending: None,
             pending_pos: 0,
             pending_other: 0,
             watermark: 0,
@@ -479,22 +480,24 @@ impl<R: Read> Iterator for Reader<R> {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Result<Record>> {
-        if self.pending_pos == self.pending.len() {
-            let mut batch = std::mem::take(&mut self.pending);
+        if self.pending_pos >= self.pending.as_ref().map_or(0, |b| b.len()) {
+            let mut batch = self.pending.take().unwrap_or_default();
             batch.clear();
             let r = self.fill_batch(&mut batch, ITER_BATCH);
-            self.pending = batch;
+            let empty = batch.is_empty();
+            self.pending = Some(batch);
             self.pending_pos = 0;
             self.pending_other = 0;
             if let Err(e) = r {
                 return Some(Err(e));
             }
-            if self.pending.is_empty() {
+            if empty {
                 return None;
             }
         }
         let i = self.pending_pos;
         self.pending_pos += 1;
-        Some(Ok(self.pending.take_record(i, &mut self.pending_other)))
+        let batch = self.pending.as_mut()?;
+        Some(Ok(batch.take_record(i, &mut self.pending_other)))
     }
 }

@@ -278,3 +278,22 @@ fn push_record_round_trips_every_kind() {
     b.clear();
     assert!(b.is_empty() && b.others().is_empty());
 }
+
+/// The recorded sample traces (real multi-thread programs): batches equal
+/// the iterator, in global order.
+#[test]
+fn recorded_samples_batches_equal_iterator() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    for name in ["mt.atrace", "python3.atrace", "sqlite3.atrace"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let (got, err, r) = read_batches(&bytes);
+        assert!(err.is_none(), "{name}: {err:?}");
+        let (want, _) = read_all(&bytes);
+        assert!(!got.is_empty());
+        assert!(got == want, "{name}: batches differ from the iterator");
+        assert!(got
+            .windows(2)
+            .all(|w| (w[0].time, w[0].thread) <= (w[1].time, w[1].thread)));
+        assert!(r.trailer().is_some(), "{name}");
+    }
+}

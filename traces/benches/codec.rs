@@ -143,7 +143,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The column decoder alone, without file framing, zstd or the merge of
-    // threads: the ceiling for any reader built on it.
+    // threads, into batches read like `decode_batch`'s: the ceiling for any
+    // reader built on it.
     let mut payloads = Vec::new();
     let mut enc = traces::codec::BlockEncoder::new(1);
     for r in &recs {
@@ -154,16 +155,17 @@ fn bench(c: &mut Criterion) {
     }
     payloads.push(enc.finish());
     g.bench_function("decode_columns", |b| {
-        let mut out = Vec::with_capacity(1 << 16);
+        let mut batch = EventBatch::new();
         b.iter(|| {
             let mut model = traces::codec::AddrModel::default();
             let mut n = 0u64;
             for p in &payloads {
                 let mut d = traces::codec::BlockDecoder::new(p.clone()).unwrap();
                 while d.remaining() > 0 {
-                    out.clear();
-                    d.decode_batch(&mut model, &mut out, 4096).unwrap();
-                    n += out.len() as u64;
+                    batch.clear();
+                    d.decode_into(&mut model, &mut batch, u128::MAX, usize::MAX)
+                        .unwrap();
+                    n += fold_batch(&batch);
                 }
             }
             n

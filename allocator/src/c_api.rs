@@ -24,7 +24,7 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 /// `malloc(3)`.
 #[inline]
 pub fn malloc(size: usize) -> *mut c_void {
-    enomem_if_null(global::malloc(size))
+    global::malloc_errno(size).cast()
 }
 
 /// `free(3)`.

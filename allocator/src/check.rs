@@ -5,10 +5,12 @@
 //! Blocks parked in thread caches count as used; flush the caches first (see
 //! [`crate::global::flush_thread_cache`]) if the test wants exact numbers.
 
+use crate::chunk_map::TAG_MASK;
 use crate::heap::Heap;
 use crate::large;
 use crate::size_class::{class_size, span_capacity, CHUNK, NUM_CLASSES, SPAN_CHUNKS};
 use crate::span::{Span, SpanState};
+use crate::thread_cache::tag_of;
 
 /// A broken invariant: what, and the address of the span or block concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +100,19 @@ impl Heap {
                 SpanState::Partial | SpanState::Full => {
                     // SAFETY: formatted span, class lock held.
                     unsafe { check_span(s)? };
+                    let tag = self.map.entry(at) & TAG_MASK;
+                    ensure(
+                        tag == 0 || tag == tag_of(sp.class as usize),
+                        "chunk map tag is not the span's class bin",
+                        at,
+                    )?;
+                    for i in 1..sp.chunks as usize {
+                        ensure(
+                            self.map.entry(at + i * CHUNK) & TAG_MASK == tag,
+                            "chunk map tags differ within a span",
+                            at,
+                        )?;
+                    }
                     let t = &mut per_class[sp.class as usize];
                     t.spans += 1;
                     t.capacity += sp.capacity as u64;

@@ -1,24 +1,36 @@
 //! The chunk map: from any address in the brk arena to the span covering it.
 //!
-//! One pointer per 64 KiB chunk of the arena's address range, in a table mapped with
+//! One word per 64 KiB chunk of the arena's address range, in a table mapped with
 //! `MAP_NORESERVE` and touched lazily (8 bytes per 64 KiB: a 64 GiB arena needs an
 //! 8 MiB table of which only the used part ever becomes resident). `free` uses it to
 //! tell small blocks (non-null entry) from large ones, and to find the span header of
-//! blocks in multi-chunk spans. Entries are written under the heap lock and read
-//! without a lock.
+//! blocks in multi-chunk spans. Entries are written under the heap lock (or, for
+//! [`ChunkMap::clear_tag`], by the owner of a live block of the span) and read without
+//! a lock.
+//!
+//! An entry is the span's address (chunk-aligned) with a **tag** in its low 16 bits:
+//! the byte offset of the span's class bin in a thread cache
+//! ([`crate::thread_cache::tag_of`]), so the thread-cache `free` finds where the block
+//! goes with one load and no look at the span header. A zero tag (idle spans, and
+//! spans holding blocks handed out at an offset by an aligned allocation, whose start
+//! must be computed) sends `free` down its slow path.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::os::mmap;
-use crate::size_class::CHUNK_SHIFT;
+use crate::size_class::{CHUNK, CHUNK_SHIFT};
 use crate::span::Span;
+
+/// The bits of an entry holding the tag (below the chunk alignment).
+pub(crate) const TAG_MASK: usize = 0xffff;
+const _: () = assert!(TAG_MASK < CHUNK);
 
 /// Span lookup table over `[base, base + len * CHUNK)`.
 #[derive(Debug)]
 pub(crate) struct ChunkMap {
     base: AtomicUsize,
-    table: AtomicPtr<AtomicPtr<Span>>,
+    table: AtomicPtr<AtomicUsize>,
     len: AtomicUsize,
 }
 
@@ -40,7 +52,7 @@ impl ChunkMap {
         let table = mmap::map_sparse(bytes)?;
         self.base.store(base, Ordering::Relaxed);
         self.table
-            .store(table as *mut AtomicPtr<Span>, Ordering::Relaxed);
+            .store(table as *mut AtomicUsize, Ordering::Relaxed);
         self.len.store(len, Ordering::Release);
         Some(bytes)
     }
@@ -59,27 +71,53 @@ impl ChunkMap {
         }
     }
 
-    /// The span covering `p`, or null if `p` is outside the arena or in no span.
+    /// The table's base address, length and entries, for a thread cache's copy
+    /// (length 0 before [`ChunkMap::init`]).
+    pub fn params(&self) -> (usize, usize, *const AtomicUsize) {
+        let len = self.len.load(Ordering::Acquire);
+        (
+            self.base.load(Ordering::Relaxed),
+            len,
+            self.table.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The raw entry (span address and tag) covering `p`, or 0 if `p` is outside
+    /// the arena or in no span.
     #[inline(always)]
-    pub fn lookup(&self, p: usize) -> *mut Span {
+    pub fn entry(&self, p: usize) -> usize {
         let len = self.len.load(Ordering::Acquire);
         let idx = p.wrapping_sub(self.base.load(Ordering::Relaxed)) >> CHUNK_SHIFT;
         if idx >= len {
-            return ptr::null_mut();
+            return 0;
         }
         let table = self.table.load(Ordering::Relaxed);
         // SAFETY: `idx < len`, and the table has `len` entries once `len` is published.
         unsafe { (*table.add(idx)).load(Ordering::Acquire) }
     }
 
-    /// Points every chunk of `[start, start + chunks * CHUNK)` at `span`.
-    pub fn set(&self, start: usize, chunks: usize, span: *mut Span) {
+    /// The span covering `p`, or null if `p` is outside the arena or in no span.
+    #[inline(always)]
+    pub fn lookup(&self, p: usize) -> *mut Span {
+        (self.entry(p) & !TAG_MASK) as *mut Span
+    }
+
+    /// Points every chunk of `[start, start + chunks * CHUNK)` at `span`, with `tag`.
+    pub fn set(&self, start: usize, chunks: usize, span: *mut Span, tag: usize) {
+        debug_assert!(span as usize % CHUNK == 0 && tag <= TAG_MASK);
         let table = self.table.load(Ordering::Relaxed);
         let first = (start - self.base.load(Ordering::Relaxed)) >> CHUNK_SHIFT;
         debug_assert!(first + chunks <= self.len.load(Ordering::Relaxed));
         for i in first..first + chunks {
             // SAFETY: the arena never hands out memory beyond the table's coverage.
-            unsafe { (*table.add(i)).store(span, Ordering::Release) };
+            unsafe { (*table.add(i)).store(span as usize | tag, Ordering::Release) };
         }
+    }
+
+    /// Clears the tag of every chunk of formatted span `span` of `chunks` chunks
+    /// (its frees take the slow path from now on). The caller holds a live block of
+    /// the span, so the span cannot be reformatted meanwhile.
+    pub fn clear_tag(&self, span: *mut Span, chunks: usize) {
+        self.set(span as usize, chunks, span, 0);
     }
 }

@@ -19,9 +19,12 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use crate::heap::{Config, Heap};
 use crate::heap_api::{Resize, MAX_REQUEST};
 use crate::os::brk::Backend;
-use crate::os::thread;
+use crate::os::thread::{self, set_errno, ENOMEM};
+use crate::size_class::MAX_SMALL;
 use crate::stats::Stats;
-use crate::thread_cache::{ThreadCache, ACTIVE, DEAD, INACTIVE};
+use crate::thread_cache::{
+    large_tag, small_tag, ThreadCache, ACTIVE, DEAD, INACTIVE, SMALL_TAG_MAX,
+};
 
 static HEAP: Heap = Heap::new_lazy(Config::DEFAULT);
 
@@ -71,6 +74,7 @@ fn configure() {
 unsafe extern "C" fn thread_exit(_: *mut c_void) {
     // SAFETY: this thread's cache; no other borrow is live in a key destructor.
     let tc = unsafe { &mut *cache() };
+    tc.forget_map();
     if tc.state == ACTIVE {
         tc.flush_all(&HEAP);
     }
@@ -117,40 +121,83 @@ fn activate() {
     }
 }
 
+/// The global instance's large threshold (its configuration is a constant).
+const THRESHOLD: usize = Config::DEFAULT.large_threshold;
+const _: () = assert!(THRESHOLD <= MAX_SMALL && THRESHOLD > SMALL_TAG_MAX);
+
 /// Allocates `size` bytes aligned to 16; null when out of memory.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
-    if size > HEAP.large_threshold {
-        return malloc_large(size, 16);
+    malloc_with::<false>(size)
+}
+
+/// [`malloc`] setting `errno` to `ENOMEM` when it returns null (the C face: only the
+/// slow paths can fail, so the fast path carries no check).
+#[inline]
+pub(crate) fn malloc_errno(size: usize) -> *mut u8 {
+    malloc_with::<true>(size)
+}
+
+#[inline(always)]
+fn malloc_with<const ERRNO: bool>(size: usize) -> *mut u8 {
+    if size > SMALL_TAG_MAX {
+        return malloc_mid::<ERRNO>(size);
     }
+    malloc_tag::<ERRNO>(small_tag(size), size)
+}
+
+/// Requests above [`SMALL_TAG_MAX`]: out of line, so the compiler does not merge
+/// the two table lookups into one with more instructions for the common sizes.
+#[inline(never)]
+fn malloc_mid<const ERRNO: bool>(size: usize) -> *mut u8 {
+    if size > THRESHOLD {
+        return malloc_large::<ERRNO>(size);
+    }
+    malloc_tag::<ERRNO>(large_tag(size), size)
+}
+
+#[inline(always)]
+fn malloc_tag<const ERRNO: bool>(tag: usize, size: usize) -> *mut u8 {
     // SAFETY: this thread's cache; the borrow ends before anything re-entrant runs.
-    let p = unsafe { (*cache()).try_pop(size) };
+    let p = unsafe { (*cache()).try_pop_tag(tag, size) };
     if !p.is_null() {
         return p;
     }
-    malloc_slow(size)
+    malloc_slow::<ERRNO>(size)
 }
 
 #[inline(never)]
-fn malloc_slow(size: usize) -> *mut u8 {
+fn malloc_slow<const ERRNO: bool>(size: usize) -> *mut u8 {
     // SAFETY: reading this thread's cache state; no borrow is live.
     let state = unsafe { (*cache()).state };
-    if state == INACTIVE {
-        activate();
-    } else if state == DEAD {
-        return HEAP.malloc(size);
+    let p = if state == DEAD {
+        HEAP.malloc(size)
+    } else {
+        if state == INACTIVE {
+            activate();
+        }
+        // SAFETY: active cache of this thread; refilling does not re-enter the
+        // allocator.
+        unsafe { (*cache()).refill_pop(&HEAP, size) }
+    };
+    if ERRNO && p.is_null() {
+        set_errno(ENOMEM);
     }
-    // SAFETY: active cache of this thread; refilling does not re-enter the allocator.
-    unsafe { (*cache()).refill_pop(&HEAP, size) }
+    p
 }
 
 #[cold]
-fn malloc_large(size: usize, align: usize) -> *mut u8 {
+fn malloc_large<const ERRNO: bool>(size: usize) -> *mut u8 {
     configure();
-    if size > MAX_REQUEST {
-        return ptr::null_mut();
+    let p = if size > MAX_REQUEST {
+        ptr::null_mut()
+    } else {
+        HEAP.malloc_aligned(size, 16)
+    };
+    if ERRNO && p.is_null() {
+        set_errno(ENOMEM);
     }
-    HEAP.malloc_aligned(size, align)
+    p
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two); null when out of
@@ -184,6 +231,22 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 /// `p` must be null or a live block from the global instance, not used afterwards.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
+    // SAFETY: this thread's cache, borrowed for the call only; `p` is null or live
+    // and ours (caller's promise). Caching does not re-enter the allocator.
+    if unsafe { (*cache()).try_free(&HEAP, p as usize) } {
+        return;
+    }
+    // SAFETY: caller's promise.
+    unsafe { free_slow(p) }
+}
+
+/// What the cache's fast path left: null, large blocks, blocks of spans with offset
+/// (aligned) blocks, and frees by threads whose cache is not active.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
     let s = HEAP.map.lookup(p as usize);
     if s.is_null() {
         if !p.is_null() {
@@ -192,28 +255,24 @@ pub unsafe fn free(p: *mut u8) {
         }
         return;
     }
-    let (start, _) = Heap::small_block(s, p as usize);
-    // SAFETY: `s` is the formatted span of live block `p`.
-    let class = unsafe { (*s).class } as usize;
-    // SAFETY: this thread's cache; pushing does not re-enter the allocator.
-    let tc = unsafe { &mut *cache() };
-    if tc.state == ACTIVE {
-        tc.push(&HEAP, class, start);
-    } else {
-        free_slow(p);
-    }
-}
-
-#[cold]
-fn free_slow(p: *mut u8) {
     // SAFETY: reading this thread's cache state; no borrow is live.
-    if unsafe { (*cache()).state } == INACTIVE {
-        activate();
-        // SAFETY: caller's promise; the cache is active now.
-        unsafe { free(p) };
-    } else {
-        // SAFETY: caller's promise; dead threads go to the heap directly.
-        unsafe { HEAP.free(p) };
+    match unsafe { (*cache()).state } {
+        ACTIVE => {
+            let (start, _) = Heap::small_block(s, p as usize);
+            // SAFETY: `s` is the formatted span of live block `p`.
+            let class = unsafe { (*s).class } as usize;
+            // SAFETY: this thread's cache; pushing does not re-enter the allocator.
+            let tc = unsafe { &mut *cache() };
+            tc.sync_map(&HEAP);
+            tc.push(&HEAP, class, start);
+        }
+        INACTIVE => {
+            activate();
+            // SAFETY: caller's promise; the cache is active now.
+            unsafe { free_slow(p) };
+        }
+        // SAFETY: caller's promise; an exiting thread's frees go to the heap.
+        _ => unsafe { HEAP.free(p) },
     }
 }
 

@@ -16,6 +16,7 @@ use crate::pool::Pool;
 use crate::size_class::{class_size, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, SPAN_CHUNKS};
 use crate::span::{self, FreeBlock, Span, SpanList, SpanState};
 use crate::stats::{add, Counters};
+use crate::thread_cache::tag_of;
 
 /// The default [`Config::max_dirty`]: none, an emptied span's pages go back at once
 /// (one `madvise`; the pages fault in again if the span is reused). `git log -p`
@@ -337,6 +338,8 @@ impl Heap {
         if !s.is_null() {
             // SAFETY: `s` is an idle span of the right length, on no list.
             unsafe { span::format(s, class) };
+            self.map
+                .set(s as usize, SPAN_CHUNKS[class] as usize, s, tag_of(class));
         }
         s
     }

@@ -48,7 +48,15 @@ impl Heap {
                 return ptr::null_mut();
             }
             self.counters.on_alloc(Heap::class_bytes(class), size);
-            return (b as usize).next_multiple_of(align) as *mut u8;
+            let p = (b as usize).next_multiple_of(align);
+            if p != b as usize {
+                // Frees of this span must now compute block starts: off the fast path.
+                let s = self.map.lookup(p);
+                // SAFETY: `s` is the formatted span of the live block `b`.
+                let chunks = unsafe { (*s).chunks } as usize;
+                self.map.clear_tag(s, chunks);
+            }
+            return p as *mut u8;
         }
         self.alloc_large(size, align)
     }

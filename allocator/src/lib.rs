@@ -21,7 +21,8 @@
 //! * **class**: a block size; [`size_class`] documents the table and its waste.
 //! * **block**: what `malloc` hands out; free blocks are linked through their first word.
 //! * **arena**: the brk-grown region spans come from ([`os::brk::BrkArena`]).
-//! * **chunk map**: table from arena chunk to span, used by `free` ([`chunk_map`]).
+//! * **chunk map**: table from arena chunk to span and its class bin's tag, used by
+//!   `free` ([`chunk_map`]).
 //! * **pool**: idle spans, dirty then purged ([`pool`]).
 //! * **large block**: a request above the threshold, in its own mapping ([`large`]).
 //! * **thread cache**: per-thread, per-class free lists ([`thread_cache`]).

@@ -118,7 +118,7 @@ impl Pool {
             let rest_chunks = (*s).chunks as usize - chunks;
             let state = (*s).state;
             let rest = init_idle(s as usize + chunks * CHUNK, rest_chunks, state, now);
-            map.set(rest as usize, rest_chunks, rest);
+            map.set(rest as usize, rest_chunks, rest, 0);
             (*s).chunks = chunks as u32;
             self.put(rest, c);
         }
@@ -168,7 +168,7 @@ impl Pool {
                     // SAFETY: the old frontier is arena memory nobody uses.
                     unsafe {
                         let s = init_idle(self.frontier, n, SpanState::Purged, now);
-                        map.set(s as usize, n, s);
+                        map.set(s as usize, n, s, 0);
                         self.put(s, c);
                     }
                     self.frontier += n * CHUNK;
@@ -179,7 +179,7 @@ impl Pool {
         }
         // SAFETY: `[frontier, frontier + want)` is fresh arena memory.
         let s = unsafe { init_idle(self.frontier, chunks, SpanState::Idle, now) };
-        map.set(s as usize, chunks, s);
+        map.set(s as usize, chunks, s, 0);
         self.frontier += want;
         s
     }

@@ -94,7 +94,7 @@ const fn class_size_const(class: usize) -> usize {
     }
 }
 
-const fn class_of_const(size: usize) -> usize {
+pub(crate) const fn class_of_const(size: usize) -> usize {
     if size <= 4096 {
         regular_class_of(size)
     } else if size <= PAGE_PLUS_HEADER {

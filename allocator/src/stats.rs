@@ -34,7 +34,8 @@ pub struct Stats {
     pub requested_bytes_total: u64,
     /// Number of allocations so far.
     pub allocs: u64,
-    /// Number of frees so far.
+    /// Number of frees so far (`allocs - live_blocks`: like them, it lags behind
+    /// the thread caches' unpublished counts).
     pub frees: u64,
     /// Calls growing the brk arena (`sbrk`, or `mprotect` for the reserved backend).
     pub brk_calls: u64,
@@ -99,7 +100,6 @@ pub(crate) struct Counters {
     pub live_blocks: AtomicI64,
     pub requested_bytes_total: AtomicU64,
     pub allocs: AtomicU64,
-    pub frees: AtomicU64,
     pub brk_calls: AtomicU64,
     pub mmap_calls: AtomicU64,
     pub munmap_calls: AtomicU64,
@@ -114,7 +114,6 @@ pub(crate) struct LocalCounts {
     pub live_blocks: i64,
     pub requested: u64,
     pub allocs: u64,
-    pub frees: u64,
 }
 
 impl LocalCounts {
@@ -124,7 +123,6 @@ impl LocalCounts {
             live_blocks: 0,
             requested: 0,
             allocs: 0,
-            frees: 0,
         }
     }
 }
@@ -153,7 +151,6 @@ impl Counters {
             live_blocks: AtomicI64::new(0),
             requested_bytes_total: AtomicU64::new(0),
             allocs: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
             brk_calls: AtomicU64::new(0),
             mmap_calls: AtomicU64::new(0),
             munmap_calls: AtomicU64::new(0),
@@ -176,12 +173,11 @@ impl Counters {
     pub fn on_free(&self, usable: usize) {
         self.live_bytes.fetch_sub(usable as i64, Ordering::Relaxed);
         self.live_blocks.fetch_sub(1, Ordering::Relaxed);
-        add(&self.frees, 1);
     }
 
     /// Publishes and resets a thread cache's counts.
     pub fn publish(&self, local: &mut LocalCounts) {
-        if local.allocs == 0 && local.frees == 0 {
+        if local.allocs == 0 && local.live_blocks == 0 {
             return;
         }
         self.live_bytes
@@ -190,7 +186,6 @@ impl Counters {
             .fetch_add(local.live_blocks, Ordering::Relaxed);
         add(&self.requested_bytes_total, local.requested);
         add(&self.allocs, local.allocs);
-        add(&self.frees, local.frees);
         *local = LocalCounts::new();
     }
 
@@ -204,10 +199,11 @@ impl Counters {
         out.idle_bytes = r(&self.idle_bytes);
         out.metadata_bytes = r(&self.metadata_bytes);
         out.live_bytes = self.live_bytes.load(Ordering::Relaxed).max(0) as u64;
-        out.live_blocks = self.live_blocks.load(Ordering::Relaxed).max(0) as u64;
+        let live = self.live_blocks.load(Ordering::Relaxed);
+        out.live_blocks = live.max(0) as u64;
         out.requested_bytes_total = r(&self.requested_bytes_total);
         out.allocs = r(&self.allocs);
-        out.frees = r(&self.frees);
+        out.frees = (out.allocs as i64 - live).max(0) as u64;
         out.brk_calls = r(&self.brk_calls);
         out.mmap_calls = r(&self.mmap_calls);
         out.munmap_calls = r(&self.munmap_calls);

@@ -299,19 +299,7 @@ impl<'a> Pass<'a> {
         };
         if !slot.live {
             let first = *slot;
-            let kind = match how {
-                Release::Free(_) => ErrorKind::DoubleFree,
-                Release::Realloc(_) => ErrorKind::ReallocOfFreed,
-            };
-            let mut e = HeapError::at(kind, r.time, r.thread, addr, first.size, stack);
-            if first.known {
-                e.alloc_stack = Some(first.stack);
-                e.alloc_func = Some(first.func);
-            }
-            e.first_free_stack = Some(first.free_stack);
-            e.first_free_time = Some(first.free_time);
-            e.free_func = Some(how.name().to_string());
-            self.error(e);
+            self.freed_again(r, how, addr, stack, first);
             return;
         }
         let b = *slot;
@@ -319,18 +307,7 @@ impl<'a> Pass<'a> {
         slot.free_time = r.time;
         slot.free_stack = stack;
         if mismatched(b.func, how) {
-            let mut e = HeapError::at(
-                ErrorKind::MismatchedFree,
-                r.time,
-                r.thread,
-                addr,
-                b.size,
-                stack,
-            );
-            e.alloc_stack = Some(b.stack);
-            e.alloc_func = Some(b.func);
-            e.free_func = Some(how.name().to_string());
-            self.error(e);
+            self.mismatched_free(r, how, addr, stack, &b);
         } else {
             self.totals.frees += 1;
         }
@@ -342,6 +319,45 @@ impl<'a> Pass<'a> {
         self.maybe_forget_freed();
     }
 
+    /// A release of a block already released: double free or realloc of freed.
+    #[cold]
+    #[inline(never)]
+    fn freed_again(&mut self, r: At, how: Release, addr: u64, stack: StackId, first: Slot) {
+        let kind = match how {
+            Release::Free(_) => ErrorKind::DoubleFree,
+            Release::Realloc(_) => ErrorKind::ReallocOfFreed,
+        };
+        let mut e = HeapError::at(kind, r.time, r.thread, addr, first.size, stack);
+        if first.known {
+            e.alloc_stack = Some(first.stack);
+            e.alloc_func = Some(first.func);
+        }
+        e.first_free_stack = Some(first.free_stack);
+        e.first_free_time = Some(first.free_time);
+        e.free_func = Some(how.name().to_string());
+        self.error(e);
+    }
+
+    /// A live block released by a function of another family.
+    #[cold]
+    #[inline(never)]
+    fn mismatched_free(&mut self, r: At, how: Release, addr: u64, stack: StackId, b: &Slot) {
+        let mut e = HeapError::at(
+            ErrorKind::MismatchedFree,
+            r.time,
+            r.thread,
+            addr,
+            b.size,
+            stack,
+        );
+        e.alloc_stack = Some(b.stack);
+        e.alloc_func = Some(b.func);
+        e.free_func = Some(how.name().to_string());
+        self.error(e);
+    }
+
+    #[cold]
+    #[inline(never)]
     fn unknown_free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         if let Some((start, b)) = self.containing_block(addr) {
             let mut e = HeapError::at(

@@ -8,7 +8,7 @@
 //! | 1 ..= 128          | 16, 32, 48, ..., 128 (8)    | 16              |
 //! | 2^k+1 ..= 2^(k+1)  | 2^k * (1.25, 1.5, 1.75, 2)  | 2^(k-2), k=7..11, 14..16 |
 //! | 4097 ..= 16384     | 2^k * (1.125, 1.25, ..., 2) | 2^(k-3), k=12, 13 |
-//! | 4097 ..= 4480      | 4480 ([`PAGE_PLUS_HEADER`]) | one extra class |
+//! | 4097 ..= 4368      | 4368 ([`PAGE_PLUS_HEADER`]) | one extra class |
 //!
 //! That is 8 + 8 * 4 + 2 * 8 + 1 = 57 classes, the largest 128 KiB ([`MAX_SMALL`]);
 //! requests above the large threshold (128 KiB by default, like glibc's
@@ -23,16 +23,17 @@
 //!   wastes 31 of 160 bytes, 19.4 %); from 4 KiB to 16 KiB, with eight steps, less
 //!   than **11.2 %**. Page-sized buffers with a small header are common there
 //!   (sqlite's page cache: 4 KiB pages plus 272 bytes), and rounding waste is
-//!   resident memory: they fit 4480-byte blocks (the one class off the steps) instead
-//!   of 5120. More classes everywhere cost more than they save: each class in use
+//!   resident memory: they fit 4368-byte blocks (the one class off the steps) exactly,
+//!   16 bytes less than glibc's chunks for them (4480-byte blocks cost `sqlite3` about
+//!   90 KiB of peak RSS more). More classes everywhere cost more than they save: each class in use
 //!   keeps a partly used span and a thread-cache bin (32 steps per doubling from 4 to
 //!   8 KiB, or 8 from 8 to 16 KiB, cost `git log -p` 250 to 600 KiB of peak RSS).
 //! * Span tail waste: each span is 1 to [`MAX_SPAN_CHUNKS`] chunks of 64 KiB, chosen
 //!   as the smallest that holds at least 4 blocks with at most **1/64** (1.6 %) of the
 //!   span left over after the 128-byte header, **1/8** for the purged classes (16 KiB
-//!   and up), checked by a unit test for every class. The tail is resident (it shares
-//!   a page with the last block), and so is, in effect, a block that does not fit:
-//!   one 64 KiB chunk holds fourteen 4480-byte blocks (a 4.1 % tail), two hold 29.
+//!   and up), checked by a unit test for every class. Only the tail's part in the
+//!   last block's page becomes resident: one 64 KiB chunk holds fourteen 4368-byte
+//!   blocks (a 6.5 % tail), five hold 74 (1.3 %).
 //!   A longer span costs nothing while partly used (blocks are handed out bottom up,
 //!   so untouched ones stay untouched).
 
@@ -77,10 +78,10 @@ const fn first_class(k: usize) -> usize {
     c
 }
 
-/// One class off the regular steps: a 4 KiB page plus a header of up to 384 bytes
-/// (sqlite's page cache allocates 4096 + 272), which the next regular class (4608)
-/// serves 14 to a chunk instead of 15.
-pub const PAGE_PLUS_HEADER: usize = 4096 + 384;
+/// One class off the regular steps: a 4 KiB page plus a 272-byte header, what the
+/// page cache of sqlite 3.40 on x86-64 allocates per page; larger headers go to the
+/// next regular class (4608).
+pub const PAGE_PLUS_HEADER: usize = 4096 + 272;
 /// The index of [`PAGE_PLUS_HEADER`].
 const EXTRA_CLASS: usize = first_class(12);
 
@@ -171,19 +172,23 @@ pub const SPAN_CHUNKS: [u8; NUM_CLASSES] = {
     t
 };
 
-/// Class lookup for sizes up to 1024, indexed by `(size + 15) / 16`.
-const SMALL_LOOKUP: [u8; 65] = {
-    let mut t = [0u8; 65];
+/// Largest size looked up in [`SMALL_LOOKUP`]. Above it every class is a multiple
+/// of 128.
+pub const SMALL_LOOKUP_MAX: usize = 8192;
+
+/// Class lookup for sizes up to [`SMALL_LOOKUP_MAX`], indexed by `(size + 15) / 16`.
+const SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 16 + 1] = {
+    let mut t = [0u8; SMALL_LOOKUP_MAX / 16 + 1];
     let mut i = 0;
-    while i < 65 {
+    while i < t.len() {
         t[i] = class_of_const(i * 16) as u8;
         i += 1;
     }
     t
 };
 
-/// Class lookup for sizes above 1024, indexed by `(size + 127) / 128`: every class
-/// from 1024 up is a multiple of 128.
+/// Class lookup for sizes above [`SMALL_LOOKUP_MAX`], indexed by
+/// `(size + 127) / 128`.
 const LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
     let mut t = [0u8; MAX_SMALL / 128 + 1];
     let mut i = 0;
@@ -197,7 +202,7 @@ const LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
 /// The class serving a request of `size` bytes (`size <= MAX_SMALL`; 0 counts as 1).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
-    if size <= 1024 {
+    if size <= SMALL_LOOKUP_MAX {
         SMALL_LOOKUP[size.div_ceil(16)] as usize
     } else {
         LARGE_LOOKUP[size.div_ceil(128)] as usize
@@ -224,7 +229,7 @@ mod tests {
         for c in 1..NUM_CLASSES {
             assert!(CLASS_SIZE[c] > CLASS_SIZE[c - 1]);
             assert_eq!(CLASS_SIZE[c] % 16, 0);
-            if CLASS_SIZE[c] > 1024 {
+            if CLASS_SIZE[c] > SMALL_LOOKUP_MAX as u32 {
                 assert_eq!(CLASS_SIZE[c] % 128, 0, "the large lookup's granule");
             }
         }
@@ -265,9 +270,9 @@ mod tests {
             let block = class_size(class_of(size));
             assert!((block - size) * 9 < block, "size {size} in {block}");
         }
-        assert_eq!(class_size(class_of(4097)), 4480);
-        assert_eq!(class_size(class_of(4368)), 4480);
-        assert_eq!(class_size(class_of(4481)), 4608);
+        assert_eq!(class_size(class_of(4097)), 4368);
+        assert_eq!(class_size(class_of(4368)), 4368);
+        assert_eq!(class_size(class_of(4369)), 4608);
     }
 
     #[test]
@@ -289,6 +294,6 @@ mod tests {
                 "class {c}: trim_top's bitmap holds a one-chunk span of 16-byte blocks"
             );
         }
-        assert_eq!(SPAN_CHUNKS[class_of(PAGE_PLUS_HEADER)], 2);
+        assert_eq!(SPAN_CHUNKS[class_of(PAGE_PLUS_HEADER)], 5);
     }
 }

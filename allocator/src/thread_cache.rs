@@ -152,8 +152,8 @@ fn class_of_tag(tag: usize) -> usize {
 
 const _: () = assert!(BINS > 0 && tag_of(NUM_CLASSES) <= TAG_MASK);
 
-/// Largest size served by [`SMALL_TAG`].
-pub(crate) const SMALL_TAG_MAX: usize = 1024;
+/// Largest size served by [`SMALL_TAG`] (classes up to it are multiples of 16 only).
+pub(crate) const SMALL_TAG_MAX: usize = crate::size_class::SMALL_LOOKUP_MAX;
 
 /// Bin tag for sizes up to [`SMALL_TAG_MAX`], indexed by `(size + 15) / 16`.
 const SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
@@ -167,7 +167,7 @@ const SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
 };
 
 /// Bin tag for sizes above [`SMALL_TAG_MAX`], indexed by `(size + 127) / 128`: every
-/// class from 1024 up is a multiple of 128.
+/// class from there up is a multiple of 128.
 const LARGE_TAG: [u16; MAX_SMALL / 128 + 1] = {
     let mut t = [0u16; MAX_SMALL / 128 + 1];
     let mut i = 0;

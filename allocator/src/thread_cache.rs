@@ -12,7 +12,7 @@
 //! 4 KiB, which costs `bench/churn.c` 7 % more instructions (215 M instead of 201 M
 //! for 2 M pairs); 2 KiB would cost 24 %.
 //!
-//! Classes of at least 16 KiB ([`PURGE_CLASS`]) are the exception: every free of
+//! Classes of at least 8 KiB ([`PURGE_CLASS`]) are the exception: every free of
 //! theirs takes the slow path, which returns the block's pages to the OS (all but the
 //! first), and their bins hold at most four such blocks.
 //!

@@ -66,7 +66,7 @@ impl<V: Copy> AddrMap<V> {
     #[inline]
     fn find(&self, k: u64) -> usize {
         let mask = self.index.len() - 1;
-        let mut i = (k.wrapping_mul(FIB) >> self.shift) as usize;
+        let mut i = self.home(k);
         loop {
             let e = self.index[i] as usize;
             if e == 0 || self.entries[e - 1].0 == k {
@@ -74,6 +74,42 @@ impl<V: Copy> AddrMap<V> {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// The value at `k` and `true` if there is one; otherwise inserts `v`
+    /// there and returns it and `false` (one probe for both cases).
+    #[inline]
+    pub fn get_or_insert(&mut self, k: u64, v: V) -> (&mut V, bool) {
+        let i = self.find(k);
+        let e = self.index[i] as usize;
+        if e != 0 {
+            return (&mut self.entries[e - 1].1, true);
+        }
+        self.push(i, k, v);
+        let last = self.entries.len() - 1;
+        (&mut self.entries[last].1, false)
+    }
+
+    /// Appends the entry `(k, v)`, whose free index slot is `i`.
+    #[inline]
+    fn push(&mut self, i: usize, k: u64, v: V) {
+        self.entries.push((k, v));
+        self.index[i] = u32::try_from(self.entries.len()).expect("fewer than 2^32 addresses");
+        if self.entries.len() * 2 > self.index.len() {
+            self.grow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        self.reindex(self.index.len() * 2);
+    }
+
+    /// The index slot where the probe for `k` starts.
+    #[inline]
+    fn home(&self, k: u64) -> usize {
+        (k.wrapping_mul(FIB) >> self.shift) as usize
     }
 
     /// Inserts, returning the previous value.
@@ -84,11 +120,7 @@ impl<V: Copy> AddrMap<V> {
         if e != 0 {
             return Some(std::mem::replace(&mut self.entries[e - 1].1, v));
         }
-        self.entries.push((k, v));
-        self.index[i] = u32::try_from(self.entries.len()).expect("fewer than 2^32 addresses");
-        if self.entries.len() * 2 > self.index.len() {
-            self.reindex(self.index.len() * 2);
-        }
+        self.push(i, k, v);
         None
     }
 
@@ -155,17 +187,30 @@ impl<V> Default for StackMap<V> {
 
 impl<V: Default> StackMap<V> {
     /// The value for `id`, created with `V::default()` if absent.
+    #[inline]
     pub fn entry(&mut self, id: StackId) -> &mut V {
         let i = id as usize;
-        if i < DENSE {
-            if i >= self.dense.len() {
-                self.dense
-                    .resize_with((i + 1).max(self.dense.len() * 2), || None);
+        if !matches!(self.dense.get(i), Some(Some(_))) {
+            if i >= DENSE {
+                return self.sparse.entry(id).or_default();
             }
-            self.dense[i].get_or_insert_with(V::default)
-        } else {
-            self.sparse.entry(id).or_default()
+            self.create(i);
         }
+        match &mut self.dense[i] {
+            Some(v) => v,
+            None => unreachable!("created above"),
+        }
+    }
+
+    /// Creates the dense entry `i` (below [`DENSE`]).
+    #[cold]
+    #[inline(never)]
+    fn create(&mut self, i: usize) {
+        if i >= self.dense.len() {
+            self.dense
+                .resize_with((i + 1).max(self.dense.len() * 2), || None);
+        }
+        self.dense[i].get_or_insert_with(V::default);
     }
 
     /// Entries, dense ones in id order first.

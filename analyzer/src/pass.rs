@@ -31,6 +31,11 @@ pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
 /// release is classified without it (invalid, or before-the-trace).
 pub const INTERIOR_SCAN_BUDGET: u64 = 500_000_000;
 
+/// Allocation functions.
+const NA: usize = AllocFn::ALL.len();
+/// Release functions.
+const NF: usize = FreeFn::ALL.len();
+
 /// The streaming pass. Feed it records with [`Pass::record`], then [`Pass::finish`].
 pub struct Pass<'a> {
     attached: bool,
@@ -54,6 +59,15 @@ pub struct Pass<'a> {
     snapshot_at: u64,
     scan_budget: u64,
     rows: Option<&'a mut dyn FnMut(AllocRow)>,
+    /// Per-event counters kept in fixed arrays (no bounds or capacity checks
+    /// on the hot path), moved into [`Totals`] by [`Pass::finish`].
+    by_alloc_fn: [u64; NA],
+    by_free_fn: [u64; NF],
+    histogram: [u64; 65],
+    /// [`mismatched`] for every pair, computed once (the family functions
+    /// are calls into another crate).
+    mismatch_free: [[bool; NF]; NA],
+    mismatch_realloc: [bool; NA],
 }
 
 impl<'a> Pass<'a> {
@@ -73,17 +87,30 @@ impl<'a> Pass<'a> {
             last_thread: None,
             cur: 0,
             modules: Vec::new(),
-            totals: Totals {
-                histogram: vec![0; 65],
-                by_alloc_fn: vec![0; AllocFn::ALL.len()],
-                by_free_fn: vec![0; FreeFn::ALL.len()],
-                ..Totals::default()
-            },
+            totals: Totals::default(),
             errors: Vec::new(),
             peak_sites: Vec::new(),
             snapshot_at: 0,
             scan_budget: INTERIOR_SCAN_BUDGET,
             rows: None,
+            by_alloc_fn: [0; NA],
+            by_free_fn: [0; NF],
+            histogram: [0; 65],
+            mismatch_free: std::array::from_fn(|a| {
+                std::array::from_fn(|f| mismatched(AllocFn::ALL[a], Release::Free(FreeFn::ALL[f])))
+            }),
+            mismatch_realloc: std::array::from_fn(|a| {
+                mismatched(AllocFn::ALL[a], Release::Realloc(AllocFn::Realloc))
+            }),
+        }
+    }
+
+    /// Whether releasing a block from `alloc` with `how` mixes families.
+    #[inline]
+    fn is_mismatched(&self, alloc: AllocFn, how: Release) -> bool {
+        match how {
+            Release::Free(f) => self.mismatch_free[alloc as usize][f as usize],
+            Release::Realloc(_) => self.mismatch_realloc[alloc as usize],
         }
     }
 
@@ -137,8 +164,10 @@ impl<'a> Pass<'a> {
         if n == 0 {
             return;
         }
-        let (times, threads, kinds) = (b.times(), b.threads(), b.kinds());
-        let (addrs, aux, sizes, stacks) = (b.addrs(), b.aux(), b.sizes(), b.stacks());
+        // Slices of one length: no bounds checks in the loop.
+        let (times, threads, kinds) = (&b.times()[..n], &b.threads()[..n], &b.kinds()[..n]);
+        let (addrs, aux) = (&b.addrs()[..n], &b.aux()[..n]);
+        let (sizes, stacks) = (&b.sizes()[..n], &b.stacks()[..n]);
         self.count(times[0], times[n - 1], n as u64);
         for i in 0..n {
             let at = At {
@@ -201,18 +230,19 @@ impl<'a> Pass<'a> {
 
     #[inline]
     fn free_event(&mut self, at: At, func: FreeFn, addr: u64, stack: StackId) {
-        self.totals.by_free_fn[func as usize] += 1;
+        self.by_free_fn[func as usize] += 1;
         self.free(at, Release::Free(func), addr, stack);
     }
 
+    #[inline]
     fn alloc(&mut self, r: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
         let id = self.next_id;
         self.next_id += 1;
         let t = &mut self.totals;
         t.allocations += 1;
-        t.by_alloc_fn[func as usize] += 1;
         t.bytes_allocated += size;
-        t.histogram[(64 - size.leading_zeros()) as usize] += 1;
+        self.by_alloc_fn[func as usize] += 1;
+        self.histogram[(64 - size.leading_zeros()) as usize] += 1;
         let slot = Slot {
             id,
             size,
@@ -225,11 +255,13 @@ impl<'a> Pass<'a> {
             live: true,
             known: true,
         };
-        if let Some(old) = self.slots.insert(addr, slot) {
-            if old.live {
-                // The free of the previous block was not recorded: end it here.
-                self.totals.overlapping_allocs += 1;
-                self.end_block(addr, &old, r.time, 0, None);
+        let (s, existed) = self.slots.get_or_insert(addr, slot);
+        if existed {
+            if s.live {
+                let old = std::mem::replace(s, slot);
+                self.overlapping(addr, &old, r.time);
+            } else {
+                *s = slot;
             }
         }
         self.live_count += 1;
@@ -249,6 +281,14 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// The free of the previous block at `addr` was not recorded: ends it here.
+    #[cold]
+    #[inline(never)]
+    fn overlapping(&mut self, addr: u64, old: &Slot, time: u64) {
+        self.totals.overlapping_allocs += 1;
+        self.end_block(addr, old, time, 0, None);
+    }
+
     /// Remembers the per-stack live bytes now; the next snapshot is taken
     /// once the peak has grown by another 1/64 (rate limit).
     fn snapshot_peak(&mut self) {
@@ -263,19 +303,29 @@ impl<'a> Pass<'a> {
     }
 
     /// Accounts for the end of a live block (valid or mismatched release).
+    #[inline]
     fn end_block(
         &mut self,
         addr: u64,
         b: &Slot,
         time: u64,
         free_stack: StackId,
-        free_func: Option<&'static str>,
+        how: Option<Release>,
     ) {
         self.live_count -= 1;
         self.live_bytes -= b.size;
         let site = self.sites.entry(b.stack);
         site.live -= 1;
         site.live_bytes -= b.size;
+        if self.rows.is_some() {
+            self.row(addr, b, time, free_stack, how);
+        }
+    }
+
+    /// The row of a block that ended, for a caller that asked for rows.
+    #[cold]
+    #[inline(never)]
+    fn row(&mut self, addr: u64, b: &Slot, time: u64, free_stack: StackId, how: Option<Release>) {
         if let Some(sink) = self.rows.as_mut() {
             sink(AllocRow {
                 id: b.id,
@@ -285,13 +335,14 @@ impl<'a> Pass<'a> {
                 thread: b.thread,
                 alloc_time: b.time,
                 free_time: Some(time),
-                free_func,
+                free_func: how.map(Release::name),
                 alloc_stack: b.stack,
                 free_stack,
             });
         }
     }
 
+    #[inline]
     fn free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         let Some(slot) = self.slots.get_mut(addr) else {
             self.unknown_free(r, how, addr, stack);
@@ -302,20 +353,29 @@ impl<'a> Pass<'a> {
             self.freed_again(r, how, addr, stack, first);
             return;
         }
-        let b = *slot;
         slot.live = false;
         slot.free_time = r.time;
         slot.free_stack = stack;
-        if mismatched(b.func, how) {
-            self.mismatched_free(r, how, addr, stack, &b);
+        let (id, size, b_stack, func, thread) =
+            (slot.id, slot.size, slot.stack, slot.func, slot.thread);
+        if self.is_mismatched(func, how) {
+            self.mismatched_free(r, how, addr, stack);
         } else {
             self.totals.frees += 1;
         }
-        if self.last_alloc[self.cur] == b.id && b.thread == r.thread {
-            self.totals.temporary += 1;
-            self.sites.entry(b.stack).temporary += 1;
+        // Temporary: freed before its thread allocated anything else.
+        let temporary = u64::from(self.last_alloc[self.cur] == id && thread == r.thread);
+        self.totals.temporary += temporary;
+        self.live_count -= 1;
+        self.live_bytes -= size;
+        let site = self.sites.entry(b_stack);
+        site.live -= 1;
+        site.live_bytes -= size;
+        site.temporary += temporary;
+        if self.rows.is_some() {
+            let b = *self.slots.get_mut(addr).expect("released above");
+            self.row(addr, &b, r.time, stack, Some(how));
         }
-        self.end_block(addr, &b, r.time, stack, Some(how.name()));
         self.maybe_forget_freed();
     }
 
@@ -341,7 +401,8 @@ impl<'a> Pass<'a> {
     /// A live block released by a function of another family.
     #[cold]
     #[inline(never)]
-    fn mismatched_free(&mut self, r: At, how: Release, addr: u64, stack: StackId, b: &Slot) {
+    fn mismatched_free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
+        let b = *self.slots.get_mut(addr).expect("released block");
         let mut e = HeapError::at(
             ErrorKind::MismatchedFree,
             r.time,
@@ -445,6 +506,9 @@ impl<'a> Pass<'a> {
 
     /// Ends the pass: still-live blocks become leak candidates (and rows).
     pub fn finish(mut self) -> PassResult {
+        self.totals.by_alloc_fn = self.by_alloc_fn.to_vec();
+        self.totals.by_free_fn = self.by_free_fn.to_vec();
+        self.totals.histogram = self.histogram.to_vec();
         let mut live: Vec<(u64, Slot)> = self.slots.iter().filter(|(_, s)| s.live).collect();
         live.sort_unstable_by_key(|(a, _)| *a);
         if let Some(sink) = self.rows.as_mut() {

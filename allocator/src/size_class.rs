@@ -174,8 +174,8 @@ pub const SPAN_CHUNKS: [u8; NUM_CLASSES] = {
     t
 };
 
-/// Largest size looked up in [`SMALL_LOOKUP`]. Above it every class is a multiple
-/// of 128.
+/// Largest size whose class is looked up at 16-byte granularity. Above it every
+/// class is a multiple of 128.
 pub const SMALL_LOOKUP_MAX: usize = 8192;
 
 /// Class lookup for sizes up to [`SMALL_LOOKUP_MAX`], indexed by `(size + 15) / 16`.

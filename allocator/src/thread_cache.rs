@@ -26,8 +26,8 @@
 //! atomic read-modify-write (`bench/churn.c`: 17 instructions per `malloc`, 17 per
 //! `free`, counted with callgrind):
 //!
-//! * A bin is addressed by its **tag**, its byte offset in the cache ([`tag_of`]).
-//!   `malloc` maps the size to the tag with one table load ([`small_tag`]).
+//! * A bin is addressed by its **tag**, its byte offset in the cache (`tag_of`).
+//!   `malloc` maps the size to the tag with one table load (`small_tag`).
 //! * `free` reads the tag from the chunk map entry of the block's chunk, through a
 //!   copy of the map's base, length and table kept in the cache (no global to load),
 //!   and pushes the block: the span header is not read. Spans holding a block that

@@ -172,6 +172,15 @@ fn fork_while_threads_allocate() {
     );
 }
 
+/// A mapping right above the program break stops `sbrk`: malloc must carry on with
+/// memory mapped elsewhere, as glibc's does, not return null.
+#[test]
+fn malloc_works_when_the_break_cannot_grow() {
+    let exe = compile(&programs_dir().join("brk_blocked.c"));
+    let out = same_output(|| Command::new(&exe));
+    assert!(out.starts_with("ok 200000 "), "{out}");
+}
+
 #[test]
 fn churn_workloads_match_glibc() {
     let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");

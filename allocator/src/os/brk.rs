@@ -5,7 +5,11 @@
 //! * [`Backend::Brk`] grows the real program break with `sbrk`. This is what a
 //!   drop-in malloc does. If someone else moved the break since our last growth, the
 //!   new memory is not contiguous with ours; the arena then pads to the asked
-//!   alignment and carries on from there. The arena never shrinks the break.
+//!   alignment and carries on from there. The arena never shrinks the break. When
+//!   the break cannot grow (a mapping sits right above it, `RLIMIT_DATA`, or a
+//!   tool such as valgrind caps it), the arena carries on with anonymous mappings
+//!   placed at fixed addresses above its memory, inside `[base, base + limit)`, as
+//!   glibc falls back to `mmap`.
 //! * [`Backend::Reserved`] reserves a region of address space of its own with
 //!   `mmap(PROT_NONE)` and commits it front to back with `mprotect`, emulating a
 //!   program break. Use it in a process whose glibc malloc also uses `brk` (the
@@ -36,6 +40,8 @@ pub struct BrkArena {
     top: usize,
     /// Bytes of address space, from `base`, the arena may grow into.
     limit: usize,
+    /// The real break refused to grow once: growth is by fixed mappings from now on.
+    break_blocked: bool,
 }
 
 impl BrkArena {
@@ -54,6 +60,7 @@ impl BrkArena {
             base,
             top: base,
             limit,
+            break_blocked: false,
         })
     }
 
@@ -90,21 +97,56 @@ impl BrkArena {
                 Some(start)
             }
             Backend::Brk => {
-                let cur = current_break()?;
-                let start = (cur.max(self.base).checked_add(align - 1)?) & !(align - 1);
-                let end = start.checked_add(len)?;
-                if end - self.base > self.limit {
-                    return None;
+                if !self.break_blocked {
+                    if let Some(start) = self.grow_break(len, align) {
+                        return Some(start);
+                    }
+                    self.break_blocked = true;
                 }
-                extend_break(end - cur)?;
-                self.top = end;
-                Some(start)
+                self.grow_mapped(len, align)
             }
         }
     }
 
+    /// Grows by moving the real program break.
+    fn grow_break(&mut self, len: usize, align: usize) -> Option<usize> {
+        let cur = current_break()?;
+        let start = (cur.max(self.base).checked_add(align - 1)?) & !(align - 1);
+        let end = start.checked_add(len)?;
+        if end - self.base > self.limit {
+            return None;
+        }
+        extend_break(end - cur)?;
+        self.top = end;
+        Some(start)
+    }
+
+    /// Grows by a fixed mapping above the arena's memory, for when the break cannot
+    /// move. Something else is mapped where the break would have grown, so it probes
+    /// upwards with exponentially growing steps (at most 64 `mmap` calls, however
+    /// crowded the address space) and stays inside `[base, base + limit)`.
+    fn grow_mapped(&mut self, len: usize, align: usize) -> Option<usize> {
+        let from = current_break().unwrap_or(0).max(self.top).max(self.base);
+        let mut start = from.checked_add(align - 1)? & !(align - 1);
+        let mut step = len.max(align);
+        for _ in 0..64 {
+            let end = start.checked_add(len)?;
+            if end - self.base > self.limit {
+                return None;
+            }
+            if mmap::map_at(start, len) {
+                self.top = end;
+                return Some(start);
+            }
+            start = start.checked_add(step)?;
+            step = step.checked_mul(2)?;
+        }
+        None
+    }
+
     /// Releases the arena's memory if that is possible: a reserved region is unmapped
     /// whole; the real break is lowered only if it still ends where we left it.
+    /// Pieces mapped after the break stopped growing are not tracked and stay mapped.
     ///
     /// # Safety
     /// No memory handed out by the arena may be used afterwards.

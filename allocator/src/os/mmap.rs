@@ -93,6 +93,37 @@ pub fn reserve_aligned(len: usize, align: usize) -> Option<usize> {
     Some(start)
 }
 
+/// Maps `len` bytes of zero-filled read-write memory exactly at `addr` (page
+/// aligned), only if nothing is mapped anywhere in `[addr, addr + len)`
+/// (`MAP_FIXED_NOREPLACE`; on kernels older than 4.17, which treat the flag as a
+/// hint, a mapping placed elsewhere is undone). Returns whether it succeeded.
+pub fn map_at(addr: usize, len: usize) -> bool {
+    if len == 0 || addr == 0 {
+        return false;
+    }
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no live
+    // object can be affected; a fresh anonymous mapping aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return false;
+    }
+    if p as usize != addr {
+        // SAFETY: the mapping was just made for us at `p` and nobody has seen it.
+        unsafe { unmap(p as usize, len) };
+        return false;
+    }
+    true
+}
+
 /// Makes `[addr, addr + len)` of a reservation readable and writable.
 ///
 /// # Safety

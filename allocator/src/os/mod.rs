@@ -9,7 +9,8 @@
 //!   arena reserves for itself with `mmap(PROT_NONE)` and commits with `mprotect`, which
 //!   emulates a program break without touching the real one. Growth returns the start
 //!   of fresh, zero-filled, read-write memory, aligned as asked; it may be
-//!   non-contiguous with earlier growth when someone else moved the real break.
+//!   non-contiguous with earlier growth when someone else moved the real break, or
+//!   when the break cannot grow and the arena goes on with fixed mappings above it.
 //!   Memory is never returned by shrinking the break; idle parts are given back with
 //!   [`mmap::advise_free`] instead.
 //! * [`mmap`]: anonymous private mappings (zero-filled, read-write), unmapping,

@@ -63,7 +63,7 @@ impl<V: Copy> Default for AddrMap<V> {
 
 impl<V: Copy> AddrMap<V> {
     /// The index slot holding `k`'s entry number, or the free slot where it would go.
-    #[inline]
+    #[inline(always)]
     fn find(&self, k: u64) -> usize {
         let mask = self.index.len() - 1;
         let mut i = self.home(k);
@@ -78,7 +78,7 @@ impl<V: Copy> AddrMap<V> {
 
     /// The value at `k` and `true` if there is one; otherwise inserts `v`
     /// there and returns it and `false` (one probe for both cases).
-    #[inline]
+    #[inline(always)]
     pub fn get_or_insert(&mut self, k: u64, v: V) -> (&mut V, bool) {
         let i = self.find(k);
         let e = self.index[i] as usize;
@@ -90,8 +90,9 @@ impl<V: Copy> AddrMap<V> {
         (&mut self.entries[last].1, false)
     }
 
-    /// Appends the entry `(k, v)`, whose free index slot is `i`.
-    #[inline]
+    /// Appends the entry `(k, v)`, whose free index slot is `i` (out of
+    /// line: a new address is rare next to lookups of known ones).
+    #[inline(never)]
     fn push(&mut self, i: usize, k: u64, v: V) {
         self.entries.push((k, v));
         self.index[i] = u32::try_from(self.entries.len()).expect("fewer than 2^32 addresses");
@@ -125,7 +126,7 @@ impl<V: Copy> AddrMap<V> {
     }
 
     /// The value at `k`.
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, k: u64) -> Option<&mut V> {
         let e = self.index[self.find(k)] as usize;
         if e == 0 {

@@ -207,7 +207,7 @@ impl<'a> Pass<'a> {
 
     /// Makes `thread` the current one (records come in runs of one thread,
     /// so the thread map is consulted only when it changes).
-    #[inline]
+    #[inline(always)]
     fn thread(&mut self, thread: ThreadId) {
         if self.last_thread != Some(thread) {
             self.last_thread = Some(thread);
@@ -219,7 +219,7 @@ impl<'a> Pass<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc_event(&mut self, at: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
         if addr == 0 {
             self.totals.failed += 1;
@@ -228,13 +228,13 @@ impl<'a> Pass<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn free_event(&mut self, at: At, func: FreeFn, addr: u64, stack: StackId) {
         self.by_free_fn[func as usize] += 1;
         self.free(at, Release::Free(func), addr, stack);
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, r: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
         let id = self.next_id;
         self.next_id += 1;
@@ -342,7 +342,7 @@ impl<'a> Pass<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         let Some(slot) = self.slots.get_mut(addr) else {
             self.unknown_free(r, how, addr, stack);

@@ -188,30 +188,24 @@ impl<V> Default for StackMap<V> {
 
 impl<V: Default> StackMap<V> {
     /// The value for `id`, created with `V::default()` if absent.
-    #[inline]
+    #[inline(always)]
     pub fn entry(&mut self, id: StackId) -> &mut V {
         let i = id as usize;
-        if !matches!(self.dense.get(i), Some(Some(_))) {
+        if i >= self.dense.len() {
             if i >= DENSE {
                 return self.sparse.entry(id).or_default();
             }
-            self.create(i);
+            self.grow(i);
         }
-        match &mut self.dense[i] {
-            Some(v) => v,
-            None => unreachable!("created above"),
-        }
+        self.dense[i].get_or_insert_with(V::default)
     }
 
-    /// Creates the dense entry `i` (below [`DENSE`]).
+    /// Makes room for the dense id `i` (below [`DENSE`]).
     #[cold]
     #[inline(never)]
-    fn create(&mut self, i: usize) {
-        if i >= self.dense.len() {
-            self.dense
-                .resize_with((i + 1).max(self.dense.len() * 2), || None);
-        }
-        self.dense[i].get_or_insert_with(V::default);
+    fn grow(&mut self, i: usize) {
+        self.dense
+            .resize_with((i + 1).max(self.dense.len() * 2), || None);
     }
 
     /// Entries, dense ones in id order first.

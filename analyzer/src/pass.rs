@@ -52,6 +52,8 @@ pub struct Pass<'a> {
     /// runs of one thread, so the map is consulted only when it changes).
     last_thread: Option<ThreadId>,
     cur: usize,
+    /// `last_alloc` of the current thread (written back when it changes).
+    cur_last_alloc: u64,
     modules: Vec<Module>,
     totals: Totals,
     errors: Vec<HeapError>,
@@ -86,6 +88,7 @@ impl<'a> Pass<'a> {
             threads: HashMap::default(),
             last_thread: None,
             cur: 0,
+            cur_last_alloc: 0,
             modules: Vec::new(),
             totals: Totals::default(),
             errors: Vec::new(),
@@ -210,13 +213,22 @@ impl<'a> Pass<'a> {
     #[inline(always)]
     fn thread(&mut self, thread: ThreadId) {
         if self.last_thread != Some(thread) {
-            self.last_thread = Some(thread);
-            let n = self.threads.len();
-            self.cur = *self.threads.entry(thread).or_insert(n);
-            if self.cur == n {
-                self.last_alloc.push(0);
-            }
+            self.switch_thread(thread);
         }
+    }
+
+    #[inline(never)]
+    fn switch_thread(&mut self, thread: ThreadId) {
+        if self.last_thread.is_some() {
+            self.last_alloc[self.cur] = self.cur_last_alloc;
+        }
+        self.last_thread = Some(thread);
+        let n = self.threads.len();
+        self.cur = *self.threads.entry(thread).or_insert(n);
+        if self.cur == n {
+            self.last_alloc.push(0);
+        }
+        self.cur_last_alloc = self.last_alloc[self.cur];
     }
 
     #[inline(always)]
@@ -271,7 +283,7 @@ impl<'a> Pass<'a> {
         site.bytes += size;
         site.live += 1;
         site.live_bytes += size;
-        self.last_alloc[self.cur] = id;
+        self.cur_last_alloc = id;
         if self.live_bytes > self.totals.peak_live_bytes {
             self.totals.peak_live_bytes = self.live_bytes;
             self.totals.peak_time = r.time;
@@ -364,7 +376,7 @@ impl<'a> Pass<'a> {
             self.totals.frees += 1;
         }
         // Temporary: freed before its thread allocated anything else.
-        let temporary = u64::from(self.last_alloc[self.cur] == id && thread == r.thread);
+        let temporary = u64::from(self.cur_last_alloc == id && thread == r.thread);
         self.totals.temporary += temporary;
         self.live_count -= 1;
         self.live_bytes -= size;

@@ -19,7 +19,7 @@
 //! in the ring of the thread's recent frees; anything else is a literal delta.
 
 use crate::batch::{EventBatch, Kind, Slots};
-use crate::event::{AllocFn, Event, FreeFn, Module, Record, ThreadId};
+use crate::event::{AllocFn, Event, FreeFn, Module, ThreadId};
 
 use crate::varint::{self, Cursor};
 
@@ -933,98 +933,9 @@ impl BlockDecoder {
     pub fn into_payload(self) -> Vec<u8> {
         self.payload
     }
-
-    /// Decodes up to `max` more events into `out`, using and updating the
-    /// thread's `model`. Checks at the end that every column was consumed.
-    pub fn decode_batch(
-        &mut self,
-        model: &mut AddrModel,
-        out: &mut Vec<Record>,
-        max: usize,
-    ) -> Result<(), String> {
-        out.reserve((self.remaining as usize).min(max));
-        self.decode_with(model, max, |r| out.push(r))
-    }
-
-    /// Like [`BlockDecoder::decode_batch`], handing each record to `sink`.
-    #[inline]
-    pub fn decode_with(
-        &mut self,
-        model: &mut AddrModel,
-        max: usize,
-        mut sink: impl FnMut(Record),
-    ) -> Result<(), String> {
-        let col = |i: usize| {
-            let (a, b) = self.bounds[i];
-            Cursor::at(&self.payload[a..b], self.pos[i])
-        };
-        let mut ops = col(0);
-        let mut d = Decoder {
-            times: col(1),
-            addrs: col(2),
-            frees: col(3),
-            frees_hi: col(4),
-            allocs: col(5),
-            sizes: col(6),
-            stacks: col(7),
-            extra: col(8),
-            model,
-        };
-        let n = (self.remaining as usize).min(max);
-        let mut time = self.time;
-        let thread = self.thread;
-        let mut result = Ok(());
-        let mut done = 0;
-        while done < n {
-            let (Some(opc), Some(dt)) = (ops.byte(), d.times.get()) else {
-                result = Err("events block: times column ended early".to_string());
-                break;
-            };
-            let Some(t) = time.checked_add(dt) else {
-                result = Err("events block: time overflow".to_string());
-                break;
-            };
-            time = t;
-            let Some(event) = d.event(opc) else {
-                result = Err(format!(
-                    "events block: bad or cut event with opcode {opc:#04x}"
-                ));
-                break;
-            };
-            sink(Record {
-                time,
-                thread,
-                event,
-            });
-            done += 1;
-        }
-        let cursors = [
-            &ops,
-            &d.times,
-            &d.addrs,
-            &d.frees,
-            &d.frees_hi,
-            &d.allocs,
-            &d.sizes,
-            &d.stacks,
-            &d.extra,
-        ];
-        let all_used = cursors.iter().all(|c| c.is_empty());
-        for (p, c) in self.pos.iter_mut().zip(cursors) {
-            *p = c.pos();
-        }
-        self.time = time;
-        self.remaining -= done as u64;
-        result?;
-        if self.remaining == 0 && !all_used {
-            return Err("events block: columns hold more values than the events use".into());
-        }
-        Ok(())
-    }
 }
 
 struct Decoder<'a> {
-    times: Cursor<'a>,
     addrs: Cursor<'a>,
     frees: Cursor<'a>,
     frees_hi: Cursor<'a>,
@@ -1263,7 +1174,6 @@ impl BlockDecoder {
         let ops = ops.get(self.pos[0]..).unwrap_or_default();
         let ops = &ops[..m.min(ops.len())];
         let mut d = Decoder {
-            times: Cursor::new(&[]),
             addrs: col(2),
             frees: col(3),
             frees_hi: col(4),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks liballoctrace_malloc.so against glibc, jemalloc and mimalloc, each
 # preloaded under the same programs in the same run: wall time (hyperfine, mean of
-# RUNS runs) and peak RSS (/usr/bin/time -f %M, median of 3 runs), as ratios to glibc.
+# RUNS runs) and peak RSS (/usr/bin/time -f %M, median of RSS_RUNS runs, default 5,
+# with address-space randomisation off), as ratios to glibc.
 #
 # Usage: allocator/bench/run.sh            (from anywhere; RUNS=10 by default)
 # Needs: cargo, cc, hyperfine, python3, sqlite3, git, gcc, /usr/bin/time.
@@ -10,6 +11,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 runs="${RUNS:-10}"
+rss_runs="${RSS_RUNS:-5}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -48,10 +50,15 @@ for w in "${workloads[@]}"; do
   hyperfine -N -w 1 -r "$runs" --export-json "$work/$w.json" "${hf[@]}" >/dev/null 2>&1 \
     || hyperfine -w 1 -r "$runs" --export-json "$work/$w.json" "${hf[@]}" >/dev/null
   for a in "${order[@]}"; do
-    for i in 1 2 3; do
-      env LD_PRELOAD="${lib[$a]}" /usr/bin/time -f %M -o "$work/rss" bash -c "${cmd[$w]} >/dev/null"
+    # Address-space randomisation moves peak RSS by ±100–150 KiB from run to run
+    # (libc's pages that fault-around brings in depend on the load address);
+    # `setarch -R` turns it off for the measured program, so medians repeat
+    # within about 50 KiB.
+    for ((i = 0; i < rss_runs; i++)); do
+      env LD_PRELOAD="${lib[$a]}" /usr/bin/time -f %M -o "$work/rss" \
+        setarch "$(uname -m)" -R bash -c "${cmd[$w]} >/dev/null"
       cat "$work/rss"
-    done | sort -n | sed -n 2p >"$work/$w.$a.rss"
+    done | sort -n | sed -n "$((rss_runs / 2 + 1))p" >"$work/$w.$a.rss"
   done
   python3 - "$work" "$w" "${order[@]}" <<'PY'
 import json, sys

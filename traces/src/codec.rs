@@ -976,72 +976,11 @@ impl Decoder<'_> {
         String::from_utf8(b.to_vec()).ok()
     }
 
+    /// Decodes an event other than an allocation, free or realloc (those are
+    /// written straight into the batch's columns by [`Decoder::event_into`]).
     #[inline]
-    fn event(&mut self, opc: u8) -> Option<Event> {
+    fn other_event(&mut self, opc: u8) -> Option<Event> {
         Some(match opc {
-            0x00..=0x10 => {
-                let func = AllocFn::from_u8(opc)?;
-                if matches!(func, AllocFn::Realloc | AllocFn::Reallocarray) {
-                    return None;
-                }
-                let size = self.sizes.get()?;
-                let stack = self.stack()?;
-                let addr = self.allocated(size, stack)?;
-                let align = if func.is_aligned() {
-                    self.extra.get()?
-                } else {
-                    0
-                };
-                Event::Alloc {
-                    func,
-                    addr,
-                    size,
-                    align,
-                    stack,
-                }
-            }
-            0x20..=0x2c => {
-                let func = FreeFn::from_u8(opc - op::FREE)?;
-                let (addr, alloc_stack) = self
-                    .model
-                    .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
-                let code = self.stacks.get()?;
-                let stack = self.model.free_stack_decode(alloc_stack, code)?;
-                let size = if is_sized_delete(func) {
-                    self.sizes.get()?
-                } else {
-                    0
-                };
-                let align = if func.is_aligned() {
-                    self.extra.get()?
-                } else {
-                    0
-                };
-                Event::Free {
-                    func,
-                    addr,
-                    size,
-                    align,
-                    stack,
-                }
-            }
-            op::REALLOC | op::REALLOCARRAY => {
-                let old_addr = self.freed()?;
-                let size = self.sizes.get()?;
-                let func = if opc == op::REALLOC {
-                    AllocFn::Realloc
-                } else {
-                    AllocFn::Reallocarray
-                };
-                let stack = self.stack()?;
-                Event::Realloc {
-                    func,
-                    old_addr,
-                    new_addr: self.allocated(size, stack)?,
-                    size,
-                    stack,
-                }
-            }
             op::MMAP => Event::Mmap {
                 addr: self.addr()?,
                 len: self.sizes.get()?,
@@ -1302,7 +1241,7 @@ impl Decoder<'_> {
                 out.set(i, Kind::Realloc(func), new_addr, old_addr, size, stack);
             }
             _ => {
-                let ev = self.event(opc)?;
+                let ev = self.other_event(opc)?;
                 out.set_event(i, ev);
             }
         }

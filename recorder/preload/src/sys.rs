@@ -23,19 +23,7 @@ pub fn use_tsc(on: bool) -> bool {
 /// real release because `rdtsc` completes before later stores become visible.
 #[inline(always)]
 pub fn now() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    if TSC.load(Ordering::Relaxed) {
-        let (lo, hi): (u32, u32);
-        // SAFETY: lfence and rdtsc have no preconditions on x86-64. The asm
-        // is not `nomem`, so the compiler keeps earlier stores (the busy
-        // flag) before it.
-        unsafe {
-            core::arch::asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi,
-                options(nostack, preserves_flags));
-        }
-        return (hi as u64) << 32 | lo as u64;
-    }
-    clock(libc::CLOCK_MONOTONIC)
+    read_clock::<true>()
 }
 
 /// [`now`] without waiting for earlier instructions to complete (no
@@ -46,14 +34,26 @@ pub fn now() -> u64 {
 /// program order (the collector's `membarrier`).
 #[inline(always)]
 pub fn now_unordered() -> u64 {
+    read_clock::<false>()
+}
+
+/// The records' clock, with or without an `lfence` before the counter read.
+#[inline(always)]
+fn read_clock<const FENCE: bool>() -> u64 {
     #[cfg(target_arch = "x86_64")]
     if TSC.load(Ordering::Relaxed) {
         let (lo, hi): (u32, u32);
-        // SAFETY: rdtsc has no preconditions on x86-64. Not `nomem`: earlier
-        // stores (the busy flag) stay before it in program order.
+        // SAFETY: lfence and rdtsc have no preconditions on x86-64. The asm
+        // is not `nomem`, so the compiler keeps earlier stores (the busy
+        // flag) before it.
         unsafe {
-            core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi,
-                options(nostack, preserves_flags));
+            if FENCE {
+                core::arch::asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi,
+                    options(nostack, preserves_flags));
+            } else {
+                core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi,
+                    options(nostack, preserves_flags));
+            }
         }
         return (hi as u64) << 32 | lo as u64;
     }

@@ -7,6 +7,15 @@
 //!   keyed by `(ip, sp, bp)` stores every `(address, value)` the unwind read
 //!   and its stack id; when all those words are unchanged the result is the
 //!   same, exactly, and costs a few dozen loads instead of an unwind.
+//!
+//! Most words an unwind reads are saved registers (on x86-64 only `rbp`
+//! matters to the unwinder) that no later frame uses: optimised code keeps
+//! data in `rbp`. When a check walk in which every word other than a return
+//! address reads as garbage (and so does the starting `rbp`) gives the same
+//! frames and ends the same way, the result depends on the return addresses
+//! alone and the entry keeps only those (about half the words). A garbage
+//! `rbp` that a rule uses sends the walk outside the stack, so it ends with
+//! an error naming a garbage address, which no real walk ends with.
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{
@@ -25,6 +34,33 @@ pub const MAX_DEPTH: usize = 256;
 const MEMO_ENTRIES: usize = 128;
 const MEMO_WAYS: usize = 4;
 const MAX_READS: usize = 128;
+/// Frames a walk may step through: the depth cap plus skipped frames.
+const MAX_STEPS: usize = MAX_DEPTH + 32;
+/// What a check walk's pruned words and starting `rbp` read as (`value ^
+/// GARBAGE`): far outside any stack, so a rule that uses such an `rbp` ends
+/// the walk with an error naming an address no real walk reads.
+const GARBAGE: u64 = 0x5a3c_9600_0000_0008;
+
+/// How a walk ended: by the depth cap, at the end of the stack, or with an
+/// error (compared between a walk and its check walk).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Cap,
+    Done,
+    Failed(framehop::Error),
+}
+
+/// What a walk does with the stack words it reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Records them (and the return addresses met) for a memo entry.
+    Record,
+    /// Reads them as they are.
+    Check,
+    /// Reads words not marked `keep` (and not read by the recorded walk:
+    /// as they are) as garbage.
+    Prune,
+}
 
 type Fh = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
 
@@ -85,6 +121,13 @@ pub struct Unwinder {
     frames: [u64; MAX_DEPTH],
     frames2: [u64; MAX_DEPTH],
     reads: [(u64, u64); MAX_READS],
+    /// Which recorded reads a pruned entry keeps (return addresses).
+    keep: [bool; MAX_READS],
+    /// Return addresses met by the recorded walk (also the skipped frames').
+    ras: [u64; MAX_STEPS + 1],
+    nras: usize,
+    /// Reads made by the recorded walk.
+    nrec: usize,
     victim: usize,
 }
 
@@ -115,6 +158,10 @@ impl Unwinder {
             frames: [0; MAX_DEPTH],
             frames2: [0; MAX_DEPTH],
             reads: [(0, 0); MAX_READS],
+            keep: [false; MAX_READS],
+            ras: [0; MAX_STEPS + 1],
+            nras: 0,
+            nrec: 0,
             victim: 0,
         })
     }
@@ -242,16 +289,30 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
         return 0;
     }
     let max = p.max_depth.min(MAX_DEPTH);
-    let (n, nreads, overflow) = u.walk(ip, sp, bp, max, false);
+    let (n, nreads, overflow, end) = u.walk(ip, sp, bp, max, Mode::Record);
     if n == 0 {
         return 0;
     }
-    // Would the same walk give the same frames without rbp?
-    let (n2, _, _) = u.walk(ip, sp, 0, max, true);
-    let uses_bp = n2 != n || u.frames2[..n] != u.frames[..n];
     let h = stacks::hash(&u.frames[..n]);
     let (id, known) = stacks::intern(h, || p.next_stack_id());
     if !overflow {
+        // Which words does the result depend on? Return addresses always;
+        // `rbp` (at the start and as restored from the stack) only when a
+        // check walk with garbage in its place differs.
+        for k in 0..nreads {
+            let v = u.reads[k].1;
+            u.keep[k] = u.ras[..u.nras].contains(&v);
+        }
+        let (uses_bp, pruned) = if u.same_as(n, end, ip, sp, bp ^ GARBAGE, max, Mode::Prune) {
+            (false, true)
+        } else if u.same_as(n, end, ip, sp, bp, max, Mode::Prune) {
+            (true, true)
+        } else {
+            (
+                !u.same_as(n, end, ip, sp, bp ^ GARBAGE, max, Mode::Check),
+                false,
+            )
+        };
         u.victim = u.victim.wrapping_add(1);
         let e = &mut u.memo[set + u.victim % MEMO_WAYS];
         e.ip = ip;
@@ -260,12 +321,17 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
         e.uses_bp = uses_bp;
         e.gen = u.gen ^ epoch << 40;
         e.id = id;
-        e.nreads = nreads as u16;
+        let mut m = 0;
         for (k, &(a, v)) in u.reads[..nreads].iter().enumerate() {
+            if pruned && !u.keep[k] {
+                continue;
+            }
             // `walk` reads only within [sp, top) and flags offsets >= 4 GiB as overflow.
-            e.offs[k] = (a - sp) as u32;
-            e.vals[k] = v;
+            e.offs[m] = (a - sp) as u32;
+            e.vals[m] = v;
+            m += 1;
         }
+        e.nreads = m as u16;
     }
     if !known {
         let mut buf = [0u64; MAX_DEPTH];
@@ -276,27 +342,51 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
 }
 
 impl Unwinder {
-    /// Walks the stack from `(ip, sp, bp)` into `frames` (or `frames2` for the
-    /// check walk); returns (frames, stack words read, whether reads overflowed).
+    /// Whether a check walk (`mode`, from `bp`) gives the recorded walk's
+    /// `n` frames and ends as it did (`end`).
+    #[allow(clippy::too_many_arguments)]
+    fn same_as(
+        &mut self,
+        n: usize,
+        end: End,
+        ip: u64,
+        sp: u64,
+        bp: u64,
+        max: usize,
+        mode: Mode,
+    ) -> bool {
+        let (n2, _, _, end2) = self.walk(ip, sp, bp, max, mode);
+        n2 == n && end2 == end && self.frames2[..n] == self.frames[..n]
+    }
+
+    /// Walks the stack from `(ip, sp, bp)` into `frames` (recording) or
+    /// `frames2` (checking); returns (frames, stack words read, whether reads
+    /// overflowed, how the walk ended).
     fn walk(
         &mut self,
         ip: u64,
         sp: u64,
         bp: u64,
         max: usize,
-        second: bool,
-    ) -> (usize, usize, bool) {
+        mode: Mode,
+    ) -> (usize, usize, bool, End) {
         let top = self.stack_top;
         let own = self.own;
         let Unwinder {
             fh,
             cache,
             reads,
+            keep,
+            nrec,
+            ras,
+            nras,
             frames,
             frames2,
             ..
         } = self;
-        let out = if second { frames2 } else { frames };
+        let record = mode == Mode::Record;
+        let out = if record { frames } else { frames2 };
+        let recorded = if record { 0 } else { *nrec };
         let mut nreads = 0usize;
         let mut overflow = false;
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
@@ -305,14 +395,31 @@ impl Unwinder {
             }
             // SAFETY: `addr` is an aligned word inside this thread's stack [sp, top).
             let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
-            if second {
-                return Ok(v);
-            }
-            if nreads < MAX_READS && addr - sp <= u32::MAX as u64 {
-                reads[nreads] = (addr, v);
-                nreads += 1;
-            } else {
-                overflow = true;
+            match mode {
+                Mode::Check => {}
+                Mode::Prune => {
+                    // A word the recorded walk read and the entry would not keep.
+                    let mut seen = false;
+                    for k in 0..recorded {
+                        if reads[k].0 == addr {
+                            if keep[k] {
+                                return Ok(v);
+                            }
+                            seen = true;
+                        }
+                    }
+                    if seen {
+                        return Ok(v ^ GARBAGE);
+                    }
+                }
+                Mode::Record => {
+                    if nreads < MAX_READS && addr - sp <= u32::MAX as u64 {
+                        reads[nreads] = (addr, v);
+                        nreads += 1;
+                    } else {
+                        overflow = true;
+                    }
+                }
             }
             Ok(v)
         };
@@ -320,24 +427,40 @@ impl Unwinder {
         let mut it = fh.iter_frames(ip, regs, cache, &mut read_stack);
         let mut n = 0;
         let mut steps = 0;
-        while let Ok(Some(f)) = it.next() {
+        let mut met = 0;
+        let end = loop {
+            let f = match it.next() {
+                Ok(Some(f)) => f,
+                Ok(None) => break End::Done,
+                Err(e) => break End::Failed(e),
+            };
             steps += 1;
-            if steps > max + 32 {
-                break;
+            if steps > MAX_STEPS.min(max + 32) {
+                break End::Cap;
+            }
+            if let FrameAddress::ReturnAddress(r) = f {
+                if record && met < ras.len() {
+                    ras[met] = r.get();
+                    met += 1;
+                }
             }
             let a = f.address_for_lookup();
             if n == 0 && a >= own.0 && a < own.1 {
                 continue; // the recorder's own frames
             }
             if n >= max {
-                break;
+                break End::Cap;
             }
             out[n] = match f {
                 FrameAddress::InstructionPointer(ip) => ip,
                 FrameAddress::ReturnAddress(r) => r.get() - 1,
             };
             n += 1;
+        };
+        if record {
+            *nras = met;
+            *nrec = nreads;
         }
-        (n, nreads, overflow)
+        (n, nreads, overflow, end)
     }
 }

@@ -8,7 +8,7 @@
 use crate::chunk_map::TAG_MASK;
 use crate::heap::Heap;
 use crate::large;
-use crate::size_class::{class_size, span_capacity, CHUNK, NUM_CLASSES, SPAN_CHUNKS};
+use crate::size_class::{class_size, span_capacity, CHUNK, NUM_CLASSES, PURGE_CLASS, SPAN_CHUNKS};
 use crate::span::{Span, SpanState};
 use crate::thread_cache::tag_of;
 
@@ -225,6 +225,7 @@ impl Heap {
 }
 
 /// Checks one formatted span: geometry, and a free list of distinct block starts
+/// (free bits below the bump pointer, the top block in use, for a purged class)
 /// whose length plus untouched and used blocks makes the capacity.
 ///
 /// # Safety
@@ -285,6 +286,24 @@ unsafe fn check_span(s: *mut Span) -> Result<(), CheckError> {
         )?;
         // SAFETY: free blocks hold a valid link.
         b = unsafe { (*b).next };
+    }
+    let bits = sp.free_bits();
+    if class >= PURGE_CLASS {
+        ensure(free == 0, "span of a purged class has a free list", at)?;
+        let touched = sp.capacity as usize - sp.untouched();
+        ensure(
+            touched >= 64 || bits >> touched == 0,
+            "free bit above the bump pointer",
+            at,
+        )?;
+        ensure(
+            touched == 0 || bits & (1 << (touched - 1)) == 0,
+            "top block free below the bump pointer",
+            at,
+        )?;
+        free = bits.count_ones() as usize;
+    } else {
+        ensure(bits == 0, "free bits in a span of a linked class", at)?;
     }
     ensure(
         free + sp.untouched() + sp.used as usize == sp.capacity as usize,

@@ -13,7 +13,9 @@ use crate::lock::SpinLock;
 use crate::os::brk::{Backend, BrkArena};
 use crate::os::thread::now_ms;
 use crate::pool::Pool;
-use crate::size_class::{class_size, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, SPAN_CHUNKS};
+use crate::size_class::{
+    class_size, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, PURGE_CLASS, SPAN_CHUNKS,
+};
 use crate::span::{self, FreeBlock, Span, SpanList, SpanState};
 use crate::stats::{add, Counters};
 use crate::thread_cache::tag_of;
@@ -252,6 +254,7 @@ impl Heap {
         let _g = central.lock.lock();
         // SAFETY: class lock held.
         let ci = unsafe { &mut *central.inner.get() };
+        let purged = class >= PURGE_CLASS;
         let mut got = 0;
         while got < want {
             let mut s = ci.partial.head;
@@ -268,7 +271,11 @@ impl Heap {
             // SAFETY: `s` is a formatted span of this class; class lock held.
             unsafe {
                 while got < want {
-                    let b = span::take_block(s);
+                    let b = if purged {
+                        span::take_purged(s)
+                    } else {
+                        span::take_block(s)
+                    };
                     if b.is_null() {
                         break;
                     }
@@ -296,6 +303,7 @@ impl Heap {
         let _g = central.lock.lock();
         // SAFETY: class lock held.
         let ci = unsafe { &mut *central.inner.get() };
+        let purged = class >= PURGE_CLASS;
         for _ in 0..count {
             let b = head;
             // SAFETY: the caller passes `count` linked dead blocks.
@@ -305,17 +313,28 @@ impl Heap {
             // SAFETY: `b` is a block of formatted span `s` of this class; the class lock
             // is held, so the span is ours to change (and trim).
             unsafe {
-                span::give_block(s, b);
+                if purged {
+                    if span::give_purged(s, b) {
+                        add(&self.counters.madvise_calls, 1);
+                    }
+                } else {
+                    span::give_block(s, b);
+                }
                 if (*s).state == SpanState::Full {
                     (*s).state = SpanState::Partial;
                     ci.partial.push_front(s);
                 }
-                if (*s).used == 0 {
+                if (*s).used == 0 && !(purged && ci.partial.len == 1) {
+                    // (An emptied span of a purged class that is the class's last
+                    // partial one stays: its free blocks keep no page, only its header
+                    // page is resident, as it would be in the pool, and the class's
+                    // next malloc would otherwise take a span from the pool and fault
+                    // it in again, one `madvise` per alloc and free cycle.)
                     ci.partial.remove(s);
                     ci.spans -= 1;
                     ci.capacity -= span_capacity(class) as u64;
                     self.release_span(s);
-                } else if span::should_trim(s) && span::trim_top(s) > 0 {
+                } else if !purged && span::should_trim(s) && span::trim_top(s) > 0 {
                     add(&self.counters.madvise_calls, 1);
                 }
             }

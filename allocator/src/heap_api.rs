@@ -8,8 +8,8 @@ use core::ptr;
 
 use crate::heap::Heap;
 use crate::large;
-use crate::size_class::{class_of, PURGE_CLASS};
-use crate::span::{self, FreeBlock};
+use crate::size_class::class_of;
+use crate::span::FreeBlock;
 use crate::stats::{add, sub, Stats};
 
 /// Requests above this are refused outright (no mapping can be that large).
@@ -94,12 +94,6 @@ impl Heap {
         // SAFETY: `s` is the block's formatted span.
         let class = unsafe { (*s).class } as usize;
         self.counters.on_free(Heap::class_bytes(class));
-        if class >= PURGE_CLASS {
-            // SAFETY: `start` is the dead block's start; the block is ours now.
-            if unsafe { span::purge_block(start, Heap::class_bytes(class)) } {
-                add(&self.counters.madvise_calls, 1);
-            }
-        }
         let b = start as *mut FreeBlock;
         // SAFETY: `b` is the dead block's start; one block.
         unsafe { self.flush(class, b, 1) };

@@ -297,5 +297,11 @@ mod tests {
             );
         }
         assert_eq!(SPAN_CHUNKS[class_of(PAGE_PLUS_HEADER)], 5);
+        for c in PURGE_CLASS..NUM_CLASSES {
+            assert!(
+                span_capacity(c) <= 64,
+                "class {c}: a purged span's free blocks fit one 64-bit word"
+            );
+        }
     }
 }

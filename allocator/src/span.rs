@@ -50,6 +50,10 @@ pub(crate) struct Span {
     /// Blocks to take back before [`trim_top`] is tried again after one that found
     /// nothing to return (so its walk costs O(1) per block, amortised).
     trim_wait: u32,
+    /// The free blocks of a span of a purged class, one bit per block index (they are
+    /// not linked: a free block of such a span keeps no page resident, see
+    /// [`give_purged`]); 0 in every other span.
+    free_bits: u64,
     pub class: u8,
     pub state: SpanState,
 }
@@ -93,6 +97,12 @@ impl Span {
     pub fn free_head(&self) -> *mut FreeBlock {
         self.free
     }
+
+    /// The free blocks of a span of a purged class, one bit per block index (for the
+    /// invariant checker).
+    pub fn free_bits(&self) -> u64 {
+        self.free_bits
+    }
 }
 
 /// Writes a fresh idle span header at `at`, `chunks` chunks long.
@@ -117,6 +127,7 @@ pub(crate) unsafe fn init_idle(at: usize, chunks: usize, state: SpanState, now: 
             used: 0,
             chunks: chunks as u32,
             trim_wait: 0,
+            free_bits: 0,
             class: 0,
             state,
         });
@@ -143,6 +154,7 @@ pub(crate) unsafe fn format(span: *mut Span, class: usize) {
     s.capacity = span_capacity(class) as u32;
     s.used = 0;
     s.trim_wait = 0;
+    s.free_bits = 0;
     s.class = class as u8;
     s.state = SpanState::Partial;
 }
@@ -187,22 +199,90 @@ pub(crate) unsafe fn give_block(span: *mut Span, b: *mut FreeBlock) {
     }
 }
 
-/// Returns the whole pages of a dead block of `size` bytes at `start` to the OS,
-/// except the page holding its first word (its free-list link). Returns whether it
-/// made a system call.
+/// Takes one block from a span of a purged class (blocks of at least
+/// [`PURGE_MIN_BLOCK`](crate::size_class::PURGE_MIN_BLOCK) bytes): the lowest free block, else the next untouched one; null if it is full.
+///
+/// The block's whole pages read as zero if it was given back before, the rest holds
+/// old bytes.
 ///
 /// # Safety
-/// `[start, start + size)` must be a dead block of a formatted span, owned by the
-/// caller; only its first word may be relied on afterwards (the rest reads as zero).
-pub(crate) unsafe fn purge_block(start: usize, size: usize) -> bool {
+/// `span` must be a formatted span of a purged class, owned by the caller (class
+/// lock held).
+pub(crate) unsafe fn take_purged(span: *mut Span) -> *mut FreeBlock {
+    // SAFETY: the caller owns the span header.
+    let s = unsafe { &mut *span };
+    let data = span as usize + SPAN_HEADER;
+    if s.free_bits != 0 {
+        let i = s.free_bits.trailing_zeros() as usize;
+        s.free_bits &= s.free_bits - 1;
+        s.used += 1;
+        return (data + i * s.block_size as usize) as *mut FreeBlock;
+    }
+    if s.bump < s.data_end {
+        let b = s.bump as *mut FreeBlock;
+        s.bump += s.block_size as usize;
+        s.used += 1;
+        return b;
+    }
+    ptr::null_mut()
+}
+
+/// Gives block `b` back to its span of a purged class and returns to the OS every
+/// page of the block that no block in use shares (the header page excepted): a free
+/// block keeps no page resident. It is marked in the span's free bits, not linked
+/// through its memory; a top block moves the bump pointer down instead, past every
+/// free block below it. Returns whether it made a system call (one `madvise`, which
+/// also covers the pages the block shares with a free neighbour).
+///
+/// Blocks of these classes are at least two pages long, so a page overlaps at most
+/// two blocks, and only the block's two neighbours decide its edge pages.
+///
+/// # Safety
+/// `b` must be a block start of the formatted span `span` of a purged class,
+/// currently handed out and no longer used; the caller owns the span (class lock
+/// held).
+pub(crate) unsafe fn give_purged(span: *mut Span, b: *mut FreeBlock) -> bool {
+    // SAFETY: the caller owns the span header.
+    let s = unsafe { &mut *span };
     let page = crate::os::mmap::page_size();
-    let from = (start + core::mem::size_of::<FreeBlock>()).next_multiple_of(page);
-    let to = (start + size) & !(page - 1);
+    let data = span as usize + SPAN_HEADER;
+    let size = s.block_size as usize;
+    debug_assert!(size >= 2 * page);
+    let (lo, hi) = (b as usize, b as usize + size);
+    let i = (lo - data) / size;
+    let bits = s.free_bits;
+    let free = |j: usize| bits & (1 << j) != 0;
+    let from = if i > 0 && free(i - 1) {
+        lo & !(page - 1)
+    } else {
+        lo.next_multiple_of(page)
+    };
+    let to = if hi == s.bump {
+        // The top block: what lies above is untouched, and the bump pointer moves
+        // down past the free blocks below.
+        let mut top = i;
+        while top > 0 && free(top - 1) {
+            top -= 1;
+        }
+        s.free_bits &= (1u64 << top) - 1;
+        s.bump = data + top * size;
+        hi.next_multiple_of(page)
+    } else {
+        s.free_bits |= 1 << i;
+        if free(i + 1) {
+            hi.next_multiple_of(page)
+        } else {
+            hi & !(page - 1)
+        }
+    };
+    s.used -= 1;
     if to <= from {
         return false;
     }
-    // SAFETY: `[from, to)` lies inside the dead block (caller's promise) and holds
-    // neither its link nor any other block.
+    // SAFETY: `[from, to)` holds whole pages of dead block `b` and of its free
+    // neighbours (or of the untouched space above the bump pointer), inside the span
+    // and above its header page; no block in use overlaps them and nothing reads them
+    // (free blocks of this span are not linked through memory).
     unsafe { crate::os::mmap::advise_free(from, to - from) };
     true
 }

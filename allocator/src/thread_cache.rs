@@ -12,9 +12,10 @@
 //! 4 KiB, which costs `bench/churn.c` 7 % more instructions (215 M instead of 201 M
 //! for 2 M pairs); 2 KiB would cost 24 %.
 //!
-//! Classes of at least 8 KiB ([`PURGE_CLASS`]) are the exception: every free of
-//! theirs takes the slow path, which returns the block's pages to the OS (all but the
-//! first), and their bins hold at most four such blocks.
+//! Classes of at least 8 KiB ([`PURGE_CLASS`]) are the exception: their bins hold no
+//! block. A free of theirs goes straight back to the block's span, which returns its
+//! pages to the OS and keeps none of them resident (the span tracks such free blocks
+//! in a bitmap, not through their memory); a malloc takes one block from the span.
 //!
 //! A block freed by another thread simply joins that thread's
 //! cache: blocks are interchangeable within a class, and spans are found from the
@@ -54,8 +55,8 @@ use crate::heap::Heap;
 use crate::size_class::{
     class_of, class_of_const, class_size, CHUNK_SHIFT, MAX_SMALL, NUM_CLASSES, PURGE_CLASS,
 };
-use crate::span::{self, FreeBlock};
-use crate::stats::{add, LocalCounts};
+use crate::span::FreeBlock;
+use crate::stats::LocalCounts;
 
 /// Bytes of blocks a bin may hold at its full cap.
 const CLASS_BYTES: u32 = 4 * 1024;
@@ -209,8 +210,8 @@ pub(crate) fn tag_for(size: usize) -> usize {
 const START: u32 = 8;
 
 /// The next cap of a bin of `class` whose cap is `limit`: doubled, up to the class
-/// limit. Bins of purged classes keep cap 0, so every free of theirs takes the slow
-/// path, which returns the block's pages (see [`PURGE_CLASS`]).
+/// limit. Bins of purged classes keep cap 0, so every free of theirs overflows and
+/// goes back to its span, which returns the block's pages (see [`PURGE_CLASS`]).
 #[inline]
 fn grown(limit: u32, class: usize) -> u32 {
     if class >= PURGE_CLASS {
@@ -219,9 +220,6 @@ fn grown(limit: u32, class: usize) -> u32 {
     let next = if limit == 0 { START } else { limit * 2 };
     next.min(LIMIT[class])
 }
-
-/// How many (purged) blocks a bin of a purged class may hold.
-const PURGED_CAP: usize = 4;
 
 impl ThreadCache {
     /// An empty, inactive cache.
@@ -386,14 +384,8 @@ impl ThreadCache {
         let class = class_of_tag(tag);
         let bin = &mut self.bins[class];
         if class >= PURGE_CLASS {
-            // SAFETY: the head is the dead block just pushed, a block of `class`; the
-            // cache keeps only its first word (the link).
-            if unsafe { span::purge_block(bin.head as usize, class_size(class)) } {
-                add(&heap.counters.madvise_calls, 1);
-            }
-            if bin.len() > PURGED_CAP {
-                self.trim(heap, class, PURGED_CAP / 2);
-            }
+            // Straight back to its span, which returns its pages.
+            self.trim(heap, class, 0);
             return;
         }
         bin.set_limit(grown(bin.limit, class));

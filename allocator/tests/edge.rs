@@ -348,3 +348,98 @@ fn global_alloc_face_honours_layouts() {
         }
     }
 }
+
+/// Whether the page holding `addr` is resident.
+fn resident(addr: usize) -> bool {
+    let page = addr & !4095;
+    let mut v = 0u8;
+    // SAFETY: `page` lies in a mapping of the heap's arena; mincore only reports.
+    let r = unsafe { libc::mincore(page as *mut c_void, 4096, &mut v) };
+    assert_eq!(r, 0, "mincore");
+    v & 1 != 0
+}
+
+#[test]
+fn free_blocks_of_purged_classes_keep_no_page_and_are_reused() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    // 12 KiB blocks (three pages each, 128 bytes off page boundaries after the
+    // header): a span of them holds five.
+    let size = 12 * 1024;
+    let ps: Vec<_> = (0..5).map(|_| heap.malloc(size)).collect();
+    assert!(ps.windows(2).all(|w| w[1] as usize == w[0] as usize + size));
+    for (i, &p) in ps.iter().enumerate() {
+        // SAFETY: live blocks of `size` bytes.
+        unsafe { fill(p, size, i as u64) };
+    }
+    let pages = |p: *mut u8| (p as usize..p as usize + size).step_by(4096);
+    // SAFETY: live blocks, freed once.
+    unsafe { heap.free(ps[1]) };
+    heap.check().expect("invariants after a free in the middle");
+    // Its two whole pages went back; the edge pages it shares with live blocks stay.
+    let inner = (ps[1] as usize).next_multiple_of(4096);
+    assert!(!resident(inner) && !resident(inner + 4096));
+    assert!(resident(ps[1] as usize) && resident(ps[2] as usize - 1));
+    // SAFETY: as above.
+    unsafe { heap.free(ps[2]) };
+    heap.check().expect("invariants after freeing a neighbour");
+    // The page the two free blocks share went back too.
+    assert!(!resident(ps[2] as usize));
+    assert!(pages(ps[2]).skip(1).all(|a| !resident(a)));
+    // The lowest free block is handed out first, whole and usable.
+    let q = heap.malloc(size);
+    assert_eq!(q, ps[1]);
+    // SAFETY: live block of `size` bytes.
+    unsafe { fill(q, size, 10) };
+    let z = heap.calloc(1, size);
+    assert_eq!(z, ps[2]);
+    // SAFETY: live block of `size` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(z, size) };
+    assert!(bytes.iter().all(|&b| b == 0), "calloc of a purged block");
+    heap.check().expect("invariants after reuse");
+    for (i, &p) in [ps[0], q, ps[3], ps[4]].iter().enumerate() {
+        let tag = [0, 10, 3, 4][i];
+        // SAFETY: live blocks.
+        unsafe { verify(p, size, tag) };
+    }
+    // Freeing from the top moves the bump pointer down past free blocks: after
+    // freeing 3 then 4 (the top), the next blocks come out in address order again.
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        heap.free(ps[3]);
+        heap.free(ps[4]);
+    }
+    heap.check().expect("invariants after freeing the top");
+    assert!(pages(ps[3]).skip(1).all(|a| !resident(a)));
+    let r: Vec<_> = (0..2).map(|_| heap.malloc(size)).collect();
+    assert_eq!(r, [ps[3], ps[4]]);
+    // An emptied span that is its class's only partial one stays with the class,
+    // with no page but its header's resident.
+    let before = heap.stats();
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        for p in [ps[0], q, z, r[0], r[1]] {
+            heap.free(p);
+        }
+    }
+    heap.check().expect("invariants when empty");
+    let st = heap.stats();
+    let c = st
+        .classes
+        .iter()
+        .find(|c| c.block_size as usize == size)
+        .unwrap();
+    assert_eq!((c.spans, c.used_blocks), (1, 0));
+    assert_eq!(
+        st.idle_bytes + st.purged_bytes,
+        before.idle_bytes + before.purged_bytes
+    );
+    assert!(ps
+        .iter()
+        .flat_map(|&p| pages(p).skip(1))
+        .all(|a| !resident(a)));
+    let again = heap.malloc(size);
+    assert_eq!(again, ps[0]);
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(again) };
+    heap.check().expect("invariants at the end");
+}

@@ -95,12 +95,19 @@ pub struct EventBatch {
     len: usize,
     time: Box<[u64; CAP]>,
     thread: Box<[ThreadId; CAP]>,
-    kind: Box<[Kind; CAP]>,
-    addr: Box<[u64; CAP]>,
-    aux: Box<[u64; CAP]>,
-    size: Box<[u64; CAP]>,
-    stack: Box<[StackId; CAP]>,
+    cols: Box<Cols>,
     others: Vec<(u32, Event)>,
+}
+
+/// The columns the decoder writes per event, in one allocation so that its
+/// hot loop reaches all of them from one pointer.
+#[derive(Clone)]
+struct Cols {
+    kind: [Kind; CAP],
+    addr: [u64; CAP],
+    aux: [u64; CAP],
+    size: [u64; CAP],
+    stack: [StackId; CAP],
 }
 
 const CAP: usize = EventBatch::CAPACITY;
@@ -111,11 +118,13 @@ impl Default for EventBatch {
             len: 0,
             time: Box::new([0; CAP]),
             thread: Box::new([0; CAP]),
-            kind: Box::new([Kind::ThreadExit; CAP]),
-            addr: Box::new([0; CAP]),
-            aux: Box::new([0; CAP]),
-            size: Box::new([0; CAP]),
-            stack: Box::new([0; CAP]),
+            cols: Box::new(Cols {
+                kind: [Kind::ThreadExit; CAP],
+                addr: [0; CAP],
+                aux: [0; CAP],
+                size: [0; CAP],
+                stack: [0; CAP],
+            }),
             others: Vec::new(),
         }
     }
@@ -178,14 +187,14 @@ impl EventBatch {
     /// Kind (and function) of each event.
     #[inline]
     pub fn kinds(&self) -> &[Kind] {
-        &self.kind[..self.len]
+        &self.cols.kind[..self.len]
     }
 
     /// Address of each event (see the table above): the allocated or freed
     /// address, a realloc's new address, a mapping's (new) address, the new break.
     #[inline]
     pub fn addrs(&self) -> &[u64] {
-        &self.addr[..self.len]
+        &self.cols.addr[..self.len]
     }
 
     /// Second value of each event: alignment of an `Alloc` or `Free` (0 when
@@ -193,20 +202,20 @@ impl EventBatch {
     /// break of a `Brk`.
     #[inline]
     pub fn aux(&self) -> &[u64] {
-        &self.aux[..self.len]
+        &self.cols.aux[..self.len]
     }
 
     /// Size of each event: requested size, a sized delete's size (else 0),
     /// a mapping's (new) length.
     #[inline]
     pub fn sizes(&self) -> &[u64] {
-        &self.size[..self.len]
+        &self.cols.size[..self.len]
     }
 
     /// Stack id of each event (0: none).
     #[inline]
     pub fn stacks(&self) -> &[StackId] {
-        &self.stack[..self.len]
+        &self.cols.stack[..self.len]
     }
 
     /// Every event that is not a heap event, whole, with its index in the
@@ -229,27 +238,27 @@ impl EventBatch {
     /// non-heap events). Panics if `i >= len()`.
     pub fn event(&self, i: usize) -> Event {
         assert!(i < self.len, "event {i} of a batch of {}", self.len);
-        match self.kind[i] {
+        match self.cols.kind[i] {
             Kind::Alloc(func) => Event::Alloc {
                 func,
-                addr: self.addr[i],
-                size: self.size[i],
-                align: self.aux[i],
-                stack: self.stack[i],
+                addr: self.cols.addr[i],
+                size: self.cols.size[i],
+                align: self.cols.aux[i],
+                stack: self.cols.stack[i],
             },
             Kind::Free(func) => Event::Free {
                 func,
-                addr: self.addr[i],
-                size: self.size[i],
-                align: self.aux[i],
-                stack: self.stack[i],
+                addr: self.cols.addr[i],
+                size: self.cols.size[i],
+                align: self.cols.aux[i],
+                stack: self.cols.stack[i],
             },
             Kind::Realloc(func) => Event::Realloc {
                 func,
-                old_addr: self.aux[i],
-                new_addr: self.addr[i],
-                size: self.size[i],
-                stack: self.stack[i],
+                old_addr: self.cols.aux[i],
+                new_addr: self.cols.addr[i],
+                size: self.cols.size[i],
+                stack: self.cols.stack[i],
             },
             _ => self.other(i).cloned().unwrap_or(Event::ThreadExit),
         }
@@ -289,11 +298,7 @@ impl EventBatch {
     pub(crate) fn slots(&mut self, base: usize) -> Slots<'_> {
         Slots {
             base: base.min(CAP),
-            kind: &mut self.kind,
-            addr: &mut self.addr,
-            aux: &mut self.aux,
-            size: &mut self.size,
-            stack: &mut self.stack,
+            cols: &mut self.cols,
             others: &mut self.others,
         }
     }
@@ -318,7 +323,7 @@ impl EventBatch {
     /// [`Self::others`]; `other_pos` is the caller's position in `others`,
     /// advanced past event `i` (events must be taken in order).
     pub(crate) fn take_record(&mut self, i: usize, other_pos: &mut usize) -> Record {
-        let event = if self.kind[i].is_heap() {
+        let event = if self.cols.kind[i].is_heap() {
             self.event(i)
         } else {
             match self.others.get_mut(*other_pos) {
@@ -341,11 +346,7 @@ impl EventBatch {
 /// masked to the capacity, so the compiler knows every write is in bounds.
 pub(crate) struct Slots<'a> {
     base: usize,
-    kind: &'a mut [Kind; CAP],
-    addr: &'a mut [u64; CAP],
-    aux: &'a mut [u64; CAP],
-    size: &'a mut [u64; CAP],
-    stack: &'a mut [StackId; CAP],
+    cols: &'a mut Cols,
     others: &'a mut Vec<(u32, Event)>,
 }
 
@@ -363,11 +364,11 @@ impl Slots<'_> {
         stack: StackId,
     ) {
         let j = (self.base + i) & (CAP - 1);
-        self.kind[j] = kind;
-        self.addr[j] = addr;
-        self.aux[j] = aux;
-        self.size[j] = size;
-        self.stack[j] = stack;
+        self.cols.kind[j] = kind;
+        self.cols.addr[j] = addr;
+        self.cols.aux[j] = aux;
+        self.cols.size[j] = size;
+        self.cols.stack[j] = stack;
     }
 
     /// Writes slot `i` (but its time) from a whole event, keeping the event

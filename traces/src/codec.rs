@@ -76,7 +76,9 @@ const CLASSES: usize = 66;
 /// thread caches) would bin it: chunk size `size + 8` rounded up to 16.
 #[inline]
 fn class(size: u64) -> usize {
-    (size.saturating_add(23) >> 4).min(CLASSES as u64 - 1) as usize
+    // Sizes from 1017 up share the last class; clamping first spares the
+    // overflow check of the addition.
+    ((size.min(1017) + 23) >> 4) as usize
 }
 
 /// Per-thread address prediction state, identical in writer and reader.
@@ -276,6 +278,13 @@ impl AddrModel {
         lits: &mut Cursor,
     ) -> Option<(u64, Option<u32>)> {
         let code = get_split(codes.0, codes.1)?;
+        self.freed_code(code, lits)
+    }
+
+    /// A freed address from its code (literals from `lits`), and the
+    /// allocation stack of its block when it was coded from the live table.
+    #[inline(always)]
+    fn freed_code(&mut self, code: u64, lits: &mut Cursor) -> Option<(u64, Option<u32>)> {
         if code == 0 {
             let a = self.get_lit(lits)?;
             self.push_freed(a, None);
@@ -296,8 +305,22 @@ impl AddrModel {
         size: u64,
         stack: u32,
     ) -> Option<u64> {
+        let code = codes.get()?;
+        self.allocated_code(code, lits, size, stack)
+    }
+
+    /// An allocated address from its code (literals from `lits`), stored in
+    /// the live table with `size` and `stack`.
+    #[inline(always)]
+    fn allocated_code(
+        &mut self,
+        code: u64,
+        lits: &mut Cursor,
+        size: u64,
+        stack: u32,
+    ) -> Option<u64> {
         let c = class(size);
-        let a = match codes.get()? {
+        let a = match code {
             0 => self.get_lit(lits)?,
             1 => {
                 let a = self.last_freed;
@@ -528,7 +551,7 @@ impl AddrEncoder {
     }
 }
 
-fn is_sized_delete(f: FreeFn) -> bool {
+const fn is_sized_delete(f: FreeFn) -> bool {
     use FreeFn::*;
     matches!(
         f,
@@ -1252,6 +1275,15 @@ impl Decoder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_matches_its_definition() {
+        // FORMAT.md 4.2: min((s + 23) >> 4, 65), without overflow.
+        let def = |s: u64| (s.saturating_add(23) >> 4).min(CLASSES as u64 - 1) as usize;
+        for s in (0..5000).chain([u64::MAX - 23, u64::MAX - 22, u64::MAX - 1, u64::MAX]) {
+            assert_eq!(class(s), def(s), "size {s}");
+        }
+    }
 
     #[test]
     fn addr_index_agrees_with_a_hash_map() {

@@ -57,6 +57,30 @@ pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Byte-at-a-time decoding of the varint at the start of `rest`: near the
+/// end of a buffer, and for 9 and 10-byte varints. Returns the value and its
+/// length in bytes.
+#[cold]
+#[inline(never)]
+fn get_slow(rest: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    let mut shift = 0u32;
+    for (i, &b) in rest.iter().enumerate() {
+        if shift == 63 && b > 1 {
+            return None;
+        }
+        v |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            return Some((v, i + 1));
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    None
+}
+
 /// A cursor over a byte slice that reads varints; `None` means the slice ended
 /// or a varint was longer than 10 bytes.
 #[derive(Clone, Debug)]
@@ -122,6 +146,15 @@ impl<'a> Cursor<'a> {
         if let Some(w) = self.rest.first_chunk::<8>() {
             let w = u64::from_le_bytes(*w);
             let stops = !w & 0x8080_8080_8080_8080;
+            if stops & 0x8080 != 0 {
+                // One or two bytes (sizes below 16 KiB): keep the second
+                // byte only if the first has its continuation bit, without
+                // a branch on which.
+                let two = (w >> 7) & 1;
+                let x = w & (0xffff >> ((two ^ 1) * 8));
+                self.rest = self.rest.get(1 + two as usize..).unwrap_or_default();
+                return Some((x & 0x7f) | ((x >> 1) & 0x3f80));
+            }
             if stops != 0 {
                 let bits = stops.trailing_zeros() + 1; // 8 * length
                 let mut x = w & (u64::MAX >> (64 - bits)) & 0x7f7f_7f7f_7f7f_7f7f;
@@ -132,33 +165,11 @@ impl<'a> Cursor<'a> {
                 return Some(x);
             }
         }
-        self.get_slow()
-    }
-
-    /// Byte-at-a-time decoding: near the end of the buffer, and for 9 and
-    /// 10-byte varints.
-    #[cold]
-    #[inline(never)]
-    fn get_slow(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        let mut shift = 0u32;
-        let mut rest = self.rest;
-        loop {
-            let (&b, tail) = rest.split_first()?;
-            rest = tail;
-            if shift == 63 && b > 1 {
-                return None;
-            }
-            v |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                self.rest = rest;
-                return Some(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
-        }
+        // Not inlined, and not given the cursor: a cursor whose address
+        // escapes into a call would live in memory in every caller's loop.
+        let (v, n) = get_slow(self.rest)?;
+        self.rest = self.rest.get(n..).unwrap_or_default();
+        Some(v)
     }
 
     /// Reads one zigzag varint.

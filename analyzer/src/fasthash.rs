@@ -172,8 +172,11 @@ impl<V: Copy> AddrMap<V> {
 const DENSE: usize = 1 << 22;
 
 /// A map keyed by stack id: dense vector for small ids, hash map otherwise.
+/// An id is present once its value differs from `V::default()` (the pass
+/// counts an allocation in a site as soon as it creates it), so the dense
+/// part needs no presence flag to check on the hot path.
 pub struct StackMap<V> {
-    dense: Vec<Option<V>>,
+    dense: Vec<V>,
     sparse: HashMap<StackId, V, BuildHasherDefault<FoldHasher>>,
 }
 
@@ -186,35 +189,44 @@ impl<V> Default for StackMap<V> {
     }
 }
 
-impl<V: Default> StackMap<V> {
-    /// The value for `id`, created with `V::default()` if absent.
+impl<V: Default + PartialEq> StackMap<V> {
+    /// The value for `id`, `V::default()` if absent.
     #[inline(always)]
     pub fn entry(&mut self, id: StackId) -> &mut V {
         let i = id as usize;
         if i >= self.dense.len() {
-            if i >= DENSE {
-                return self.sparse.entry(id).or_default();
-            }
-            self.grow(i);
+            return self.entry_slow(id);
         }
-        self.dense[i].get_or_insert_with(V::default)
+        &mut self.dense[i]
     }
 
-    /// Makes room for the dense id `i` (below [`DENSE`]).
+    /// [`StackMap::entry`] for an id past the dense vector: grows it, or
+    /// uses the map for a large id.
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, i: usize) {
+    fn entry_slow(&mut self, id: StackId) -> &mut V {
+        let i = id as usize;
+        if i >= DENSE {
+            return self.sparse.entry(id).or_default();
+        }
         self.dense
-            .resize_with((i + 1).max(self.dense.len() * 2), || None);
+            .resize_with((i + 1).max(self.dense.len() * 2), V::default);
+        &mut self.dense[i]
     }
 
-    /// Entries, dense ones in id order first.
+    /// Entries whose value is not the default, dense ones in id order first.
     pub fn iter(&self) -> impl Iterator<Item = (StackId, &V)> + '_ {
         self.dense
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.as_ref().map(|v| (i as StackId, v)))
-            .chain(self.sparse.iter().map(|(k, v)| (*k, v)))
+            .filter(|(_, v)| **v != V::default())
+            .map(|(i, v)| (i as StackId, v))
+            .chain(
+                self.sparse
+                    .iter()
+                    .filter(|(_, v)| **v != V::default())
+                    .map(|(k, v)| (*k, v)),
+            )
     }
 }
 

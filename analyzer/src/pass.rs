@@ -5,9 +5,9 @@
 //! either live or was freed and not yet reused, plus per-stack aggregates
 //! ([`SiteStats`]). Neither grows with the trace length for a program that
 //! reuses its addresses (every allocator does). Freed slots are what make a
-//! double free name the first free's stack; if they ever outnumber
-//! [`FREED_SLOTS_FLOOR`] and four times the live blocks, the freed ones are
-//! forgotten, and a double free of such an old block is then reported as an
+//! double free name the first free's stack; if they outnumber
+//! [`FREED_SLOTS_FLOOR`] and four times the live blocks when a new address
+//! comes (the only time the map grows), the freed ones are forgotten, and a double free of such an old block is then reported as an
 //! invalid free. Per-allocation rows are only produced for a caller that asks
 //! for them ([`Pass::with_rows`], used by `export`), which streams them away.
 
@@ -31,6 +31,9 @@ pub const FREED_SLOTS_FLOOR: usize = 4 << 20;
 /// release is classified without it (invalid, or before-the-trace).
 pub const INTERIOR_SCAN_BUDGET: u64 = 500_000_000;
 
+/// `Pass::last_thread` before the first record (no thread id is this large).
+const NO_THREAD: u64 = u64::MAX;
+
 /// Allocation functions.
 const NA: usize = AllocFn::ALL.len();
 /// Release functions.
@@ -48,9 +51,10 @@ pub struct Pass<'a> {
     last_alloc: Vec<u64>,
     /// Thread → index into `last_alloc`.
     threads: HashMap<ThreadId, usize, BuildHasherDefault<FoldHasher>>,
-    /// The thread of the previous record and its index (records come in
-    /// runs of one thread, so the map is consulted only when it changes).
-    last_thread: Option<ThreadId>,
+    /// The thread of the previous record ([`NO_THREAD`] before the first)
+    /// and its index (records come in runs of one thread, so the map is
+    /// consulted only when it changes).
+    last_thread: u64,
     cur: usize,
     /// `last_alloc` of the current thread (written back when it changes).
     cur_last_alloc: u64,
@@ -86,7 +90,7 @@ impl<'a> Pass<'a> {
             sites: StackMap::default(),
             last_alloc: Vec::new(),
             threads: HashMap::default(),
-            last_thread: None,
+            last_thread: NO_THREAD,
             cur: 0,
             cur_last_alloc: 0,
             modules: Vec::new(),
@@ -212,17 +216,17 @@ impl<'a> Pass<'a> {
     /// so the thread map is consulted only when it changes).
     #[inline(always)]
     fn thread(&mut self, thread: ThreadId) {
-        if self.last_thread != Some(thread) {
+        if self.last_thread != u64::from(thread) {
             self.switch_thread(thread);
         }
     }
 
     #[inline(never)]
     fn switch_thread(&mut self, thread: ThreadId) {
-        if self.last_thread.is_some() {
+        if self.last_thread != NO_THREAD {
             self.last_alloc[self.cur] = self.cur_last_alloc;
         }
-        self.last_thread = Some(thread);
+        self.last_thread = u64::from(thread);
         let n = self.threads.len();
         self.cur = *self.threads.entry(thread).or_insert(n);
         if self.cur == n {
@@ -250,9 +254,6 @@ impl<'a> Pass<'a> {
     fn alloc(&mut self, r: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
         let id = self.next_id;
         self.next_id += 1;
-        let t = &mut self.totals;
-        t.allocations += 1;
-        t.bytes_allocated += size;
         self.by_alloc_fn[func as usize] += 1;
         self.histogram[(64 - size.leading_zeros()) as usize] += 1;
         let slot = Slot {
@@ -275,6 +276,8 @@ impl<'a> Pass<'a> {
             } else {
                 *s = slot;
             }
+        } else {
+            self.maybe_forget_freed();
         }
         self.live_count += 1;
         self.live_bytes += size;
@@ -368,15 +371,16 @@ impl<'a> Pass<'a> {
         slot.live = false;
         slot.free_time = r.time;
         slot.free_stack = stack;
-        let (id, size, b_stack, func, thread) =
-            (slot.id, slot.size, slot.stack, slot.func, slot.thread);
+        let (id, size, b_stack, func) = (slot.id, slot.size, slot.stack, slot.func);
         if self.is_mismatched(func, how) {
             self.mismatched_free(r, how, addr, stack);
         } else {
             self.totals.frees += 1;
         }
-        // Temporary: freed before its thread allocated anything else.
-        let temporary = u64::from(self.cur_last_alloc == id && thread == r.thread);
+        // Temporary: freed before its thread allocated anything else. Ids
+        // are unique, so a block whose id is the current thread's last
+        // allocation was allocated by this thread.
+        let temporary = u64::from(self.cur_last_alloc == id);
         self.totals.temporary += temporary;
         self.live_count -= 1;
         self.live_bytes -= size;
@@ -388,7 +392,6 @@ impl<'a> Pass<'a> {
             let b = *self.slots.get_mut(addr).expect("released above");
             self.row(addr, &b, r.time, stack, Some(how));
         }
-        self.maybe_forget_freed();
     }
 
     /// A release of a block already released: double free or realloc of freed.
@@ -464,6 +467,7 @@ impl<'a> Pass<'a> {
                     known: false,
                 },
             );
+            self.maybe_forget_freed();
         } else {
             let mut e = HeapError::at(ErrorKind::InvalidFree, r.time, r.thread, addr, 0, stack);
             e.free_func = Some(how.name().to_string());
@@ -509,6 +513,10 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Forgets the freed slots if they are too many (checked when a new
+    /// address is inserted: only then does the address map grow).
+    #[cold]
+    #[inline(never)]
     fn maybe_forget_freed(&mut self) {
         let freed = self.slots.len() - self.live_count;
         if freed > FREED_SLOTS_FLOOR && freed > 4 * self.live_count {
@@ -518,6 +526,13 @@ impl<'a> Pass<'a> {
 
     /// Ends the pass: still-live blocks become leak candidates (and rows).
     pub fn finish(mut self) -> PassResult {
+        // Every successful allocation is counted in its site.
+        let (n, bytes) = self
+            .sites
+            .iter()
+            .fold((0, 0), |(n, b), (_, s)| (n + s.allocs, b + s.bytes));
+        self.totals.allocations = n;
+        self.totals.bytes_allocated = bytes;
         self.totals.by_alloc_fn = self.by_alloc_fn.to_vec();
         self.totals.by_free_fn = self.by_free_fn.to_vec();
         self.totals.histogram = self.histogram.to_vec();

@@ -30,11 +30,10 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
-    record::realloc_begin(af::REALLOC, old, size);
     // SAFETY: the C contract of realloc.
-    let p = unsafe { real::realloc(old, size) };
-    record::realloc(af::REALLOC, old, p, size);
-    p
+    record::realloc(af::REALLOC, old, size, || unsafe {
+        real::realloc(old, size)
+    })
 }
 
 #[no_mangle]
@@ -44,11 +43,10 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
         unsafe { *libc::__errno_location() = libc::ENOMEM };
         return core::ptr::null_mut();
     };
-    record::realloc_begin(af::REALLOCARRAY, old, total);
     // SAFETY: the C contract of realloc.
-    let p = unsafe { real::realloc(old, total) };
-    record::realloc(af::REALLOCARRAY, old, p, total);
-    p
+    record::realloc(af::REALLOCARRAY, old, total, || unsafe {
+        real::realloc(old, total)
+    })
 }
 
 #[no_mangle]

@@ -48,12 +48,7 @@ pub mod free_fn {
 }
 
 #[inline(always)]
-fn event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool) {
-    timed_event(kind, func, words, bytes, with_stack, true);
-}
-
-#[inline(always)]
-fn timed_event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool, timed: bool) {
+fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool) {
     let Some(g) = Guard::acquire() else { return };
     let Some(p) = process::get(&g) else { return };
     let Some(ts) = ThreadState::get(&g, p) else {
@@ -64,15 +59,19 @@ fn timed_event(kind: u8, func: u8, words: &[u64], bytes: &[u8], with_stack: bool
     } else {
         0
     };
-    // Trailing zero words are left out (the collector reads missing words as
-    // 0): a malloc's record is 32 bytes instead of 40, a free's 24.
-    let mut n = words.len();
-    if bytes.is_empty() {
-        while n > 0 && words[n - 1] == 0 {
-            n -= 1;
-        }
+    ts.write_words(p, kind, func, stack, words, used(words), true);
+}
+
+/// How many of `words` a record keeps: trailing zero words are left out (the
+/// collector reads missing words as 0), so a malloc's record is 32 bytes
+/// instead of 40, a free's 24.
+#[inline(always)]
+fn used<const N: usize>(words: &[u64; N]) -> usize {
+    let mut n = N;
+    while n > 0 && words[n - 1] == 0 {
+        n -= 1;
     }
-    ts.write(p, kind, func, stack, &words[..n], bytes, timed);
+    n
 }
 
 /// An allocation returned `addr` (0: failed).
@@ -82,7 +81,6 @@ pub fn alloc(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
         abi::KIND_ALLOC,
         func,
         &[addr as u64, size as u64, align as u64],
-        &[],
         true,
     );
 }
@@ -97,41 +95,61 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
         abi::KIND_FREE,
         func,
         &[addr as u64, size as u64, align as u64],
-        &[],
         true,
     );
 }
 
-/// realloc/reallocarray of a non-null block is about to run: recorded first,
-/// with the stack, so the evidence survives the real realloc aborting.
-/// Untimed: the realloc's time is its end record's; a realloc that never
-/// returns is placed after the thread's previous event.
+/// realloc/reallocarray of `old` to `size` bytes: runs the real one (`real`)
+/// and records it, under one guard. A call with a block is recorded first,
+/// with the stack and untimed (a begin record), so the evidence survives
+/// the real realloc aborting; a realloc that never returns is placed after
+/// the thread's previous event. The end record is timed after `real`
+/// returned and carries the stack only when the call acted as malloc.
+///
+/// The guard is held across `real`: anything it allocates through the hooks
+/// passes through untraced, as part of the realloc.
 #[inline(always)]
-pub fn realloc_begin(func: u8, old: *mut libc::c_void, size: usize) {
-    if old.is_null() {
-        return;
+pub fn realloc(
+    func: u8,
+    old: *mut libc::c_void,
+    size: usize,
+    real: impl FnOnce() -> *mut libc::c_void,
+) -> *mut libc::c_void {
+    let Some(g) = Guard::acquire() else {
+        return real();
+    };
+    let Some(p) = process::get(&g) else {
+        return real();
+    };
+    let Some(ts) = ThreadState::get(&g, p) else {
+        return real();
+    };
+    let stack = unwind::capture(ts, p);
+    if !old.is_null() {
+        let words = [old as u64, size as u64];
+        ts.write_words(
+            p,
+            abi::KIND_REALLOC_BEGIN,
+            func,
+            stack,
+            &words,
+            used(&words),
+            false,
+        );
     }
-    timed_event(
-        abi::KIND_REALLOC_BEGIN,
-        func,
-        &[old as u64, size as u64],
-        &[],
-        true,
-        false,
-    );
-}
-
-/// realloc/reallocarray returned. The stack was taken by [`realloc_begin`]
-/// unless the call acted as malloc.
-#[inline(always)]
-pub fn realloc(func: u8, old: *mut libc::c_void, new: *mut libc::c_void, size: usize) {
-    event(
+    let new = real();
+    let words = [old as u64, new as u64, size as u64];
+    let stack = if old.is_null() { stack } else { 0 };
+    ts.write_words(
+        p,
         abi::KIND_REALLOC,
         func,
-        &[old as u64, new as u64, size as u64],
-        &[],
-        old.is_null(),
+        stack,
+        &words,
+        used(&words),
+        true,
     );
+    new
 }
 
 /// `mmap` succeeded.
@@ -141,14 +159,13 @@ pub fn mmap(addr: *mut libc::c_void, len: usize, prot: i32, flags: i32, fd: i32)
         abi::KIND_MMAP,
         0,
         &[addr as u64, len as u64, pf, fd as i64 as u64],
-        &[],
         true,
     );
 }
 
 /// `munmap` succeeded.
 pub fn munmap(addr: *mut libc::c_void, len: usize) {
-    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], &[], true);
+    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], true);
 }
 
 /// `mremap` succeeded.
@@ -157,7 +174,6 @@ pub fn mremap(old: *mut libc::c_void, old_len: usize, new: *mut libc::c_void, ne
         abi::KIND_MREMAP,
         0,
         &[old as u64, old_len as u64, new as u64, new_len as u64],
-        &[],
         true,
     );
 }
@@ -165,13 +181,13 @@ pub fn mremap(old: *mut libc::c_void, old_len: usize, new: *mut libc::c_void, ne
 /// The break moved.
 pub fn brk(old: u64, new: u64) {
     if old != new {
-        event(abi::KIND_BRK, 0, &[old, new], &[], true);
+        event(abi::KIND_BRK, 0, &[old, new], true);
     }
 }
 
 /// This process forked `child` (recorded in the parent).
 pub fn fork(child: i32) {
-    event(abi::KIND_FORK, 0, &[child as u64], &[], false);
+    event(abi::KIND_FORK, 0, &[child as u64], false);
 }
 
 /// The image is about to exec `path` (or an exec just failed: `failed`).

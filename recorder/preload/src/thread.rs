@@ -110,11 +110,62 @@ impl ThreadState {
         timed: bool,
     ) -> bool {
         let len = abi::RECORD_HEADER + words.len() * 8 + abi::round8(bytes.len());
+        self.write_with(p, kind, func, stack, len, len, timed, |w| {
+            // SAFETY: `w` has room for `len` bytes (see `write_with`).
+            unsafe {
+                let mut w = w;
+                for &v in words {
+                    core::ptr::write_unaligned(w.cast::<u64>(), v);
+                    w = w.add(8);
+                }
+                core::ptr::copy_nonoverlapping(bytes.as_ptr(), w, bytes.len());
+            }
+        })
+    }
+
+    /// Appends one record of the first `n` of `words` (the hooks' records:
+    /// all `N` words are stored, a fixed-size copy, but only `n` published).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the hot path, as `write`
+    pub fn write_words<const N: usize>(
+        &mut self,
+        p: &Process,
+        kind: u8,
+        func: u8,
+        stack: u32,
+        words: &[u64; N],
+        n: usize,
+        timed: bool,
+    ) -> bool {
+        let len = abi::RECORD_HEADER + n.min(N) * 8;
+        let room = abi::RECORD_HEADER + N * 8;
+        self.write_with(p, kind, func, stack, len, room, timed, |w| {
+            // SAFETY: `w` has room for `room` bytes (see `write_with`).
+            unsafe { core::ptr::write_unaligned(w.cast::<[u64; N]>(), *words) }
+        })
+    }
+
+    /// Appends a record of `len` bytes whose body `body` writes (given
+    /// room for `room - RECORD_HEADER` bytes, `room >= len`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the hot path, as `write`
+    fn write_with(
+        &mut self,
+        p: &Process,
+        kind: u8,
+        func: u8,
+        stack: u32,
+        len: usize,
+        room: usize,
+        timed: bool,
+        body: impl FnOnce(*mut u8),
+    ) -> bool {
         let Some(slot) = self.slot else {
             p.drop_event();
             return false;
         };
-        if (self.chunk.is_none() || self.off + len > abi::CHUNK_SIZE) && !self.next_chunk(p, len) {
+        if (self.chunk.is_none() || self.off + room > abi::CHUNK_SIZE) && !self.next_chunk(p, room)
+        {
             p.drop_event();
             return false;
         }
@@ -148,17 +199,13 @@ impl ThreadState {
             len: len as u16,
             stack,
         };
-        // SAFETY: `off + len <= CHUNK_SIZE` was ensured above; this thread owns
-        // the chunk; unaligned-safe writes of plain data.
+        // SAFETY: `off + room <= CHUNK_SIZE` was ensured above; this thread
+        // owns the chunk; unaligned-safe writes of plain data. Bytes past
+        // `len` are not published (`committed` ends at `off + len`).
         unsafe {
             let at = self.data.add(self.off);
             core::ptr::write_unaligned(at.cast::<abi::RecordHeader>(), hdr);
-            let mut w = at.add(abi::RECORD_HEADER);
-            for &v in words {
-                core::ptr::write_unaligned(w.cast::<u64>(), v);
-                w = w.add(8);
-            }
-            core::ptr::copy_nonoverlapping(bytes.as_ptr(), w, bytes.len());
+            body(at.add(abi::RECORD_HEADER));
         }
         self.off += len;
         p.chunk(chunk)

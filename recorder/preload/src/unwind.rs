@@ -66,10 +66,11 @@ type Fh = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
 
 #[derive(Clone, Copy)]
 struct MemoEntry {
-    ip: u64,
     sp: u64,
+    /// Module generation and stack epoch the entry belongs to.
+    tag: u64,
+    ip: u64,
     bp: u64,
-    gen: u64,
     id: u32,
     nreads: u16,
     uses_bp: bool,
@@ -142,10 +143,10 @@ impl Unwinder {
             stack_top: stack_top(),
             memo: vec![
                 MemoEntry {
-                    ip: 0,
                     sp: 0,
+                    tag: 0,
+                    ip: 0,
                     bp: 0,
-                    gen: 0,
                     id: 0,
                     nreads: 0,
                     uses_bp: true,
@@ -177,7 +178,7 @@ impl Unwinder {
             return;
         };
         let mut fh = Fh::new();
-        let me = capture_and_unwind as *const () as usize as u64;
+        let me = capture as *const () as usize as u64;
         for m in &mods {
             if me >= m.start && me < m.end {
                 self.own = (m.start, m.end);
@@ -234,18 +235,23 @@ fn stack_top() -> u64 {
     }
 }
 
+/// The memo set of stack pointer `sp`.
+#[inline(always)]
+fn memo_set(sp: u64) -> usize {
+    (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % (MEMO_ENTRIES / MEMO_WAYS) * MEMO_WAYS
+}
+
 /// The stack id of the current call stack (0 if none), sending its frames
 /// first when it is new.
+///
+/// The memo check runs here, in a small frame; a miss unwinds out of line
+/// from this function's registers (the walk reads only this frame and its
+/// callers', which the call to [`unwind`] leaves as they are).
 #[inline(never)]
 pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
     if p.max_depth == 0 {
         return 0;
     }
-    capture_and_unwind(ts, p)
-}
-
-#[inline(never)]
-fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
     let (ip, sp, bp): (u64, u64, u64);
     // SAFETY: reads registers only.
     unsafe {
@@ -253,30 +259,36 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
             ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp,
             options(nomem, nostack, preserves_flags));
     }
+    let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
+    if let Some(u) = ts.unwinder.as_deref() {
+        let tag = gen ^ u.stack_epoch << 40;
+        // Optimised code often keeps data in rbp, so entries ignore it unless
+        // the unwind depended on it (checked once, when the entry is made).
+        // An empty entry has sp 0, which no call has.
+        let set = memo_set(sp);
+        for e in &u.memo[set..set + MEMO_WAYS] {
+            if e.sp == sp
+                && e.tag == tag
+                && e.ip == ip
+                && (!e.uses_bp || e.bp == bp)
+                && e.unchanged(sp)
+            {
+                return e.id;
+            }
+        }
+    }
+    unwind(ts, p, ip, sp, bp)
+}
+
+/// A memo miss: unwinds from `capture`'s registers and makes an entry.
+#[cold]
+#[inline(never)]
+fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if ts.unwinder.is_none() {
         ts.unwinder = Some(Unwinder::new());
     }
     let epoch = ts.unwinder.as_ref().map_or(0, |u| u.stack_epoch);
-    let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
-    // Optimised code often keeps data in rbp, so entries ignore it unless
-    // the unwind depended on it (checked once, when the entry is made).
-    let set = (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % (MEMO_ENTRIES / MEMO_WAYS)
-        * MEMO_WAYS;
-    if let Some(u) = ts.unwinder.as_ref() {
-        for e in &u.memo[set..set + MEMO_WAYS] {
-            if e.id != 0
-                && e.ip == ip
-                && e.sp == sp
-                && (!e.uses_bp || e.bp == bp)
-                && e.gen == (gen ^ epoch << 40)
-            {
-                let same = e.unchanged(sp);
-                if same {
-                    return e.id;
-                }
-            }
-        }
-    }
+    let set = memo_set(sp);
     // Miss: make sure the module list is current, then unwind.
     modules::refresh(ts, p);
     let Some(u) = ts.unwinder.as_mut() else {
@@ -319,7 +331,7 @@ fn capture_and_unwind(ts: &mut ThreadState, p: &Process) -> u32 {
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;
-        e.gen = u.gen ^ epoch << 40;
+        e.tag = u.gen ^ epoch << 40;
         e.id = id;
         let mut m = 0;
         for (k, &(a, v)) in u.reads[..nreads].iter().enumerate() {

@@ -202,6 +202,9 @@ impl ProcTrace {
         let mut last = self.last_time.get(&tid).copied().unwrap_or(0);
         let mut exited = false;
         let r = self.decode_records(clock, tid, bytes, &mut at, &mut last, &mut exited);
+        // A thread's times only grow: its last is the chunk's latest time
+        // (an exit's is taken before `last` restarts).
+        self.max_time = self.max_time.max(last);
         if exited {
             self.last_time.remove(&tid);
         } else {
@@ -225,10 +228,12 @@ impl ProcTrace {
         while *at + abi::RECORD_HEADER <= bytes.len() {
             let a = *at;
             let time = word(a);
-            let kind = bytes[a + 8];
-            let func = bytes[a + 9];
-            let len = u16::from_le_bytes([bytes[a + 10], bytes[a + 11]]) as usize;
-            let stack = u32::from_le_bytes(bytes[a + 12..a + 16].try_into().unwrap_or([0; 4]));
+            // kind, func, len (u16) and stack (u32), little-endian.
+            let h = word(a + 8);
+            let kind = h as u8;
+            let func = (h >> 8) as u8;
+            let len = (h >> 16) as u16 as usize;
+            let stack = (h >> 32) as u32;
             if len < abi::RECORD_HEADER || a + len > bytes.len() {
                 break;
             }
@@ -238,6 +243,37 @@ impl ProcTrace {
             // Trailing zero words may be left out by the writer.
             let arg = |k: usize| if k < nw { word(body + 8 * k) } else { 0 };
             *at += len;
+            if kind == abi::KIND_ALLOC || kind == abi::KIND_FREE {
+                // The hot path: no heap data in the event, nothing to drop.
+                let (addr, size, align) = (arg(0), arg(1), arg(2));
+                let event = if kind == abi::KIND_ALLOC {
+                    Event::Alloc {
+                        func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
+                        addr,
+                        size,
+                        align,
+                        stack,
+                    }
+                } else {
+                    Event::Free {
+                        func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
+                        addr,
+                        size,
+                        align,
+                        stack,
+                    }
+                };
+                let t = ns(time).max(*last).max(self.advanced);
+                *last = t;
+                let rec = std::mem::ManuallyDrop::new(Record {
+                    time: t,
+                    thread: tid,
+                    event,
+                });
+                self.writer.write(&rec)?;
+                self.events += 1;
+                continue;
+            }
             let event = match kind {
                 abi::KIND_STACK => {
                     self.frames.clear();
@@ -337,7 +373,6 @@ impl ProcTrace {
             // Keep each thread's records in time order and above the watermark.
             let t = ns(time).max(*last).max(self.advanced);
             *last = t;
-            self.max_time = self.max_time.max(t);
             let exit = matches!(event, Event::ThreadExit);
             self.writer.write(&Record {
                 time: t,
@@ -346,6 +381,7 @@ impl ProcTrace {
             })?;
             self.events += 1;
             if exit {
+                self.max_time = self.max_time.max(t);
                 self.writer.flush_thread(tid)?;
                 *exited = true;
                 *last = 0;

@@ -108,10 +108,12 @@ pub struct AddrModel {
     /// slot. (Only the class of a block's size is ever needed: 16 bytes a slot.)
     live: Vec<(u64, u32, u32)>,
     free_slots: Vec<u32>,
-    free_site: Vec<(u32, u32)>,
+    free_site: Box<[(u32, u32); FREE_SITES]>,
+    /// Class stacks: circular, the top at `ring_pos`. Entries below the
+    /// stack's depth are 0 (a stacked address never is), which is how the
+    /// depth is known: the stack holds the entries down to the first 0.
     rings: [[u64; RING]; CLASSES],
     ring_pos: [u8; CLASSES],
-    ring_len: [u8; CLASSES],
     last_freed: u64,
     last_lit: u64,
 }
@@ -121,10 +123,9 @@ impl Default for AddrModel {
         AddrModel {
             live: Vec::new(),
             free_slots: Vec::new(),
-            free_site: vec![(0, 0); FREE_SITES],
+            free_site: Box::new([(0, 0); FREE_SITES]),
             rings: [[0; RING]; CLASSES],
             ring_pos: [0; CLASSES],
-            ring_len: [0; CLASSES],
             last_freed: 0,
             last_lit: 0,
         }
@@ -212,19 +213,24 @@ impl AddrModel {
     fn push_freed(&mut self, a: u64, class: Option<u32>) {
         self.last_freed = a;
         if let Some(c) = class {
+            // `a` is not 0 (it comes from the live table). When the stack
+            // is full, the slot above the top holds the oldest entry, which
+            // is dropped; otherwise it is empty.
             let c = (c as usize).min(CLASSES - 1);
             let p = (self.ring_pos[c] as usize + 1) % RING;
             self.ring_pos[c] = p as u8;
             self.rings[c][p] = a;
-            self.ring_len[c] = (self.ring_len[c] + 1).min(RING as u8);
         }
     }
 
     /// The `k`-th entry from the top of class `c`'s stack, if it has one.
     #[inline(always)]
     fn ring_get(&self, c: usize, k: usize) -> Option<u64> {
-        (k < self.ring_len[c] as usize)
-            .then(|| self.rings[c][(self.ring_pos[c] as usize + RING - k) % RING])
+        if k >= RING {
+            return None;
+        }
+        let a = self.rings[c][(self.ring_pos[c] as usize + RING - k) % RING];
+        (a != 0).then_some(a)
     }
 
     /// Removes the `k`-th entry from the top of class `c`'s stack.
@@ -235,14 +241,15 @@ impl AddrModel {
             // Entry j-1 (nearer the top) moves down into slot j.
             self.rings[c][(top + RING - j) % RING] = self.rings[c][(top + RING - j + 1) % RING];
         }
+        // The old top's slot is now below the stack.
+        self.rings[c][top] = 0;
         self.ring_pos[c] = ((top + RING - 1) % RING) as u8;
-        self.ring_len[c] -= 1;
     }
 
     /// After an allocation coded `1`: drop the address from the top of its class stack.
     #[inline(always)]
     fn pop_if_top(&mut self, c: usize, a: u64) {
-        if self.ring_get(c, 0) == Some(a) {
+        if a != 0 && self.ring_get(c, 0) == Some(a) {
             self.ring_remove(c, 0);
         }
     }
@@ -520,12 +527,15 @@ impl AddrEncoder {
         let m = &mut self.model;
         let c = class(size);
         let top = m.ring_pos[c] as usize;
-        let depth = m.ring_len[c] as usize;
         let ring = &m.rings[c];
+        // The stack ends at the first 0 entry (and `a` is not 0).
         let found = if a == 0 {
             None
         } else {
-            (0..depth).find(|&k| ring[(top.wrapping_sub(k)) % RING] == a)
+            (0..RING)
+                .map(|k| ring[(top.wrapping_sub(k)) % RING])
+                .position(|e| e == a || e == 0)
+                .filter(|&k| ring[(top.wrapping_sub(k)) % RING] == a)
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);

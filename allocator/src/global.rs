@@ -10,6 +10,9 @@
 //! calls from that thread (other destructors) go straight to the heap.
 //! Fork: `pthread_atfork` handlers take every heap lock before `fork` and release
 //! them in parent and child, so the child never inherits a lock held mid-update.
+//! They are registered once the process has a second thread, before the next lock
+//! is taken (`fork_guard`): a single-threaded process cannot fork with a lock held
+//! by someone else, and registering costs resident libc text.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
@@ -89,14 +92,56 @@ unsafe extern "C" fn fork_release() {
     HEAP.unlock_all();
 }
 
-/// Creates the thread-exit key and fork handlers once per process.
+/// 0: no fork handlers yet, 1: being registered, 2: registered.
+static FORK_STATE: AtomicU8 = AtomicU8::new(0);
+/// The thread area of the thread registering them: its own allocations inside
+/// `pthread_atfork` must not wait for it.
+static FORK_REGISTRAR: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes `fork` safe before the global instance takes a lock: once the process has
+/// a second thread, the fork handlers are registered (one load while they are).
+///
+/// While the process has one thread, no lock can be held by another thread when it
+/// forks, so the handlers are not needed; a thread is created before it runs (and
+/// before it can fork or allocate), so every lock taken after that is taken after
+/// this check sees it. Registering costs a small program 130 KiB of resident libc
+/// text (`pthread_atfork` and what it calls), more than the allocator's own.
+#[inline(always)]
+pub(crate) fn fork_guard() {
+    if FORK_STATE.load(Ordering::Acquire) != 2 {
+        fork_guard_slow();
+    }
+}
+
+#[cold]
+fn fork_guard_slow() {
+    if thread::single_threaded() {
+        return;
+    }
+    let me = crate::os::tls::area() as usize;
+    loop {
+        match FORK_STATE.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                FORK_REGISTRAR.store(me, Ordering::Relaxed);
+                // May allocate, re-entering here (see the registrar check below).
+                thread::atfork(fork_prepare, fork_release, fork_release);
+                FORK_STATE.store(2, Ordering::Release);
+                return;
+            }
+            Err(2) => return,
+            Err(_) if FORK_REGISTRAR.load(Ordering::Relaxed) == me => return,
+            Err(_) => thread::yield_now(),
+        }
+    }
+}
+
+/// Creates the thread-exit key once per process.
 fn process_hooks() -> Option<libc::pthread_key_t> {
     loop {
         match KEY_STATE.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => {
-                // Both calls may allocate; this thread's cache is already active.
+                // May allocate; this thread's cache is already active.
                 let key = thread::key_create(thread_exit);
-                thread::atfork(fork_prepare, fork_release, fork_release);
                 if let Some(k) = key {
                     KEY.store(k as usize, Ordering::Relaxed);
                 }
@@ -168,6 +213,7 @@ fn malloc_tag<const ERRNO: bool>(tag: usize, size: usize) -> *mut u8 {
 
 #[inline(never)]
 fn malloc_slow<const ERRNO: bool>(size: usize) -> *mut u8 {
+    fork_guard();
     // SAFETY: reading this thread's cache state; no borrow is live.
     let state = unsafe { (*cache()).state };
     let p = if state == DEAD {
@@ -189,6 +235,7 @@ fn malloc_slow<const ERRNO: bool>(size: usize) -> *mut u8 {
 #[cold]
 fn malloc_large<const ERRNO: bool>(size: usize) -> *mut u8 {
     configure();
+    fork_guard();
     let p = if size > MAX_REQUEST {
         ptr::null_mut()
     } else {
@@ -207,6 +254,7 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
         return malloc(size);
     }
     configure();
+    fork_guard();
     HEAP.malloc_aligned(size, align)
 }
 
@@ -247,6 +295,7 @@ pub unsafe fn free(p: *mut u8) {
 /// As for [`free`].
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8) {
+    fork_guard();
     let s = HEAP.map.lookup(p as usize);
     if s.is_null() {
         if !p.is_null() {
@@ -286,6 +335,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
         return malloc(size);
     }
+    fork_guard();
     // SAFETY: caller's promise.
     match unsafe { HEAP.resize_in_place(p, size) } {
         Resize::Done(q) => q,
@@ -323,6 +373,7 @@ pub fn flush_thread_cache() {
 
 /// Statistics of the global instance (the calling thread's counts published first).
 pub fn stats() -> Stats {
+    fork_guard();
     flush_thread_cache();
     HEAP.stats()
 }
@@ -398,5 +449,20 @@ unsafe impl GlobalAlloc for AllocTrace {
             }
         }
         q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_handlers_are_registered_once_the_process_has_threads() {
+        std::thread::spawn(|| ()).join().unwrap();
+        assert!(!thread::single_threaded());
+        fork_guard();
+        assert_eq!(FORK_STATE.load(Ordering::Acquire), 2);
+        fork_guard();
+        assert_eq!(FORK_STATE.load(Ordering::Acquire), 2);
     }
 }

@@ -348,6 +348,7 @@ impl ThreadCache {
     /// memory. The cache must be active.
     #[inline(never)]
     pub(crate) fn refill_pop(&mut self, heap: &Heap, size: usize) -> *mut u8 {
+        crate::global::fork_guard();
         let class = class_of(size);
         self.publish(heap, class);
         let bin = &mut self.bins[class];
@@ -398,6 +399,7 @@ impl ThreadCache {
     /// Keeps the first `keep` blocks of a bin and returns the rest to the heap.
     #[inline(never)]
     fn trim(&mut self, heap: &Heap, class: usize, keep: usize) {
+        crate::global::fork_guard();
         self.publish(heap, class);
         let bin = &mut self.bins[class];
         let count = bin.len();

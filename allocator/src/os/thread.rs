@@ -1,5 +1,6 @@
 //! Threads and process plumbing: a pthread key for thread-exit hooks, fork handlers,
-//! yielding, a coarse clock, `errno` and `getenv`.
+//! whether the process is single-threaded, yielding, a coarse clock, `errno` and
+//! `getenv`.
 
 use core::ffi::{c_void, CStr};
 
@@ -29,6 +30,34 @@ pub fn key_arm(key: libc::pthread_key_t) -> bool {
 pub fn atfork(prepare: ForkHandler, parent: ForkHandler, child: ForkHandler) -> bool {
     // SAFETY: the handlers are plain C-ABI functions valid for the program's lifetime.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    /// glibc's flag (since 2.32): non-zero until the process creates its first
+    /// thread (`pthread_create` clears it before the new thread runs).
+    static __libc_single_threaded: u8;
+}
+
+/// Whether the process has never had a second thread, as far as the C library
+/// says: glibc's `__libc_single_threaded`, one load and no libc code run (calling
+/// into libc makes its pages resident: `pthread_atfork` alone cost a small program
+/// 130 KiB of libc text). False where the C library does not tell.
+pub fn single_threaded() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: the flag is a byte of libc's data, valid for the process's life;
+        // libc writes it (once, 1 to 0) while other threads may read it, so it is
+        // read as an atomic byte.
+        let flag = unsafe {
+            &*core::ptr::addr_of!(__libc_single_threaded).cast::<core::sync::atomic::AtomicU8>()
+        };
+        flag.load(core::sync::atomic::Ordering::Acquire) != 0
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 /// Gives up the CPU (used when a spin lock stays contended).
@@ -98,6 +127,13 @@ mod tests {
     fn errno_round_trip() {
         set_errno(ENOMEM);
         assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(ENOMEM));
+    }
+
+    #[test]
+    fn the_test_harness_has_threads() {
+        let t = std::thread::spawn(|| ());
+        t.join().unwrap();
+        assert!(!single_threaded());
     }
 
     #[test]

@@ -1211,22 +1211,25 @@ impl Decoder<'_> {
     /// the caller truncates).
     #[inline(always)]
     fn event_into(&mut self, opc: u8, out: &mut Slots, i: usize) -> Option<()> {
+        // Plain malloc and free first, each with one compare: the bulk of
+        // every trace.
+        if opc == op::ALLOC {
+            let size = self.sizes.get_wide()?;
+            let stack = self.stack()?;
+            let addr = self.allocated(size, stack)?;
+            out.set(i, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
+            return Some(());
+        }
+        if opc == op::FREE {
+            let (addr, alloc_stack) = self
+                .model
+                .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
+            let code = self.stacks.get()?;
+            let stack = self.model.free_stack_decode(alloc_stack, code)?;
+            out.set(i, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
+            return Some(());
+        }
         match opc {
-            // Plain malloc and free first: the bulk of every trace.
-            op::ALLOC => {
-                let size = self.sizes.get_wide()?;
-                let stack = self.stack()?;
-                let addr = self.allocated(size, stack)?;
-                out.set(i, Kind::Alloc(AllocFn::Malloc), addr, 0, size, stack);
-            }
-            op::FREE => {
-                let (addr, alloc_stack) = self
-                    .model
-                    .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
-                let code = self.stacks.get()?;
-                let stack = self.model.free_stack_decode(alloc_stack, code)?;
-                out.set(i, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
-            }
             0x01..=0x10 => {
                 let func = AllocFn::from_u8(opc)?;
                 if matches!(func, AllocFn::Realloc | AllocFn::Reallocarray) {

@@ -85,52 +85,50 @@ fn get_slow(rest: &[u8]) -> Option<(u64, usize)> {
 /// or a varint was longer than 10 bytes.
 #[derive(Clone, Debug)]
 pub struct Cursor<'a> {
-    /// The whole slice, and what is left of it: reading only touches `rest`
-    /// (a pointer and a length), which keeps hot decoding loops in registers.
+    /// The whole slice, never changed, and the read position (at most
+    /// `all.len()`): reading only updates `pos`, so a hot decoding loop that
+    /// runs out of registers spills one word per cursor, not two.
     all: &'a [u8],
-    rest: &'a [u8],
+    pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Cursor {
-            all: buf,
-            rest: buf,
-        }
+        Cursor { all: buf, pos: 0 }
     }
 
     /// A cursor at byte `pos` of `buf` (at its end if `pos` is beyond).
     pub fn at(buf: &'a [u8], pos: usize) -> Self {
         Cursor {
             all: buf,
-            rest: buf.get(pos..).unwrap_or_default(),
+            pos: pos.min(buf.len()),
         }
     }
 
     /// Bytes consumed so far.
     pub fn pos(&self) -> usize {
-        self.all.len() - self.rest.len()
+        self.pos
     }
 
     /// Moves to byte `pos` (to the end if `pos` is beyond).
     #[inline]
     pub fn set_pos(&mut self, pos: usize) {
-        self.rest = self.all.get(pos..).unwrap_or_default();
+        self.pos = pos.min(self.all.len());
     }
 
     /// Whether every byte has been consumed.
     pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
+        self.pos >= self.all.len()
     }
 
     /// Reads one unsigned varint. Fastest for columns of mostly one-byte values.
     #[inline(always)]
     pub fn get(&mut self) -> Option<u64> {
         // Fast path: one byte.
-        let (&b, tail) = self.rest.split_first()?;
+        let b = *self.all.get(self.pos)?;
         if b < 0x80 {
-            self.rest = tail;
+            self.pos += 1;
             return Some(b as u64);
         }
         self.get_wide()
@@ -143,8 +141,9 @@ impl<'a> Cursor<'a> {
         // Up to 8 bytes from one little-endian word, without a loop: find the
         // first byte whose continuation bit is clear, keep the bytes up to it
         // and squeeze out the continuation bits.
-        if let Some(w) = self.rest.first_chunk::<8>() {
-            let w = u64::from_le_bytes(*w);
+        let window = self.all.get(self.pos..self.pos.wrapping_add(8));
+        if let Some(&w) = window.and_then(|w| w.first_chunk::<8>()) {
+            let w = u64::from_le_bytes(w);
             let stops = !w & 0x8080_8080_8080_8080;
             if stops & 0x8080 != 0 {
                 // One or two bytes (sizes below 16 KiB): keep the second
@@ -152,7 +151,7 @@ impl<'a> Cursor<'a> {
                 // a branch on which.
                 let two = (w >> 7) & 1;
                 let x = w & (0xffff >> ((two ^ 1) * 8));
-                self.rest = self.rest.get(1 + two as usize..).unwrap_or_default();
+                self.pos += 1 + two as usize;
                 return Some((x & 0x7f) | ((x >> 1) & 0x3f80));
             }
             if stops != 0 {
@@ -161,14 +160,14 @@ impl<'a> Cursor<'a> {
                 x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
                 x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
                 x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
-                self.rest = self.rest.get((bits / 8) as usize..).unwrap_or_default();
+                self.pos += (bits / 8) as usize;
                 return Some(x);
             }
         }
         // Not inlined, and not given the cursor: a cursor whose address
         // escapes into a call would live in memory in every caller's loop.
-        let (v, n) = get_slow(self.rest)?;
-        self.rest = self.rest.get(n..).unwrap_or_default();
+        let (v, n) = get_slow(self.all.get(self.pos..).unwrap_or_default())?;
+        self.pos += n;
         Some(v)
     }
 
@@ -181,15 +180,15 @@ impl<'a> Cursor<'a> {
     /// Reads one byte.
     #[inline(always)]
     pub fn byte(&mut self) -> Option<u8> {
-        let (&b, tail) = self.rest.split_first()?;
-        self.rest = tail;
+        let b = *self.all.get(self.pos)?;
+        self.pos += 1;
         Some(b)
     }
 
     /// Reads `n` raw bytes.
     pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (s, tail) = self.rest.split_at_checked(n)?;
-        self.rest = tail;
+        let s = self.all.get(self.pos..)?.get(..n)?;
+        self.pos += n;
         Some(s)
     }
 }

@@ -50,10 +50,12 @@ pub const MAX_SPAN_CHUNKS: usize = 16;
 /// Bytes at the start of every span taken by its header.
 pub const SPAN_HEADER: usize = 128;
 /// Blocks of at least this many bytes give their pages back to the OS when freed
-/// (all but the page holding their first word): a free block of a large class can be
-/// reused by its own class only, and would otherwise stay resident. At 16 KiB,
-/// `sqlite3`'s 8 to 12 KiB buffers (freed, then not reused by its page cache) kept
-/// 130 KiB more of peak RSS than at 8 KiB.
+/// (every page no block in use shares; their spans track free blocks in a bitmap,
+/// see `span::give_purged`): a free block of a large class can be reused by its own
+/// class only, and would otherwise stay resident. At 16 KiB, `sqlite3`'s 8 to 12 KiB
+/// buffers (freed, then not reused by its page cache) kept 130 KiB more of peak RSS
+/// than at 8 KiB; keeping the page holding a free block's link (the design before
+/// the bitmap) cost `git log -p` 200 KiB.
 pub const PURGE_MIN_BLOCK: usize = 8 * 1024;
 /// The first class whose blocks are purged when freed.
 pub const PURGE_CLASS: usize = class_of_const(PURGE_MIN_BLOCK);

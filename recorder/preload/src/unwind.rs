@@ -64,7 +64,11 @@ enum Mode {
 
 type Fh = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
 
+/// A memo entry; `repr(C)` and the alignment keep the fields a probe reads
+/// (key, id, count) in the entry's first cache line, next to its first
+/// offsets.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct MemoEntry {
     sp: u64,
     /// Module generation and stack epoch the entry belongs to.

@@ -11,6 +11,7 @@
 //! only as a stream: `export` writes it to Parquet in batches of
 //! [`BATCH_ROWS`] rows ([`RowWriter`]), so even that stays bounded.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -60,9 +61,38 @@ pub fn live_frame(live: &[(u64, Slot)]) -> PolarsResult<DataFrame> {
     )
 }
 
+/// Queries over fewer rows than this are answered in plain Rust: polars'
+/// fixed cost (faulting in its code, starting its thread pool, planning;
+/// about 25 ms of wall time per process on the 2-core bench machine, where
+/// `leaks` on a cached analysis takes 20 ms without it) is more than such a
+/// query costs. Both ways give the same result (tested).
+pub const POLARS_MIN_ROWS: usize = 1 << 16;
+
 /// Leaks grouped by allocation stack: `(stack, count, bytes)`, most bytes
 /// first (then most blocks, then stack id, so the order is deterministic).
 pub fn leak_groups(live: &[(u64, Slot)]) -> anyhow::Result<Vec<(StackId, u64, u64)>> {
+    if live.len() < POLARS_MIN_ROWS {
+        return Ok(leak_groups_small(live));
+    }
+    leak_groups_polars(live)
+}
+
+/// [`leak_groups`] in plain Rust.
+fn leak_groups_small(live: &[(u64, Slot)]) -> Vec<(StackId, u64, u64)> {
+    let mut by_stack: HashMap<StackId, (u64, u64)> = HashMap::new();
+    for (_, s) in live {
+        let g = by_stack.entry(s.stack).or_default();
+        g.0 += 1;
+        g.1 = g.1.wrapping_add(s.size);
+    }
+    let mut groups: Vec<(StackId, u64, u64)> =
+        by_stack.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
+    groups.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
+    groups
+}
+
+/// [`leak_groups`] with polars.
+pub fn leak_groups_polars(live: &[(u64, Slot)]) -> anyhow::Result<Vec<(StackId, u64, u64)>> {
     let df = live_frame(live)?
         .lazy()
         .group_by([col("stack")])
@@ -97,8 +127,31 @@ pub fn sites_frame(sites: &[(StackId, SiteStats)]) -> PolarsResult<DataFrame> {
     )
 }
 
-/// The `n` sites with the largest `by` (`allocs` or `bytes`): stack ids in order.
+/// The `n` sites with the largest `by` (`allocs` or `bytes`): stack ids in
+/// order (ties: the larger other one of the two first, then the smaller id).
 pub fn top_sites(
+    sites: &[(StackId, SiteStats)],
+    by: &str,
+    n: usize,
+) -> anyhow::Result<Vec<StackId>> {
+    if sites.len() >= POLARS_MIN_ROWS {
+        return top_sites_polars(sites, by, n);
+    }
+    let key = |s: &SiteStats| match by {
+        "allocs" => Ok((s.allocs, s.bytes)),
+        "bytes" => Ok((s.bytes, s.allocs)),
+        _ => Err(anyhow::anyhow!("no site column {by:?} to sort by")),
+    };
+    let mut top: Vec<((u64, u64), StackId)> = Vec::new();
+    for (id, s) in sites.iter().filter(|(_, s)| s.allocs > 0) {
+        top.push((key(s)?, *id));
+    }
+    top.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(top.into_iter().take(n).map(|(_, id)| id).collect())
+}
+
+/// [`top_sites`] with polars.
+pub fn top_sites_polars(
     sites: &[(StackId, SiteStats)],
     by: &str,
     n: usize,
@@ -235,4 +288,57 @@ pub fn rows_frame(rows: &[AllocRow]) -> PolarsResult<DataFrame> {
             ),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    #[test]
+    fn small_tables_get_the_polars_answers() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for len in [0, 1, 7, 300, 5000] {
+            // Few stacks and sizes: many ties on every sort key.
+            let live: Vec<(u64, Slot)> = (0..len)
+                .map(|i| {
+                    let s = Slot {
+                        size: rng(&mut x) % 4 * 16,
+                        stack: (rng(&mut x) % 40) as StackId,
+                        id: i + 1,
+                        live: true,
+                        ..Slot::default()
+                    };
+                    (i * 16, s)
+                })
+                .collect();
+            assert_eq!(leak_groups_small(&live), leak_groups_polars(&live).unwrap());
+            let sites: Vec<(StackId, SiteStats)> = (0..len as StackId / 10)
+                .map(|id| {
+                    let allocs = rng(&mut x) % 5;
+                    let s = SiteStats {
+                        allocs,
+                        bytes: allocs * (rng(&mut x) % 3) * 8,
+                        ..SiteStats::default()
+                    };
+                    (id * 3, s)
+                })
+                .collect();
+            for by in ["allocs", "bytes"] {
+                for n in [0, 3, 10, 1000] {
+                    assert_eq!(
+                        top_sites(&sites, by, n).unwrap(),
+                        top_sites_polars(&sites, by, n).unwrap(),
+                        "{by} {n}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -108,16 +108,13 @@ static FORK_REGISTRAR: AtomicUsize = AtomicUsize::new(0);
 /// text (`pthread_atfork` and what it calls), more than the allocator's own.
 #[inline(always)]
 pub(crate) fn fork_guard() {
-    if FORK_STATE.load(Ordering::Acquire) != 2 {
+    if FORK_STATE.load(Ordering::Acquire) != 2 && !thread::single_threaded() {
         fork_guard_slow();
     }
 }
 
 #[cold]
 fn fork_guard_slow() {
-    if thread::single_threaded() {
-        return;
-    }
     let me = crate::os::tls::area() as usize;
     loop {
         match FORK_STATE.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire) {

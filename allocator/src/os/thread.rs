@@ -43,6 +43,7 @@ extern "C" {
 /// says: glibc's `__libc_single_threaded`, one load and no libc code run (calling
 /// into libc makes its pages resident: `pthread_atfork` alone cost a small program
 /// 130 KiB of libc text). False where the C library does not tell.
+#[inline(always)]
 pub fn single_threaded() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -192,21 +192,21 @@ impl AddrModel {
 
     #[inline(always)]
     fn free_stack_decode(&mut self, alloc_stack: Option<u32>, code: u64) -> Option<u32> {
-        let stack = match (code, alloc_stack) {
+        match (code, alloc_stack) {
+            // Predicted: the slot already holds `(a, stack)`, nothing to store.
             (0, Some(a)) => {
                 let slot = self.free_site[a as usize % FREE_SITES];
-                if slot.0 != a {
-                    return None;
-                }
-                slot.1
+                (slot.0 == a).then_some(slot.1)
             }
-            (0, None) => return None,
-            (c, _) => u32::try_from(c - 1).ok()?,
-        };
-        if let Some(a) = alloc_stack {
-            self.free_site[a as usize % FREE_SITES] = (a, stack);
+            (0, None) => None,
+            (c, alloc_stack) => {
+                let stack = u32::try_from(c - 1).ok()?;
+                if let Some(a) = alloc_stack {
+                    self.free_site[a as usize % FREE_SITES] = (a, stack);
+                }
+                Some(stack)
+            }
         }
-        Some(stack)
     }
 
     #[inline(always)]

@@ -1,18 +1,21 @@
 //! The reentrancy guard: a thread inside a hook holds a [`Guard`]; allocations
 //! it makes meanwhile (from libc, dlsym, the unwinder) pass through untraced.
 //!
-//! The flag lives with the thread's other recorder state in one
-//! const-initialised thread-local without `Drop` (lazily initialised Rust
-//! thread-locals register destructors, which run at thread exit and can abort
-//! the target). In a shared library each thread-local access is a call to
-//! `__tls_get_addr`, so a hook looks it up once and the guard keeps its
-//! address.
+//! The flag lives with the thread's other recorder state in one zeroed
+//! thread-local block without `Drop` (lazily initialised Rust thread-locals
+//! register destructors, which run at thread exit and can abort the target).
+//! The block uses the initial-exec TLS model: its address is the thread
+//! pointer plus an offset the loader fixes, two instructions instead of a call
+//! to `__tls_get_addr` per hook (the library is loaded at startup with
+//! `LD_PRELOAD`, so its block is in the static TLS area). A hook looks it up
+//! once and the guard keeps its address.
 
 use core::cell::Cell;
 
 use crate::thread::ThreadState;
 
-/// This thread's recorder state.
+/// This thread's recorder state (all zero bits: a new thread's state).
+#[repr(C)]
 pub struct Tls {
     /// The thread is inside a hook.
     in_hook: Cell<bool>,
@@ -22,14 +25,43 @@ pub struct Tls {
     pub parent: Cell<u32>,
 }
 
-thread_local! {
-    static TLS: Tls = const {
-        Tls {
-            in_hook: Cell::new(false),
-            state: Cell::new(core::ptr::null_mut()),
-            parent: Cell::new(0),
-        }
-    };
+// The block: `Tls`-sized, zero-initialised (`.tbss`).
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .tbss.alloctrace_tls,\"awT\",@nobits",
+    ".p2align 3",
+    // Global for the library's other object files, hidden from others.
+    ".globl alloctrace_tls",
+    ".hidden alloctrace_tls",
+    ".type alloctrace_tls,@object",
+    ".size alloctrace_tls, {size}",
+    "alloctrace_tls:",
+    ".zero {size}",
+    ".popsection",
+    size = const core::mem::size_of::<Tls>(),
+);
+
+const _: () = assert!(core::mem::align_of::<Tls>() <= 8);
+
+/// This thread's block.
+#[inline(always)]
+fn tls() -> &'static Tls {
+    let p: usize;
+    // SAFETY: reads the block's offset from the GOT (initial-exec model) and
+    // the thread pointer (`fs:0` holds its own address on x86-64 Linux).
+    unsafe {
+        core::arch::asm!(
+            "mov {p}, qword ptr [rip + alloctrace_tls@GOTTPOFF]",
+            "add {p}, qword ptr fs:0",
+            p = out(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+    }
+    // SAFETY: the block is this thread's, `Tls`-sized and aligned, and all
+    // zero bits are a valid `Tls`; it lives as long as the thread, which
+    // outlives every use (hooks, the exit destructor), and `Tls` is only
+    // accessed through `Cell`s on this thread.
+    unsafe { &*(p as *const Tls) }
 }
 
 /// Proof that this thread is inside a hook; released on drop. Not `Send`.
@@ -39,14 +71,13 @@ impl Guard {
     /// Enters a hook; `None` when this thread already is in one.
     #[inline(always)]
     pub fn acquire() -> Option<Guard> {
-        TLS.with(|t| {
-            if t.in_hook.get() {
-                None
-            } else {
-                t.in_hook.set(true);
-                Some(Guard(t as *const Tls))
-            }
-        })
+        let t = tls();
+        if t.in_hook.get() {
+            None
+        } else {
+            t.in_hook.set(true);
+            Some(Guard(t as *const Tls))
+        }
     }
 
     /// This thread's state.
@@ -60,7 +91,7 @@ impl Guard {
 
 /// Records which thread created this one (for its `ThreadStart` event).
 pub fn set_parent(tid: u32) {
-    TLS.with(|t| t.parent.set(tid));
+    tls().parent.set(tid);
 }
 
 impl Drop for Guard {

@@ -324,16 +324,11 @@ impl Heap {
                     (*s).state = SpanState::Partial;
                     ci.partial.push_front(s);
                 }
-                if (*s).used == 0 && !(purged && ci.partial.len == 1) {
-                    // (An emptied span of a purged class that is the class's last
-                    // partial one stays: its free blocks keep no page, only its header
-                    // page is resident, as it would be in the pool, and the class's
-                    // next malloc would otherwise take a span from the pool and fault
-                    // it in again, one `madvise` per alloc and free cycle.)
+                if (*s).used == 0 {
                     ci.partial.remove(s);
                     ci.spans -= 1;
                     ci.capacity -= span_capacity(class) as u64;
-                    self.release_span(s);
+                    self.release_span(s, purged);
                 } else if !purged && span::should_trim(s) && span::trim_top(s) > 0 {
                     add(&self.counters.madvise_calls, 1);
                 }
@@ -363,18 +358,25 @@ impl Heap {
         s
     }
 
-    /// Gives an empty span back to the pool.
+    /// Gives an empty span back to the pool: as purged already if `clean` (a span of
+    /// a purged class, whose pages went back block by block, all but its header
+    /// page: see [`span::give_purged`]), so no `madvise` repeats that.
     ///
     /// # Safety
-    /// `s` must be formatted, with no blocks out, on no list.
-    unsafe fn release_span(&self, s: *mut Span) {
+    /// `s` must be formatted, with no blocks out, on no list; if `clean`, every page
+    /// but its first must hold nothing anyone needs.
+    unsafe fn release_span(&self, s: *mut Span, clean: bool) {
         let _g = self.lock.lock();
         // SAFETY: heap lock held; guaranteed by the caller.
         unsafe {
             let inner = &mut *self.inner.get();
             let (decay, max_dirty) = (inner.config.decay_ms, inner.config.max_dirty);
             let now = clock(&inner.config);
-            inner.pool.give(s, &self.counters, now, decay, max_dirty);
+            if clean {
+                inner.pool.give_clean(s, &self.counters, now);
+            } else {
+                inner.pool.give(s, &self.counters, now, decay, max_dirty);
+            }
         }
     }
 

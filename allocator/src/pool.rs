@@ -222,6 +222,21 @@ impl Pool {
         }
     }
 
+    /// Takes back empty span `s` whose pages, all but its header page, were returned
+    /// already: it joins the clean lists, with no `madvise`.
+    ///
+    /// # Safety
+    /// The heap lock must be held; `s` must be a formatted span with no blocks out, on
+    /// no list, whose pages after the first hold nothing anyone needs.
+    pub unsafe fn give_clean(&mut self, s: *mut Span, c: &Counters, now: u64) {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            (*s).state = SpanState::Purged;
+            (*s).idle_since = now;
+            self.put(s, c);
+        }
+    }
+
     /// Returns the pages of the dirty span at the tail of list `n` (all but its
     /// header page) to the OS and moves it to the clean list.
     ///

@@ -6,7 +6,7 @@
 
 use std::sync::mpsc;
 
-use allocator::{global, size_class, Backend, Config, Heap};
+use allocator::{global, Backend, Config, Heap};
 
 use crate::util::{fill, global_instance, verify, Rng};
 
@@ -217,10 +217,10 @@ fn stress_policy(config: Config, seed: u64) {
     );
     assert_eq!(st.allocs, st.frees);
     assert!(
-        st.classes.iter().all(|c| c.used_blocks == 0
-            && (c.spans == 0
-                || c.spans == 1 && c.block_size as usize >= size_class::PURGE_MIN_BLOCK)),
-        "empty spans go back to the pool (a purged class keeps one)"
+        st.classes
+            .iter()
+            .all(|c| c.used_blocks == 0 && c.spans == 0),
+        "empty spans go back to the pool"
     );
     assert!(st.brk_calls > 0 && st.mmap_calls > 0 && st.munmap_calls > 0);
     let setup = if config.backend == Backend::Reserved {

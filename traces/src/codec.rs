@@ -1290,6 +1290,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn class_stack_depth_follows_pushes_and_removals() {
+        // A stack's depth is only known from its empty (0) entries: check it
+        // against a plain vector through pushes past the capacity, removals
+        // from every depth, and pops of the top.
+        let mut m = AddrModel::default();
+        let mut want: Vec<u64> = Vec::new(); // top last
+        let mut rng = crate::synthetic::Rng::new(5);
+        let c = 7;
+        for step in 0..20_000u64 {
+            match rng.next_u64() % 3 {
+                0 | 1 => {
+                    let a = 0x1000 + step * 16;
+                    m.push_freed(a, Some(c as u32));
+                    want.push(a);
+                    if want.len() > RING {
+                        want.remove(0);
+                    }
+                }
+                _ => {
+                    let k = rng.range(0, RING as u64 + 1) as usize;
+                    let expect = want.len().checked_sub(k + 1).map(|i| want[i]);
+                    assert_eq!(m.ring_get(c, k), expect, "step {step} k {k}");
+                    if let Some(a) = expect {
+                        if k == 0 && step % 2 == 0 {
+                            m.pop_if_top(c, a);
+                        } else {
+                            m.ring_remove(c, k);
+                        }
+                        want.remove(want.len() - 1 - k);
+                    }
+                }
+            }
+            for k in 0..=RING {
+                let expect = want.len().checked_sub(k + 1).map(|i| want[i]);
+                assert_eq!(m.ring_get(c, k), expect, "step {step} depth {k}");
+            }
+        }
+        // Address 0 never pops an empty stack's top.
+        let mut m = AddrModel::default();
+        m.pop_if_top(3, 0);
+        assert_eq!(m.ring_get(3, 0), None);
+    }
+
+    #[test]
     fn class_matches_its_definition() {
         // FORMAT.md 4.2: min((s + 23) >> 4, 65), without overflow.
         let def = |s: u64| (s.saturating_add(23) >> 4).min(CLASSES as u64 - 1) as usize;

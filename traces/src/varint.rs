@@ -270,6 +270,42 @@ mod tests {
     }
 
     #[test]
+    fn two_byte_values_at_column_ends() {
+        // The one-or-two-byte path reads a whole word: the bytes after the
+        // value (another column's, or none) must not leak into it.
+        for v in [0u64, 1, 0x7f, 0x80, 0x81, 0x3fff, 0x2a5, 0x4000] {
+            let mut b = Vec::new();
+            put(&mut b, v);
+            let n = b.len();
+            for after in [0x00u8, 0x7f, 0x80, 0xff] {
+                for pad in 0..9 {
+                    let mut buf = b.clone();
+                    buf.extend(std::iter::repeat_n(after, pad));
+                    // Only the column (the value) is the cursor's slice.
+                    let mut c = Cursor::new(&buf[..n]);
+                    assert_eq!(c.get_wide(), Some(v), "{v:#x} then {pad} x {after:#x}");
+                    assert!(c.is_empty());
+                    assert_eq!(c.get_wide(), None);
+                    // Inside a longer buffer, the word path is taken.
+                    let mut c = Cursor::new(&buf);
+                    assert_eq!(c.get_wide(), Some(v));
+                    assert_eq!(c.pos(), n);
+                }
+            }
+        }
+        // Positions past the end stay at the end.
+        let b = [1u8, 2, 3];
+        let mut c = Cursor::at(&b, 7);
+        assert!(c.is_empty());
+        assert_eq!(c.get(), None);
+        assert_eq!(c.byte(), None);
+        c.set_pos(1);
+        assert_eq!(c.bytes(5), None);
+        assert_eq!(c.bytes(2), Some(&b[1..]));
+        assert!(c.is_empty());
+    }
+
+    #[test]
     fn rejects_overlong_and_cut() {
         assert_eq!(Cursor::new(&[0x80; 11]).get(), None);
         assert_eq!(Cursor::new(&[0x80, 0x80]).get(), None);

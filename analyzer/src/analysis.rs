@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use traces::{EventBatch, Header, Reader, StackTable, Trailer, Truncation};
 
 use crate::pass::{AllocRow, Pass, PassResult};
+use crate::symbols::Warmup;
 
 /// Traces smaller than this get no progress bar (they take well under a second).
 const PROGRESS_MIN_BYTES: u64 = 32 << 20;
@@ -65,20 +66,33 @@ pub fn analyze(path: &Path) -> anyhow::Result<Analysis> {
 /// runs the pass and neither reads nor writes the cache. A cache file that
 /// cannot be read is reported (one warning) and replaced.
 pub fn analyze_cached(path: &Path, use_cache: bool) -> anyhow::Result<Analysis> {
-    if !use_cache {
-        return analyze(path);
+    Ok(analyze_cached_warm(path, use_cache, false)?.0)
+}
+
+/// [`analyze_cached`] for a report that will symbolize stacks: when the
+/// pass runs and `warm` is set, a [`Warmup`] starts loading debug info
+/// beside it (for [`crate::symbols::Symbols::warmed`]).
+pub fn analyze_cached_warm(
+    path: &Path,
+    use_cache: bool,
+    warm: bool,
+) -> anyhow::Result<(Analysis, Option<Warmup>)> {
+    if use_cache {
+        match crate::cache::lookup(path) {
+            crate::cache::Lookup::Fresh(a) => return Ok((*a, None)),
+            crate::cache::Lookup::Corrupt(why) => eprintln!(
+                "alloctrace: warning: ignoring the unreadable analysis cache {}: {why}",
+                crate::cache::path_for(path).display()
+            ),
+            crate::cache::Lookup::Missing | crate::cache::Lookup::Stale => {}
+        }
     }
-    match crate::cache::lookup(path) {
-        crate::cache::Lookup::Fresh(a) => return Ok(*a),
-        crate::cache::Lookup::Corrupt(why) => eprintln!(
-            "alloctrace: warning: ignoring the unreadable analysis cache {}: {why}",
-            crate::cache::path_for(path).display()
-        ),
-        crate::cache::Lookup::Missing | crate::cache::Lookup::Stale => {}
-    }
+    let warmup = if warm { Warmup::start(path) } else { None };
     let a = analyze(path)?;
-    crate::cache::save(path, &a);
-    Ok(a)
+    if use_cache {
+        crate::cache::save(path, &a);
+    }
+    Ok((a, warmup))
 }
 
 /// Runs the pass, sending per-allocation rows to `rows` if given;

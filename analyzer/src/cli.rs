@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::analysis::analyze_cached;
+use crate::analysis::analyze_cached_warm;
 use crate::suppressions::Suppressions;
 use crate::symbols::Symbols;
 use crate::{cmd_errors, cmd_export, cmd_leaks, cmd_summary, report_json};
@@ -47,9 +47,9 @@ pub struct SummaryArgs {
 /// Runs `summary`; returns the process exit code.
 pub fn summary(args: &SummaryArgs) -> anyhow::Result<i32> {
     let sup = args.suppress.load()?;
-    let a = analyze_cached(&args.trace, !args.no_cache)?;
+    let (a, warmup) = analyze_cached_warm(&args.trace, !args.no_cache, true)?;
     a.warn_truncation();
-    let mut syms = Symbols::new(&a.result.modules);
+    let mut syms = Symbols::warmed(&a.result.modules, warmup);
     let leaks = cmd_leaks::leak_report(&a, &mut syms, &sup)?;
     let s = cmd_summary::summary_report(&a, &mut syms, &leaks, args.top)?;
     if args.json {
@@ -85,9 +85,9 @@ pub struct LeaksArgs {
 /// Runs `leaks`; returns the process exit code.
 pub fn leaks(args: &LeaksArgs) -> anyhow::Result<i32> {
     let sup = args.suppress.load()?;
-    let a = analyze_cached(&args.trace, !args.no_cache)?;
+    let (a, warmup) = analyze_cached_warm(&args.trace, !args.no_cache, false)?;
     a.warn_truncation();
-    let mut syms = Symbols::new(&a.result.modules);
+    let mut syms = Symbols::warmed(&a.result.modules, warmup);
     let r = cmd_leaks::leak_report(&a, &mut syms, &sup)?;
     if args.json {
         report_json::print(&r)?;
@@ -119,9 +119,9 @@ pub struct ErrorsArgs {
 
 /// Runs `errors`; returns the process exit code.
 pub fn errors(args: &ErrorsArgs) -> anyhow::Result<i32> {
-    let a = analyze_cached(&args.trace, !args.no_cache)?;
+    let (a, warmup) = analyze_cached_warm(&args.trace, !args.no_cache, false)?;
     a.warn_truncation();
-    let mut syms = Symbols::new(&a.result.modules);
+    let mut syms = Symbols::warmed(&a.result.modules, warmup);
     let r = cmd_errors::error_report(&a, &mut syms);
     if args.json {
         report_json::print(&r)?;

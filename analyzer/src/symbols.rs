@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, Sender};
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer};
@@ -61,26 +62,124 @@ fn basename(p: &str) -> &str {
 /// Resolves stacks to frames, caching every address it has seen.
 pub struct Symbols {
     modules: Vec<Module>,
-    symbolizer: Symbolizer,
+    backend: Backend,
     cache: HashMap<u64, Vec<Frame>>,
     stacks: HashMap<StackId, Vec<Frame>>,
+}
+
+/// Where addresses are resolved.
+enum Backend {
+    /// On this thread (the symbolizer is created at the first use).
+    Here(Option<Box<Symbolizer>>),
+    /// On the thread of a [`Warmup`], which loaded the debug info early.
+    Warm(Warmup),
+}
+
+fn symbolizer() -> Symbolizer {
+    Symbolizer::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .build()
+}
+
+/// A request to the warm-up thread: resolve these addresses of this module.
+type Request = (Module, Vec<u64>);
+
+/// A symbolizer on its own thread that starts loading the debug info of a
+/// trace's modules while the pass runs (blazesym's first lookup in a module
+/// reads and inflates its DWARF: for libc's compressed debug file that is
+/// most of `summary`'s time after the pass). The modules loaded are those
+/// that frames of the trace's first stacks fall in (the program and the C
+/// library, typically): a guess, which costs only time when wrong. Hand it
+/// to [`Symbols::warmed`]; its thread then resolves every address.
+pub struct Warmup {
+    requests: Sender<Request>,
+    replies: Receiver<Vec<Vec<Frame>>>,
+}
+
+impl Warmup {
+    /// Starts the thread for the trace at `trace`; `None` if it cannot start.
+    pub fn start(trace: &Path) -> Option<Warmup> {
+        let trace = trace.to_path_buf();
+        let (requests, rx) = channel::<Request>();
+        let (tx, replies) = channel();
+        std::thread::Builder::new()
+            .name("symbolizer".into())
+            .spawn(move || {
+                let sym = symbolizer();
+                for (m, addr) in first_modules(&trace) {
+                    resolve(&sym, &m, &[addr]);
+                }
+                for (m, addrs) in rx {
+                    if tx.send(resolve(&sym, &m, &addrs)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Warmup { requests, replies })
+    }
+
+    fn resolve(&self, m: &Module, addrs: &[u64]) -> Option<Vec<Vec<Frame>>> {
+        self.requests.send((m.clone(), addrs.to_vec())).ok()?;
+        self.replies.recv().ok()
+    }
+}
+
+/// The modules that frames of the stacks in the first batch of `trace` fall
+/// in, each with one of those frames.
+fn first_modules(trace: &Path) -> Vec<(Module, u64)> {
+    let Ok(mut reader) = traces::Reader::open(trace) else {
+        return Vec::new();
+    };
+    let mut batch = traces::EventBatch::new();
+    if !matches!(reader.next_batch(&mut batch), Ok(true)) {
+        return Vec::new();
+    }
+    let modules: Vec<&Module> = batch
+        .others()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            traces::Event::ModuleLoad(m) => Some(&**m),
+            _ => None,
+        })
+        .collect();
+    let mut found: Vec<(Module, u64)> = Vec::new();
+    let table = reader.stacks();
+    for id in table.ids() {
+        for a in table.frames(id) {
+            let m = modules.iter().rev().find(|m| m.start <= a && a < m.end);
+            if let Some(m) = m {
+                if !found.iter().any(|(f, _)| f.path == m.path) {
+                    found.push(((*m).clone(), a));
+                }
+            }
+        }
+    }
+    found
 }
 
 impl Symbols {
     /// A symbolizer for addresses of the given modules (in load order; for
     /// overlapping ranges the latest load wins).
     pub fn new(modules: &[Module]) -> Self {
-        let symbolizer = Symbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
         Symbols {
             modules: modules.to_vec(),
-            symbolizer,
+            backend: Backend::Here(None),
             cache: HashMap::new(),
             stacks: HashMap::new(),
         }
+    }
+
+    /// [`Symbols::new`] resolving on the thread of `warmup` (if any), which
+    /// may have loaded the debug info needed already. Same results.
+    pub fn warmed(modules: &[Module], warmup: Option<Warmup>) -> Self {
+        let mut s = Symbols::new(modules);
+        if let Some(w) = warmup {
+            s.backend = Backend::Warm(w);
+        }
+        s
     }
 
     fn module_of(&self, addr: u64) -> Option<usize> {
@@ -116,60 +215,20 @@ impl Symbols {
         }
     }
 
-    fn resolve_in(&self, i: usize, addrs: &[u64]) -> Vec<Vec<Frame>> {
+    fn resolve_in(&mut self, i: usize, addrs: &[u64]) -> Vec<Vec<Frame>> {
         let m = &self.modules[i];
-        let offsets: Vec<u64> = addrs.iter().map(|a| a.saturating_sub(m.base)).collect();
-        let lookup: Vec<u64> = offsets.iter().map(|o| o.saturating_sub(1)).collect();
-        let fallback = || {
-            addrs
-                .iter()
-                .zip(&offsets)
-                .map(|(a, o)| vec![unknown_frame(*a, Some(&m.path), *o)])
-                .collect()
-        };
-        if !Path::new(&m.path).is_file() {
-            return fallback();
+        if let Backend::Warm(w) = &self.backend {
+            if let Some(frames) = w.resolve(m, addrs) {
+                return frames;
+            }
+            // The thread is gone (it panicked): resolve here from now on.
+            self.backend = Backend::Here(None);
         }
-        let src = Source::Elf(Elf::new(&m.path));
-        let Ok(syms) = self.symbolizer.symbolize(&src, Input::VirtOffset(&lookup)) else {
-            return fallback();
+        let Backend::Here(sym) = &mut self.backend else {
+            unreachable!("set above")
         };
-        addrs
-            .iter()
-            .zip(&offsets)
-            .zip(syms)
-            .map(|((a, o), s)| match s {
-                Symbolized::Sym(sym) => {
-                    let mut out = Vec::with_capacity(1 + sym.inlined.len());
-                    // blazesym lists inlined calls outermost first, each with
-                    // its own location; ours are innermost first.
-                    for f in sym.inlined.iter().rev() {
-                        let (file, line) = code(f.code_info.as_ref());
-                        out.push(Frame {
-                            function: Some(f.name.to_string()),
-                            file,
-                            line,
-                            module: Some(m.path.clone()),
-                            address: *a,
-                            offset: *o,
-                            inlined: true,
-                        });
-                    }
-                    let (file, line) = code(sym.code_info.as_deref());
-                    out.push(Frame {
-                        function: Some(sym.name.to_string()),
-                        file,
-                        line,
-                        module: Some(m.path.clone()),
-                        address: *a,
-                        offset: *o,
-                        inlined: false,
-                    });
-                    out
-                }
-                Symbolized::Unknown(_) => vec![unknown_frame(*a, Some(&m.path), *o)],
-            })
-            .collect()
+        let sym = sym.get_or_insert_with(|| Box::new(symbolizer()));
+        resolve(sym, &self.modules[i], addrs)
     }
 
     /// Frames of stack `id`, innermost first, inlined frames expanded and
@@ -188,6 +247,63 @@ impl Symbols {
         self.stacks.insert(id, frames.clone());
         frames
     }
+}
+
+/// Frames of `addrs` (each a list: inlined ones, then the function) in
+/// module `m`.
+fn resolve(symbolizer: &Symbolizer, m: &Module, addrs: &[u64]) -> Vec<Vec<Frame>> {
+    let offsets: Vec<u64> = addrs.iter().map(|a| a.saturating_sub(m.base)).collect();
+    let lookup: Vec<u64> = offsets.iter().map(|o| o.saturating_sub(1)).collect();
+    let fallback = || {
+        addrs
+            .iter()
+            .zip(&offsets)
+            .map(|(a, o)| vec![unknown_frame(*a, Some(&m.path), *o)])
+            .collect()
+    };
+    if !Path::new(&m.path).is_file() {
+        return fallback();
+    }
+    let src = Source::Elf(Elf::new(&m.path));
+    let Ok(syms) = symbolizer.symbolize(&src, Input::VirtOffset(&lookup)) else {
+        return fallback();
+    };
+    addrs
+        .iter()
+        .zip(&offsets)
+        .zip(syms)
+        .map(|((a, o), s)| match s {
+            Symbolized::Sym(sym) => {
+                let mut out = Vec::with_capacity(1 + sym.inlined.len());
+                // blazesym lists inlined calls outermost first, each with
+                // its own location; ours are innermost first.
+                for f in sym.inlined.iter().rev() {
+                    let (file, line) = code(f.code_info.as_ref());
+                    out.push(Frame {
+                        function: Some(f.name.to_string()),
+                        file,
+                        line,
+                        module: Some(m.path.clone()),
+                        address: *a,
+                        offset: *o,
+                        inlined: true,
+                    });
+                }
+                let (file, line) = code(sym.code_info.as_deref());
+                out.push(Frame {
+                    function: Some(sym.name.to_string()),
+                    file,
+                    line,
+                    module: Some(m.path.clone()),
+                    address: *a,
+                    offset: *o,
+                    inlined: false,
+                });
+                out
+            }
+            Symbolized::Unknown(_) => vec![unknown_frame(*a, Some(&m.path), *o)],
+        })
+        .collect()
 }
 
 fn code(ci: Option<&blazesym::symbolize::CodeInfo<'_>>) -> (Option<String>, Option<u32>) {

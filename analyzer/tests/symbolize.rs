@@ -125,6 +125,24 @@ fn leak_is_found_at_function_file_and_line() {
 }
 
 #[test]
+fn warmed_symbolizer_resolves_the_same_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("leak", dir.path());
+    let (_d, p) = leak_trace(bin.to_str().unwrap(), &bin);
+    let a = analyze(&p).unwrap();
+    let mut here = Symbols::new(&a.result.modules);
+    let warmup = analyzer::symbols::Warmup::start(&p);
+    assert!(warmup.is_some());
+    let mut warm = Symbols::warmed(&a.result.modules, warmup);
+    let sup = Suppressions::default();
+    let want = cmd_leaks::leak_report(&a, &mut here, &sup).unwrap();
+    let got = cmd_leaks::leak_report(&a, &mut warm, &sup).unwrap();
+    assert_eq!(got.leaks.len(), 1);
+    assert_eq!(got.leaks[0].stack, want.leaks[0].stack);
+    assert_eq!(got.leaks[0].stack[0].function.as_deref(), Some("make_leak"));
+}
+
+#[test]
 fn stripped_or_missing_module_degrades_to_module_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let bin = compile("leak", dir.path());

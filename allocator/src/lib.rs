@@ -7,7 +7,9 @@
 //! real program break, or a reserved region that emulates one). Larger requests get
 //! their own mapping and are unmapped on free. Empty spans return their pages to the
 //! OS with `madvise` (at once by default, else after a decay), and spans that emptied
-//! down to a few blocks give back the pages above their last one. The global
+//! down to a few blocks give back the pages above their last one. Freed blocks of
+//! 8 KiB and more give back every page no block in use shares, so a free one keeps
+//! nothing resident (their spans track free blocks in a bitmap). The global
 //! instance adds per-thread caches, so the common malloc/free takes no lock.
 //!
 //! The caller provides nothing but a Linux process. The allocator does not detect

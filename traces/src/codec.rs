@@ -1123,7 +1123,40 @@ impl BlockDecoder {
         // `limit` as a u64 bound, unless it is above every time.
         let unlimited = limit > u64::MAX as u128;
         let limit = limit.min(u64::MAX as u128) as u64;
-        for slot in &mut slots[..n] {
+        let slots = &mut slots[..n];
+        while m < n {
+            // Eight one-byte deltas at a time (most of a trace): one load, one
+            // test, no overflow check per event (eight deltas add below 1024),
+            // and one limit check, on the last (times do not decrease).
+            if let (Some(bytes), Some(chunk)) = (
+                times.peek8(),
+                slots.get_mut(m..).and_then(|s| s.first_chunk_mut::<8>()),
+            ) {
+                if u64::from_le_bytes(*bytes) & 0x8080_8080_8080_8080 == 0
+                    && time <= u64::MAX - 1024
+                {
+                    let mut t = time;
+                    for (slot, &b) in chunk.iter_mut().zip(bytes) {
+                        t += b as u64;
+                        *slot = t;
+                    }
+                    // `t < u64::MAX`: right whether or not `limit` is unlimited.
+                    if t < limit {
+                        time = t;
+                        m += 8;
+                        times.skip(8);
+                        continue;
+                    }
+                    // The run ends within these eight.
+                    let k = chunk.iter().take_while(|&&t| t < limit).count();
+                    if let Some(&t) = k.checked_sub(1).and_then(|i| chunk.get(i)) {
+                        time = t;
+                    }
+                    m += k;
+                    times.skip(k);
+                    break;
+                }
+            }
             let before = times.pos();
             let Some(dt) = times.get() else {
                 result = Err("events block: times column ended early".to_string());
@@ -1137,7 +1170,9 @@ impl BlockDecoder {
                 times.set_pos(before);
                 break;
             }
-            *slot = t;
+            if let Some(slot) = slots.get_mut(m) {
+                *slot = t;
+            }
             time = t;
             m += 1;
         }
@@ -1331,6 +1366,99 @@ mod tests {
         let mut m = AddrModel::default();
         m.pop_if_top(3, 0);
         assert_eq!(m.ring_get(3, 0), None);
+    }
+
+    /// Encodes ThreadExit events at `times` (one thread) into one block.
+    fn times_block(times: &[u64]) -> Vec<u8> {
+        let mut enc = BlockEncoder::new(3);
+        for &t in times {
+            enc.push(t, &Event::ThreadExit);
+        }
+        enc.finish()
+    }
+
+    #[test]
+    fn times_decode_eight_at_a_time_up_to_any_limit() {
+        // One-byte deltas in long runs (the eight-at-a-time path), broken by
+        // wider ones at every offset; start times near the top of the range,
+        // where eight deltas could overflow.
+        let mut rng = crate::synthetic::Rng::new(9);
+        for start in [0u64, 1000, u64::MAX - 3000, u64::MAX - 1030] {
+            let mut times = vec![start];
+            let mut t = start;
+            for i in 0..300u64 {
+                let d = match rng.next_u64() % 16 {
+                    0 => 128 + i,
+                    1 => 0,
+                    _ => rng.next_u64() % 128,
+                };
+                t = t.saturating_add(d);
+                times.push(t);
+            }
+            let block = times_block(&times);
+            let mut limits: Vec<u128> = times.iter().map(|&t| t as u128).collect();
+            limits.extend(times.iter().map(|&t| t as u128 + 1));
+            limits.extend([0, u64::MAX as u128, u64::MAX as u128 + 1, u128::MAX]);
+            for (li, &limit) in limits.iter().enumerate() {
+                let max = [1, 3, 7, 8, 9, 64, 4096][li % 7];
+                let mut dec = BlockDecoder::new(block.clone()).unwrap();
+                let mut model = AddrModel::default();
+                let mut got = Vec::new();
+                let mut batch = EventBatch::new();
+                loop {
+                    batch.clear();
+                    let k = dec.decode_into(&mut model, &mut batch, limit, max).unwrap();
+                    got.extend_from_slice(batch.times());
+                    assert_eq!(dec.peek_time().unwrap(), times.get(got.len()).copied());
+                    if k == 0 {
+                        break;
+                    }
+                }
+                let want: Vec<u64> = times
+                    .iter()
+                    .copied()
+                    .take_while(|&t| (t as u128) < limit)
+                    .collect();
+                assert_eq!(got, want, "start {start} limit {limit} max {max}");
+                // The rest, unlimited.
+                batch.clear();
+                dec.decode_into(&mut model, &mut batch, u128::MAX, 4096)
+                    .unwrap();
+                got.extend_from_slice(batch.times());
+                assert_eq!(got, times);
+                assert_eq!(dec.remaining(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn times_column_cut_or_overflowing_is_an_error() {
+        // ThreadExit events use no column but ops and times, which end the
+        // payload: the times column is its last 20 bytes (zero deltas).
+        let mut b = times_block(&[5; 20]);
+        let mut big = times_block(&[u64::MAX - 5; 20]);
+        // The 12th delta becomes 9: the time overflows.
+        let times_at = big.len() - 20;
+        big[times_at + 11] = 9;
+        let mut dec = BlockDecoder::new(big).unwrap();
+        let mut batch = EventBatch::new();
+        let err = dec
+            .decode_into(&mut AddrModel::default(), &mut batch, u128::MAX, 4096)
+            .unwrap_err();
+        assert!(err.contains("overflow"), "{err}");
+        assert_eq!(batch.len(), 11);
+        // A times column whose last varint is cut: events before it decode.
+        let times_at = b.len() - 20;
+        let last = b.len() - 1;
+        b[last] = 0x80;
+        assert_eq!(b[times_at], 0);
+        let mut dec = BlockDecoder::new(b).unwrap();
+        let mut batch = EventBatch::new();
+        let err = dec
+            .decode_into(&mut AddrModel::default(), &mut batch, u128::MAX, 4096)
+            .unwrap_err();
+        assert!(err.contains("ended early"), "{err}");
+        assert_eq!(batch.len(), 19);
     }
 
     #[test]

@@ -171,6 +171,20 @@ impl<'a> Cursor<'a> {
         Some(v)
     }
 
+    /// The next 8 bytes, without consuming them; `None` when fewer than 8
+    /// are left.
+    #[inline(always)]
+    pub fn peek8(&self) -> Option<&'a [u8; 8]> {
+        self.all.get(self.pos..)?.first_chunk::<8>()
+    }
+
+    /// Skips `n` bytes, which must not be more than are left (else the
+    /// cursor is past its end: every read then returns `None`).
+    #[inline(always)]
+    pub fn skip(&mut self, n: usize) {
+        self.pos += n;
+    }
+
     /// Reads one zigzag varint.
     #[inline]
     pub fn get_signed(&mut self) -> Option<i64> {

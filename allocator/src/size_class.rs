@@ -181,7 +181,7 @@ pub const SPAN_CHUNKS: [u8; NUM_CLASSES] = {
 pub const SMALL_LOOKUP_MAX: usize = 8192;
 
 /// Class lookup for sizes up to [`SMALL_LOOKUP_MAX`], indexed by `(size + 15) / 16`.
-const SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 16 + 1] = {
+static SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 16 + 1] = {
     let mut t = [0u8; SMALL_LOOKUP_MAX / 16 + 1];
     let mut i = 0;
     while i < t.len() {
@@ -193,7 +193,7 @@ const SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 16 + 1] = {
 
 /// Class lookup for sizes above [`SMALL_LOOKUP_MAX`], indexed by
 /// `(size + 127) / 128`.
-const LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
+static LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
     let mut t = [0u8; MAX_SMALL / 128 + 1];
     let mut i = 0;
     while i <= MAX_SMALL / 128 {
@@ -202,6 +202,10 @@ const LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
     }
     t
 };
+
+/// [`CLASS_SIZE`] as one object: a `const` array is copied into every codegen unit
+/// that indexes it (and folded into the lookups' tables), each copy library data.
+static CLASS_SIZE_TABLE: [u32; NUM_CLASSES] = CLASS_SIZE;
 
 /// The class serving a request of `size` bytes (`size <= MAX_SMALL`; 0 counts as 1).
 #[inline(always)]
@@ -216,7 +220,7 @@ pub fn class_of(size: usize) -> usize {
 /// The block size of `class`.
 #[inline(always)]
 pub fn class_size(class: usize) -> usize {
-    CLASS_SIZE[class] as usize
+    CLASS_SIZE_TABLE[class] as usize
 }
 
 /// How many blocks a span of `class` holds.

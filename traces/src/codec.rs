@@ -1191,15 +1191,19 @@ impl BlockDecoder {
             model,
         };
         let mut slots = out.slots(start);
+        // One induction variable, and the opcode kept only in a register
+        // (the error message reads it again).
         let mut done = 0;
-        for (i, &opc) in ops.iter().enumerate() {
-            if d.event_into(opc, &mut slots, i).is_none() {
-                result = Err(format!(
-                    "events block: bad or cut event with opcode {opc:#04x}"
-                ));
+        while let Some(&opc) = ops.get(done) {
+            if d.event_into(opc, &mut slots, done).is_none() {
                 break;
             }
             done += 1;
+        }
+        if let Some(&opc) = ops.get(done) {
+            result = Err(format!(
+                "events block: bad or cut event with opcode {opc:#04x}"
+            ));
         }
         if done < m {
             // Stopped by a bad event: the times column goes back to just

@@ -138,7 +138,7 @@ impl Heap {
             // SAFETY: class lock held.
             let ci = unsafe { &*self.classes[class].inner.get() };
             ensure(
-                ci.spans == t.spans,
+                ci.capacity / span_capacity(class) as u64 == t.spans,
                 "class span count disagrees with the arena",
                 class,
             )?;

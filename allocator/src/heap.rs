@@ -99,7 +99,9 @@ impl core::error::Error for InitError {}
 pub(crate) struct ClassInner {
     /// Formatted spans with at least one free block.
     pub partial: SpanList,
-    pub spans: u64,
+    /// Blocks in the class's formatted spans: its span count times
+    /// [`span_capacity`], so the count is not kept (the heap's static data fits one
+    /// page without it).
     pub capacity: u64,
     pub used: u64,
 }
@@ -152,7 +154,6 @@ impl Heap {
                     lock: SpinLock::new(),
                     inner: UnsafeCell::new(ClassInner {
                         partial: SpanList::new(),
-                        spans: 0,
                         capacity: 0,
                         used: 0,
                     }),
@@ -263,7 +264,6 @@ impl Heap {
                 if s.is_null() {
                     break;
                 }
-                ci.spans += 1;
                 ci.capacity += span_capacity(class) as u64;
                 // SAFETY: fresh formatted span on no list.
                 unsafe { ci.partial.push_front(s) };
@@ -326,7 +326,6 @@ impl Heap {
                 }
                 if (*s).used == 0 {
                     ci.partial.remove(s);
-                    ci.spans -= 1;
                     ci.capacity -= span_capacity(class) as u64;
                     self.release_span(s, purged);
                 } else if !purged && span::should_trim(s) && span::trim_top(s) > 0 {

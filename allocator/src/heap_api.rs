@@ -8,7 +8,7 @@ use core::ptr;
 
 use crate::heap::Heap;
 use crate::large;
-use crate::size_class::class_of;
+use crate::size_class::{class_of, span_capacity};
 use crate::span::FreeBlock;
 use crate::stats::{add, sub, Stats};
 
@@ -237,7 +237,7 @@ impl Heap {
             let ci = unsafe { &*c.inner.get() };
             let cs = &mut out.classes[i];
             cs.block_size = Heap::class_bytes(i) as u32;
-            cs.spans = ci.spans;
+            cs.spans = ci.capacity / span_capacity(i) as u64;
             cs.capacity_blocks = ci.capacity;
             cs.used_blocks = ci.used;
         }

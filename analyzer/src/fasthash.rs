@@ -43,11 +43,18 @@ const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
 /// growing). Entries are never removed one by one (the pass only inserts and
 /// overwrites); [`AddrMap::retain`] rebuilds.
 pub struct AddrMap<V> {
-    entries: Vec<(u64, V)>,
+    entries: Vec<Entry<V>>,
     index: Vec<u32>,
     /// `64 - log2(index.len())`: the hash's top bits pick the index slot.
     shift: u32,
 }
+
+/// An entry of [`AddrMap`]: an address and its value, aligned to a cache
+/// line so that an entry of up to 56 bytes of value (the pass's slots are
+/// 48) is one line, not two (unaligned 56-byte entries mostly straddle two).
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Entry<V>(u64, V);
 
 /// Initial index size.
 const MIN_INDEX: usize = 1 << 10;
@@ -95,7 +102,7 @@ impl<V: Copy> AddrMap<V> {
     /// line: a new address is rare next to lookups of known ones).
     #[inline(never)]
     fn push(&mut self, i: usize, k: u64, v: V) {
-        self.entries.push((k, v));
+        self.entries.push(Entry(k, v));
         self.index[i] = u32::try_from(self.entries.len()).expect("fewer than 2^32 addresses");
         if self.entries.len() * 4 > self.index.len() {
             self.grow();
@@ -143,7 +150,7 @@ impl<V: Copy> AddrMap<V> {
 
     /// Entries, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
-        self.entries.iter().copied()
+        self.entries.iter().map(|e| (e.0, e.1))
     }
 
     /// Number of entries.

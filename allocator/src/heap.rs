@@ -251,7 +251,7 @@ impl Heap {
         if !self.ensure_init() {
             return 0;
         }
-        let central = &self.classes[class];
+        let central = crate::at(&self.classes, class);
         let _g = central.lock.lock();
         // SAFETY: class lock held.
         let ci = unsafe { &mut *central.inner.get() };
@@ -299,7 +299,7 @@ impl Heap {
     /// # Safety
     /// Every block must be a dead block start of `class` from this heap, each once.
     pub(crate) unsafe fn flush(&self, class: usize, mut head: *mut FreeBlock, count: usize) {
-        let central = &self.classes[class];
+        let central = crate::at(&self.classes, class);
         let _g = central.lock.lock();
         // SAFETY: class lock held.
         let ci = unsafe { &mut *central.inner.get() };

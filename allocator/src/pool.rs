@@ -135,11 +135,11 @@ impl Pool {
             let bytes = (*s).bytes() as u64;
             if (*s).state == SpanState::Purged {
                 add(&c.purged_bytes, bytes);
-                self.clean[n].push_front(s);
+                crate::at_mut(&mut self.clean, n).push_front(s);
             } else {
                 add(&c.idle_bytes, bytes);
                 self.dirty_bytes += bytes as usize;
-                self.dirty[n].push_front(s);
+                crate::at_mut(&mut self.dirty, n).push_front(s);
             }
         }
     }

@@ -213,14 +213,14 @@ pub fn class_of(size: usize) -> usize {
     if size <= SMALL_LOOKUP_MAX {
         SMALL_LOOKUP[size.div_ceil(16)] as usize
     } else {
-        LARGE_LOOKUP[size.div_ceil(128)] as usize
+        *crate::at(&LARGE_LOOKUP, size.div_ceil(128)) as usize
     }
 }
 
 /// The block size of `class`.
 #[inline(always)]
 pub fn class_size(class: usize) -> usize {
-    CLASS_SIZE_TABLE[class] as usize
+    *crate::at(&CLASS_SIZE_TABLE, class) as usize
 }
 
 /// How many blocks a span of `class` holds.

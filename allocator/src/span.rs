@@ -337,13 +337,13 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
     let mut b = s.free;
     while !b.is_null() {
         let i = (b as usize - data) / size;
-        free[i / 64] |= 1 << (i % 64);
+        *crate::at_mut(&mut free, i / 64) |= 1 << (i % 64);
         // SAFETY: blocks on the free list are free and hold a valid link.
         b = unsafe { (*b).next };
     }
     // The lowest index from which every touched block is free.
     let mut keep = touched;
-    while keep > 0 && free[(keep - 1) / 64] & (1 << ((keep - 1) % 64)) != 0 {
+    while keep > 0 && crate::at(&free, (keep - 1) / 64) & (1 << ((keep - 1) % 64)) != 0 {
         keep -= 1;
     }
     let page = crate::os::mmap::page_size();

@@ -62,7 +62,7 @@ use crate::stats::LocalCounts;
 const CLASS_BYTES: u32 = 4 * 1024;
 
 /// Cached-block limit per class.
-const LIMIT: [u32; NUM_CLASSES] = {
+static LIMIT: [u32; NUM_CLASSES] = {
     let mut t = [0u32; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
@@ -157,7 +157,9 @@ const _: () = assert!(BINS > 0 && tag_of(NUM_CLASSES) <= TAG_MASK);
 pub(crate) const SMALL_TAG_MAX: usize = crate::size_class::SMALL_LOOKUP_MAX;
 
 /// Bin tag for sizes up to [`SMALL_TAG_MAX`], indexed by `(size + 15) / 16`.
-const SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
+/// (The tables are statics: a `const` array is copied into every function that
+/// indexes it, each copy library data.)
+static SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
     let mut t = [0u16; SMALL_TAG_MAX / 16 + 1];
     let mut i = 0;
     while i < t.len() {
@@ -169,7 +171,7 @@ const SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
 
 /// Bin tag for sizes above [`SMALL_TAG_MAX`], indexed by `(size + 127) / 128`: every
 /// class from there up is a multiple of 128.
-const LARGE_TAG: [u16; MAX_SMALL / 128 + 1] = {
+static LARGE_TAG: [u16; MAX_SMALL / 128 + 1] = {
     let mut t = [0u16; MAX_SMALL / 128 + 1];
     let mut i = 0;
     while i < t.len() {
@@ -218,7 +220,7 @@ fn grown(limit: u32, class: usize) -> u32 {
         return 0;
     }
     let next = if limit == 0 { START } else { limit * 2 };
-    next.min(LIMIT[class])
+    next.min(*crate::at(&LIMIT, class))
 }
 
 impl ThreadCache {
@@ -329,7 +331,7 @@ impl ThreadCache {
     /// Publishes the counts of one class (and the thread's allocation counts) to
     /// `heap`.
     fn publish(&mut self, heap: &Heap, class: usize) {
-        let bin = &mut self.bins[class];
+        let bin = crate::at_mut(&mut self.bins, class);
         let len = bin.len() as i64;
         let net = bin.delta - len;
         bin.delta = len;
@@ -351,7 +353,7 @@ impl ThreadCache {
         crate::global::fork_guard();
         let class = class_of(size);
         self.publish(heap, class);
-        let bin = &mut self.bins[class];
+        let bin = crate::at_mut(&mut self.bins, class);
         bin.set_limit(grown(bin.limit, class));
         let want = (bin.limit / 2).max(1) as usize;
         let got = heap.refill(class, want, &mut bin.head);
@@ -383,7 +385,7 @@ impl ThreadCache {
     #[inline(never)]
     fn overflow(&mut self, heap: &Heap, tag: usize) {
         let class = class_of_tag(tag);
-        let bin = &mut self.bins[class];
+        let bin = crate::at_mut(&mut self.bins, class);
         if class >= PURGE_CLASS {
             // Straight back to its span, which returns its pages.
             self.trim(heap, class, 0);
@@ -401,7 +403,7 @@ impl ThreadCache {
     fn trim(&mut self, heap: &Heap, class: usize, keep: usize) {
         crate::global::fork_guard();
         self.publish(heap, class);
-        let bin = &mut self.bins[class];
+        let bin = crate::at_mut(&mut self.bins, class);
         let count = bin.len();
         if count <= keep {
             return;

@@ -71,6 +71,11 @@ pub const COLUMNS: usize = 9;
 /// Size classes predicted: glibc-like 16-byte chunk classes up to 1 KiB, and
 /// one shared class for everything larger.
 const CLASSES: usize = 66;
+/// Class stacks allocated: a power of two above [`CLASSES`], so a class read
+/// back from the live table is brought in range by a mask (the stacks past
+/// [`CLASSES`] are never used, and never touched).
+const CLASS_SLOTS: usize = 128;
+const _: () = assert!(CLASSES <= CLASS_SLOTS && CLASS_SLOTS.is_power_of_two());
 
 /// The size class of a request, as a LIFO allocator (glibc's tcache, most
 /// thread caches) would bin it: chunk size `size + 8` rounded up to 16.
@@ -112,8 +117,8 @@ pub struct AddrModel {
     /// Class stacks: circular, the top at `ring_pos`. Entries below the
     /// stack's depth are 0 (a stacked address never is), which is how the
     /// depth is known: the stack holds the entries down to the first 0.
-    rings: [[u64; RING]; CLASSES],
-    ring_pos: [u8; CLASSES],
+    rings: [[u64; RING]; CLASS_SLOTS],
+    ring_pos: [u8; CLASS_SLOTS],
     last_freed: u64,
     last_lit: u64,
 }
@@ -124,8 +129,8 @@ impl Default for AddrModel {
             live: Vec::new(),
             free_slots: Vec::new(),
             free_site: Box::new([(0, 0); FREE_SITES]),
-            rings: [[0; RING]; CLASSES],
-            ring_pos: [0; CLASSES],
+            rings: [[0; RING]; CLASS_SLOTS],
+            ring_pos: [0; CLASS_SLOTS],
             last_freed: 0,
             last_lit: 0,
         }
@@ -216,7 +221,7 @@ impl AddrModel {
             // `a` is not 0 (it comes from the live table). When the stack
             // is full, the slot above the top holds the oldest entry, which
             // is dropped; otherwise it is empty.
-            let c = (c as usize).min(CLASSES - 1);
+            let c = c as usize & (CLASS_SLOTS - 1);
             let p = (self.ring_pos[c] as usize + 1) % RING;
             self.ring_pos[c] = p as u8;
             self.rings[c][p] = a;

@@ -1265,11 +1265,21 @@ impl Decoder<'_> {
             return Some(());
         }
         if opc == op::FREE {
-            let (addr, alloc_stack) = self
-                .model
-                .get_freed((&mut self.frees, &mut self.frees_hi), &mut self.addrs)?;
-            let code = self.stacks.get()?;
-            let stack = self.model.free_stack_decode(alloc_stack, code)?;
+            // One branch on how the address is coded; from the live table
+            // (the usual case), the allocation stack is known.
+            let code = get_split(&mut self.frees, &mut self.frees_hi)?;
+            let m = &mut *self.model;
+            let (addr, stack) = if code != 0 {
+                let (a, c, alloc_stack) = m.take_live((code - 1) as usize)?;
+                m.push_freed(a, Some(c));
+                let code = self.stacks.get()?;
+                (a, m.free_stack_decode(Some(alloc_stack), code)?)
+            } else {
+                let a = m.get_lit(&mut self.addrs)?;
+                m.push_freed(a, None);
+                let code = self.stacks.get()?;
+                (a, m.free_stack_decode(None, code)?)
+            };
             out.set(i, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
             return Some(());
         }

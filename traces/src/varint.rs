@@ -150,9 +150,9 @@ impl<'a> Cursor<'a> {
                 // byte only if the first has its continuation bit, without
                 // a branch on which.
                 let two = (w >> 7) & 1;
-                let x = w & (0xffff >> ((two ^ 1) * 8));
+                let hi = (w >> 1) & 0x3f80 & two.wrapping_neg();
                 self.pos += 1 + two as usize;
-                return Some((x & 0x7f) | ((x >> 1) & 0x3f80));
+                return Some((w & 0x7f) | hi);
             }
             if stops != 0 {
                 let bits = stops.trailing_zeros() + 1; // 8 * length
@@ -317,6 +317,23 @@ mod tests {
         assert_eq!(c.bytes(5), None);
         assert_eq!(c.bytes(2), Some(&b[1..]));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn every_one_and_two_byte_value_wide() {
+        // The branch-free one-or-two-byte path, for every such value, with
+        // bytes after it that have their continuation bit set or not.
+        for v in 0..0x4000u64 {
+            for after in [0x00u8, 0xff, 0x80, 0x7f] {
+                let mut b = Vec::new();
+                put(&mut b, v);
+                let n = b.len();
+                b.extend([after; 8]);
+                let mut c = Cursor::new(&b);
+                assert_eq!(c.get_wide(), Some(v), "{v:#x} then {after:#x}");
+                assert_eq!(c.pos(), n);
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::pass::PassResult;
 pub const MAX_CACHED_ITEMS: usize = 1_000_000;
 
 /// Bumped whenever the pass's meaning or the cached shape changes.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
 struct Key {

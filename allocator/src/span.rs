@@ -174,6 +174,13 @@ pub(crate) unsafe fn take_block(span: *mut Span) -> *mut FreeBlock {
         s.used += 1;
         return b;
     }
+    take_untouched(s)
+}
+
+/// Takes the span's next never handed out block (above its bump pointer), or
+/// returns null if there is none.
+#[inline(always)]
+fn take_untouched(s: &mut Span) -> *mut FreeBlock {
     if s.bump < s.data_end {
         let b = s.bump as *mut FreeBlock;
         s.bump += s.block_size as usize;
@@ -218,13 +225,7 @@ pub(crate) unsafe fn take_purged(span: *mut Span) -> *mut FreeBlock {
         s.used += 1;
         return (data + i * s.block_size as usize) as *mut FreeBlock;
     }
-    if s.bump < s.data_end {
-        let b = s.bump as *mut FreeBlock;
-        s.bump += s.block_size as usize;
-        s.used += 1;
-        return b;
-    }
-    ptr::null_mut()
+    take_untouched(s)
 }
 
 /// Gives block `b` back to its span of a purged class and returns to the OS every

@@ -15,6 +15,11 @@ pub fn put(out: &mut Vec<u8>, v: u64) {
 /// at once.
 #[inline]
 fn put_wide(out: &mut Vec<u8>, v: u64) {
+    if v < 0x4000 {
+        // Two bytes (most sizes): no need to spread the groups of a word.
+        out.extend_from_slice(&[v as u8 | 0x80, (v >> 7) as u8]);
+        return;
+    }
     if v >> 56 != 0 {
         let mut v = v;
         while v >= 0x80 {
@@ -28,15 +33,11 @@ fn put_wide(out: &mut Vec<u8>, v: u64) {
     x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x00ff_ffff_f000_0000) << 4);
     x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
     x = (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1);
-    // Bytes needed: 2 to 8 (v >= 0x80 and below 2^56).
+    // Bytes needed: 3 to 8 (v >= 0x4000 and below 2^56).
     let n = (70 - v.leading_zeros() as usize) / 7;
     x |= 0x8080_8080_8080_8080 & ((1u64 << (8 * (n - 1))) - 1);
     let b = x.to_le_bytes();
-    if n == 2 {
-        out.extend_from_slice(&b[..2]);
-    } else {
-        out.extend_from_slice(&b[..n.min(8)]);
-    }
+    out.extend_from_slice(&b[..n.min(8)]);
 }
 
 /// Appends a signed value zigzag-encoded as a varint.

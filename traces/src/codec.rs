@@ -156,15 +156,6 @@ impl AddrModel {
         (self.live.len() as u32 - 1, cleared)
     }
 
-    /// Empties slot `i` (known to be occupied), without reading it.
-    #[inline(always)]
-    fn empty_slot(&mut self, i: usize) {
-        if let Some(e) = self.live.get_mut(i) {
-            e.0 = 0;
-            self.free_slots.push(i as u32);
-        }
-    }
-
     /// Empties slot `i`, returning its entry, or `None` if it is not occupied.
     #[inline(always)]
     fn take_live(&mut self, i: usize) -> Option<(u64, u32, u32)> {
@@ -493,6 +484,11 @@ impl AddrIndex {
 pub struct AddrEncoder {
     model: AddrModel,
     index: AddrIndex,
+    /// The live table's length and stack of empty slots: the encoder never
+    /// reads the table's entries (the index holds them), so it keeps only
+    /// what decides the slot of the next allocation (`model.live` stays empty).
+    live_len: u32,
+    free_slots: Vec<u32>,
 }
 
 impl AddrEncoder {
@@ -507,7 +503,7 @@ impl AddrEncoder {
             Some((packed, stack)) => {
                 let i = packed & 0xffff;
                 put_split(codes, i as u64 + 1);
-                m.empty_slot(i as usize);
+                self.free_slots.push(i);
                 m.push_freed(a, Some(packed >> 16));
                 Some(stack)
             }
@@ -553,10 +549,19 @@ impl AddrEncoder {
             m.put_lit(lits, a);
         }
         if a != 0 {
-            let (slot, cleared) = m.push_live(a, c, stack);
-            if cleared {
-                self.index.clear();
-            }
+            // As `AddrModel::push_live`: an empty slot, else a new one, the
+            // table (and so the index) cleared first when full.
+            let slot = match self.free_slots.pop() {
+                Some(slot) => slot,
+                None => {
+                    if self.live_len as usize >= LIVE_CAP {
+                        self.live_len = 0;
+                        self.index.clear();
+                    }
+                    self.live_len += 1;
+                    self.live_len - 1
+                }
+            };
             self.index.insert(a, slot | (c as u32) << 16, stack);
         }
     }

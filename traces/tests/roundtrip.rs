@@ -291,3 +291,53 @@ fn free_stacks_and_addresses_survive_prediction_misses() {
     let bytes = write_trace(&recs, &[], WriterOptions::default());
     assert_eq!(read_all(&bytes).0, recs);
 }
+
+/// More live blocks than the live table holds (it is cleared when full), some
+/// freed before and after the clear, one address allocated twice without a
+/// free: the writer's slot choice must stay the reader's.
+#[test]
+fn live_table_overflow_round_trips() {
+    let mk = |time, event| Record {
+        time,
+        thread: 1,
+        event,
+    };
+    let a = |addr, size| Event::Alloc {
+        func: AllocFn::Malloc,
+        addr,
+        size,
+        align: 0,
+        stack: 1,
+    };
+    let f = |addr| Event::Free {
+        func: FreeFn::Free,
+        addr,
+        size: 0,
+        align: 0,
+        stack: 2,
+    };
+    let mut recs = Vec::new();
+    let mut t = 0;
+    let mut push = |e| {
+        t += 1;
+        recs.push(mk(t, e));
+    };
+    let addr = |i: u64| 0x10_0000 + i * 48;
+    push(a(addr(0), 40));
+    push(a(addr(0), 40)); // allocated twice: its first slot stays occupied
+    for i in 1..80_000u64 {
+        push(a(addr(i), 8 + i % 200));
+        if i % 7 == 0 {
+            push(f(addr(i - 3)));
+        }
+        if i % 11 == 0 {
+            push(f(addr(i / 2)));
+            push(a(addr(i / 2), 24));
+        }
+    }
+    for i in (0..80_000u64).step_by(5) {
+        push(f(addr(i)));
+    }
+    let bytes = write_trace(&recs, &[], WriterOptions::default());
+    assert!(read_all(&bytes).0 == recs, "records differ");
+}

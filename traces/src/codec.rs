@@ -361,9 +361,10 @@ fn get_split(lo: &mut Cursor, hi: &mut Cursor) -> Option<u64> {
 
 /// Live address -> its live-table entry `(slot, size class, stack)`: an
 /// open-addressing hash table with linear probing and backward-shift deletion
-/// (no tombstones), at most half full. Holding the entry here spares the
-/// writer a random read of the live table on every free. Address 0 is never
-/// stored and marks an empty entry.
+/// (no tombstones), at most a quarter full (short probes and short runs to
+/// shift back on removal; at the live table's cap of 32768 entries, 2 MiB).
+/// Holding the entry here spares the writer a random read of the live table
+/// on every free. Address 0 is never stored and marks an empty entry.
 struct AddrIndex {
     /// `(address, slot | class << 16, stack)`.
     entries: Vec<(u64, u32, u32)>,
@@ -397,7 +398,7 @@ impl AddrIndex {
     /// Sets the entry of `a` (non-zero): `slot | class << 16` and `stack`.
     #[inline]
     fn insert(&mut self, a: u64, slot: u32, stack: u32) {
-        if (self.len + 1) * 2 > self.entries.len() {
+        if (self.len + 1) * 4 > self.entries.len() {
             self.grow();
         }
         let mask = self.mask();

@@ -530,14 +530,23 @@ impl AddrEncoder {
         let c = class(size);
         let top = m.ring_pos[c] as usize;
         let ring = &m.rings[c];
-        // The stack ends at the first 0 entry (and `a` is not 0).
+        // The stack ends at the first 0 entry (and `a` is not 0). The top is
+        // tested first, alone: a LIFO allocator mostly hands it out.
         let found = if a == 0 {
             None
+        } else if ring[top % RING] == a {
+            Some(0)
         } else {
-            (0..RING)
-                .map(|k| ring[(top.wrapping_sub(k)) % RING])
-                .position(|e| e == a || e == 0)
-                .filter(|&k| ring[(top.wrapping_sub(k)) % RING] == a)
+            let mut k = 0;
+            loop {
+                if ring[top.wrapping_sub(k) % RING] == 0 || k == RING - 1 {
+                    break None;
+                }
+                k += 1;
+                if ring[top.wrapping_sub(k) % RING] == a {
+                    break Some(k);
+                }
+            }
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);

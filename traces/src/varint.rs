@@ -5,21 +5,19 @@
 pub fn put(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
+    } else if v < 0x4000 {
+        // Two bytes (most sizes), inline.
+        out.extend_from_slice(&[v as u8 | 0x80, (v >> 7) as u8]);
     } else {
         put_wide(out, v);
     }
 }
 
-/// [`put`] for values of two bytes or more: up to 8 bytes are built in one
+/// [`put`] for values of three bytes or more: up to 8 bytes are built in one
 /// word (the 7-bit groups spread apart, continuation bits set) and appended
 /// at once.
 #[inline]
 fn put_wide(out: &mut Vec<u8>, v: u64) {
-    if v < 0x4000 {
-        // Two bytes (most sizes): no need to spread the groups of a word.
-        out.extend_from_slice(&[v as u8 | 0x80, (v >> 7) as u8]);
-        return;
-    }
     if v >> 56 != 0 {
         let mut v = v;
         while v >= 0x80 {

@@ -46,7 +46,10 @@ pub struct Writer<W: Write> {
     /// and `last` caches the most recent lookup (threads write in runs).
     encoders: Vec<BlockEncoder>,
     thread_index: HashMap<ThreadId, usize>,
-    last: Option<(ThreadId, usize)>,
+    /// The thread of the most recent lookup (`u64::MAX`, no thread, before
+    /// the first) and its slot: one compare per record.
+    last_thread: u64,
+    last_index: usize,
     trie: TrieBuilder,
     next_stack: StackId,
     interned: HashMap<Vec<u64>, StackId>,
@@ -83,7 +86,8 @@ impl<W: Write> Writer<W> {
             opts,
             encoders: Vec::new(),
             thread_index: HashMap::default(),
-            last: None,
+            last_thread: u64::MAX,
+            last_index: 0,
             trie: TrieBuilder::default(),
             next_stack: 1,
             interned: HashMap::default(),
@@ -124,9 +128,10 @@ impl<W: Write> Writer<W> {
     /// `safe_time` given to [`Writer::advance`].
     #[inline]
     pub fn write(&mut self, rec: &Record) -> Result<()> {
-        let i = match self.last {
-            Some((t, i)) if t == rec.thread => i,
-            _ => self.encoder_index(rec.thread),
+        let i = if rec.thread as u64 == self.last_thread {
+            self.last_index
+        } else {
+            self.encoder_index(rec.thread)
         };
         let enc = &mut self.encoders[i];
         enc.push(rec.time, &rec.event);
@@ -158,7 +163,8 @@ impl<W: Write> Writer<W> {
             encoders.push(BlockEncoder::new(thread));
             encoders.len() - 1
         });
-        self.last = Some((thread, i));
+        self.last_thread = thread as u64;
+        self.last_index = i;
         i
     }
 

@@ -232,7 +232,8 @@ impl AddrModel {
     /// Removes the `k`-th entry from the top of class `c`'s stack.
     #[inline(always)]
     fn ring_remove(&mut self, c: usize, k: usize) {
-        let top = self.ring_pos[c] as usize;
+        // `ring_pos` is always below `RING`; the mask spares a bounds check.
+        let top = self.ring_pos[c] as usize % RING;
         for j in (1..=k).rev() {
             // Entry j-1 (nearer the top) moves down into slot j.
             self.rings[c][(top + RING - j) % RING] = self.rings[c][(top + RING - j + 1) % RING];
@@ -550,7 +551,12 @@ impl AddrEncoder {
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);
-            m.ring_remove(c, k);
+            if k == 0 {
+                // The top: pop it (nothing above it to move down).
+                m.ring_remove(c, 0);
+            } else {
+                m.ring_remove(c, k);
+            }
         } else if a != 0 && a == m.last_freed {
             varint::put(codes, 1);
             m.pop_if_top(c, a);

@@ -302,16 +302,8 @@ impl ThreadCache {
         if tag == 0 {
             return false;
         }
-        let bin = self.bin_at(tag);
-        let b = p as *mut FreeBlock;
-        // SAFETY: a tagged span hands out block starts only, so `p` starts a dead
-        // block; its first word is ours to use.
-        unsafe { (*b).next = bin.head };
-        bin.head = b;
-        bin.room -= 1;
-        if bin.room < 0 {
-            self.overflow(heap, tag);
-        }
+        // A tagged span hands out block starts only, so `p` starts a dead block.
+        self.push_dead(heap, tag, p as *mut FreeBlock);
         true
     }
 
@@ -368,10 +360,16 @@ impl ThreadCache {
     #[inline]
     pub(crate) fn push(&mut self, heap: &Heap, class: usize, start: usize) {
         assert!(class < NUM_CLASSES);
-        let tag = tag_of(class);
+        self.push_dead(heap, tag_of(class), start as *mut FreeBlock);
+    }
+
+    /// Pushes dead block `b` on the bin of `tag`, trimming the bin if it went
+    /// over its cap. `b` must start a dead block of that bin's class (its first
+    /// word is ours to use).
+    #[inline(always)]
+    fn push_dead(&mut self, heap: &Heap, tag: usize, b: *mut FreeBlock) {
         let bin = self.bin_at(tag);
-        let b = start as *mut FreeBlock;
-        // SAFETY: the caller hands over a dead block; its first word is ours to use.
+        // SAFETY: the callers hand over the start of a dead block of this class.
         unsafe { (*b).next = bin.head };
         bin.head = b;
         bin.room -= 1;

@@ -402,14 +402,9 @@ impl<'a> Pass<'a> {
             Release::Free(_) => ErrorKind::DoubleFree,
             Release::Realloc(_) => ErrorKind::ReallocOfFreed,
         };
-        let mut e = HeapError::at(kind, r.time, r.thread, addr, first.size, stack);
-        if first.known {
-            e.alloc_stack = Some(first.stack);
-            e.alloc_func = Some(first.func);
-        }
+        let mut e = release_error(kind, r, how, addr, stack, Some(&first));
         e.first_free_stack = Some(first.free_stack);
         e.first_free_time = Some(first.free_time);
-        e.free_func = Some(how.name().to_string());
         self.error(e);
     }
 
@@ -418,17 +413,7 @@ impl<'a> Pass<'a> {
     #[inline(never)]
     fn mismatched_free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         let b = *self.slots.get_mut(addr).expect("released block");
-        let mut e = HeapError::at(
-            ErrorKind::MismatchedFree,
-            r.time,
-            r.thread,
-            addr,
-            b.size,
-            stack,
-        );
-        e.alloc_stack = Some(b.stack);
-        e.alloc_func = Some(b.func);
-        e.free_func = Some(how.name().to_string());
+        let e = release_error(ErrorKind::MismatchedFree, r, how, addr, stack, Some(&b));
         self.error(e);
     }
 
@@ -436,17 +421,7 @@ impl<'a> Pass<'a> {
     #[inline(never)]
     fn unknown_free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
         if let Some((start, b)) = self.containing_block(addr) {
-            let mut e = HeapError::at(
-                ErrorKind::InteriorFree,
-                r.time,
-                r.thread,
-                addr,
-                b.size,
-                stack,
-            );
-            e.alloc_stack = Some(b.stack);
-            e.alloc_func = Some(b.func);
-            e.free_func = Some(how.name().to_string());
+            let mut e = release_error(ErrorKind::InteriorFree, r, how, addr, stack, Some(&b));
             e.block = Some((start, addr - start));
             self.error(e);
         } else if self.attached {
@@ -469,8 +444,7 @@ impl<'a> Pass<'a> {
             );
             self.maybe_forget_freed();
         } else {
-            let mut e = HeapError::at(ErrorKind::InvalidFree, r.time, r.thread, addr, 0, stack);
-            e.free_func = Some(how.name().to_string());
+            let e = release_error(ErrorKind::InvalidFree, r, how, addr, stack, None);
             self.error(e);
         }
     }
@@ -569,6 +543,27 @@ impl<'a> Pass<'a> {
 }
 
 /// When and on which thread an event happened.
+/// An error of the release of `addr` by `how` at `stack`, at `r`, about
+/// `block` (the released or the containing block, if there is one): its size,
+/// and its allocation's stack and function when the trace saw the allocation.
+fn release_error(
+    kind: ErrorKind,
+    r: At,
+    how: Release,
+    addr: u64,
+    stack: StackId,
+    block: Option<&Slot>,
+) -> HeapError {
+    let size = block.map_or(0, |b| b.size);
+    let mut e = HeapError::at(kind, r.time, r.thread, addr, size, stack);
+    if let Some(b) = block.filter(|b| b.known) {
+        e.alloc_stack = Some(b.stack);
+        e.alloc_func = Some(b.func);
+    }
+    e.free_func = Some(how.name().to_string());
+    e
+}
+
 #[derive(Clone, Copy)]
 struct At {
     time: u64,

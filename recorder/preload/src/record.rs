@@ -59,19 +59,7 @@ fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool)
     } else {
         0
     };
-    ts.write_words(p, kind, func, stack, words, used(words), true);
-}
-
-/// How many of `words` a record keeps: trailing zero words are left out (the
-/// collector reads missing words as 0), so a malloc's record is 32 bytes
-/// instead of 40, a free's 24.
-#[inline(always)]
-fn used<const N: usize>(words: &[u64; N]) -> usize {
-    let mut n = N;
-    while n > 0 && words[n - 1] == 0 {
-        n -= 1;
-    }
-    n
+    ts.write_words(p, kind, func, stack, words, true);
 }
 
 /// An allocation returned `addr` (0: failed).
@@ -127,28 +115,12 @@ pub fn realloc(
     let stack = unwind::capture(ts, p);
     if !old.is_null() {
         let words = [old as u64, size as u64];
-        ts.write_words(
-            p,
-            abi::KIND_REALLOC_BEGIN,
-            func,
-            stack,
-            &words,
-            used(&words),
-            false,
-        );
+        ts.write_words(p, abi::KIND_REALLOC_BEGIN, func, stack, &words, false);
     }
     let new = real();
     let words = [old as u64, new as u64, size as u64];
     let stack = if old.is_null() { stack } else { 0 };
-    ts.write_words(
-        p,
-        abi::KIND_REALLOC,
-        func,
-        stack,
-        &words,
-        used(&words),
-        true,
-    );
+    ts.write_words(p, abi::KIND_REALLOC, func, stack, &words, true);
     new
 }
 

@@ -123,10 +123,11 @@ impl ThreadState {
         })
     }
 
-    /// Appends one record of the first `n` of `words` (the hooks' records:
-    /// all `N` words are stored, a fixed-size copy, but only `n` published).
+    /// Appends one record of `words` without their trailing zero words (the
+    /// hooks' records; the collector reads missing words as 0, so a malloc's
+    /// record is 32 bytes instead of 40, a free's 24). All `N` words are
+    /// stored, a fixed-size copy, but only the kept ones published.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)] // the hot path, as `write`
     pub fn write_words<const N: usize>(
         &mut self,
         p: &Process,
@@ -134,10 +135,13 @@ impl ThreadState {
         func: u8,
         stack: u32,
         words: &[u64; N],
-        n: usize,
         timed: bool,
     ) -> bool {
-        let len = abi::RECORD_HEADER + n.min(N) * 8;
+        let mut n = N;
+        while n > 0 && words[n - 1] == 0 {
+            n -= 1;
+        }
+        let len = abi::RECORD_HEADER + n * 8;
         let room = abi::RECORD_HEADER + N * 8;
         self.write_with(p, kind, func, stack, len, room, timed, |w| {
             // SAFETY: `w` has room for `room` bytes (see `write_with`).

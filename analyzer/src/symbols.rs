@@ -274,31 +274,24 @@ fn resolve(symbolizer: &Symbolizer, m: &Module, addrs: &[u64]) -> Vec<Vec<Frame>
         .zip(syms)
         .map(|((a, o), s)| match s {
             Symbolized::Sym(sym) => {
-                let mut out = Vec::with_capacity(1 + sym.inlined.len());
-                // blazesym lists inlined calls outermost first, each with
-                // its own location; ours are innermost first.
-                for f in sym.inlined.iter().rev() {
-                    let (file, line) = code(f.code_info.as_ref());
-                    out.push(Frame {
-                        function: Some(f.name.to_string()),
+                let frame = |name: &str, ci, inlined| {
+                    let (file, line) = code(ci);
+                    Frame {
+                        function: Some(name.to_string()),
                         file,
                         line,
                         module: Some(m.path.clone()),
                         address: *a,
                         offset: *o,
-                        inlined: true,
-                    });
-                }
-                let (file, line) = code(sym.code_info.as_deref());
-                out.push(Frame {
-                    function: Some(sym.name.to_string()),
-                    file,
-                    line,
-                    module: Some(m.path.clone()),
-                    address: *a,
-                    offset: *o,
-                    inlined: false,
-                });
+                        inlined,
+                    }
+                };
+                // blazesym lists inlined calls outermost first, each with
+                // its own location; ours are innermost first.
+                let mut out: Vec<Frame> = (sym.inlined.iter().rev())
+                    .map(|f| frame(&f.name, f.code_info.as_ref(), true))
+                    .collect();
+                out.push(frame(&sym.name, sym.code_info.as_deref(), false));
                 out
             }
             Symbolized::Unknown(_) => vec![unknown_frame(*a, Some(&m.path), *o)],

@@ -60,6 +60,9 @@ pub mod op {
 /// Most entries in a thread's live list; at this size the list is cleared (by
 /// encoder and decoder alike), which bounds the reader's memory per thread.
 pub const LIVE_CAP: usize = 1 << 15;
+/// The end of the list of empty live-table slots (above any slot index).
+const NO_SLOT: u32 = u32::MAX;
+const _: () = assert!(LIVE_CAP < NO_SLOT as usize);
 /// Recent frees remembered per size class.
 pub const RING: usize = 16;
 /// Slots of the table predicting a free's stack from its block's allocation stack.
@@ -111,8 +114,13 @@ fn class(size: u64) -> usize {
 pub struct AddrModel {
     /// Slots of `(address, size class, stack)`; address 0 marks an empty
     /// slot. (Only the class of a block's size is ever needed: 16 bytes a slot.)
+    /// The stack of empty slots is a list through them: an empty slot on it
+    /// holds `(0, next, 0)`, `next` the slot below it on the stack
+    /// ([`NO_SLOT`] at the bottom). A free writes the slot it empties and
+    /// an allocation reads the slot it fills: no other memory is touched.
     live: Vec<(u64, u32, u32)>,
-    free_slots: Vec<u32>,
+    /// The top of the stack of empty slots, or [`NO_SLOT`].
+    free_head: u32,
     free_site: Box<[(u32, u32); FREE_SITES]>,
     /// Class stacks: circular, the top at `ring_pos`. Entries below the
     /// stack's depth are 0 (a stacked address never is), which is how the
@@ -127,7 +135,7 @@ impl Default for AddrModel {
     fn default() -> Self {
         AddrModel {
             live: Vec::new(),
-            free_slots: Vec::new(),
+            free_head: NO_SLOT,
             free_site: Box::new([(0, 0); FREE_SITES]),
             rings: [[0; RING]; CLASS_SLOTS],
             ring_pos: [0; CLASS_SLOTS],
@@ -142,14 +150,16 @@ impl AddrModel {
     #[inline(always)]
     fn push_live(&mut self, a: u64, c: usize, stack: u32) -> (u32, bool) {
         let e = (a, c as u32, stack);
-        if let Some(slot) = self.free_slots.pop() {
-            if let Some(s) = self.live.get_mut(slot as usize) {
-                *s = e;
-            }
+        // `NO_SLOT` is beyond any table: the bounds check is the emptiness test.
+        let slot = self.free_head;
+        if let Some(s) = self.live.get_mut(slot as usize) {
+            self.free_head = s.1;
+            *s = e;
             return (slot, false);
         }
         let cleared = self.live.len() >= LIVE_CAP;
         if cleared {
+            // No slot is empty: the stack of empty slots is empty too.
             self.live.clear();
         }
         self.live.push(e);
@@ -164,8 +174,8 @@ impl AddrModel {
             return None;
         }
         let taken = *e;
-        e.0 = 0;
-        self.free_slots.push(i as u32);
+        *e = (0, self.free_head, 0);
+        self.free_head = i as u32;
         Some(taken)
     }
 
@@ -1363,6 +1373,37 @@ impl Decoder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Emptied live-table slots are refilled last emptied first, then the
+    /// table grows; a full table is cleared.
+    #[test]
+    fn empty_live_slots_are_reused_as_a_stack() {
+        let mut m = AddrModel::default();
+        for a in 1..=4u64 {
+            assert_eq!(m.push_live(a * 16, 1, a as u32), (a as u32 - 1, false));
+        }
+        assert_eq!(m.take_live(1), Some((32, 1, 2)));
+        assert_eq!(m.take_live(1), None, "slot 1 is empty");
+        assert_eq!(m.take_live(3), Some((64, 1, 4)));
+        assert_eq!(m.take_live(0), Some((16, 1, 1)));
+        assert_eq!(m.take_live(9), None, "beyond the table");
+        assert_eq!(m.push_live(0x100, 2, 7), (0, false));
+        assert_eq!(m.push_live(0x200, 2, 8), (3, false));
+        assert_eq!(m.take_live(3), Some((0x200, 2, 8)));
+        assert_eq!(m.push_live(0x300, 2, 9), (3, false));
+        assert_eq!(m.push_live(0x400, 2, 10), (1, false));
+        assert_eq!(m.push_live(0x500, 2, 11), (4, false));
+        assert_eq!(m.take_live(2), Some((48, 1, 3)));
+        while m.live.len() < LIVE_CAP {
+            m.push_live(0x1000, 3, 0);
+        }
+        // Slot 2 was empty: filled before the table is full.
+        assert_eq!(m.live[2], (0x1000, 3, 0));
+        assert_eq!(m.push_live(0x600, 4, 12), (0, true));
+        assert_eq!(m.live.len(), 1);
+        assert_eq!(m.take_live(0), Some((0x600, 4, 12)));
+        assert_eq!(m.push_live(0x700, 4, 13), (0, false));
+    }
 
     #[test]
     fn class_stack_depth_follows_pushes_and_removals() {

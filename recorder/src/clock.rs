@@ -58,15 +58,17 @@ pub fn tsc() -> u64 {
 /// `rate` in ns per tick as a 32.32 fixed-point number (an integer multiply
 /// per record, monotonic like the exact map).
 #[derive(Clone, Copy, Debug)]
-struct Piece {
-    tsc: u64,
+pub struct Piece {
+    /// First tick of the piece.
+    pub tsc: u64,
     ns: u64,
     rate: u64,
 }
 
 impl Piece {
+    /// Maps tick `t >= self.tsc`.
     #[inline]
-    fn at(&self, t: u64) -> u64 {
+    pub fn at(&self, t: u64) -> u64 {
         let d = ((t - self.tsc) as u128 * self.rate as u128) >> 32;
         self.ns.saturating_add(d.min(u64::MAX as u128) as u64)
     }
@@ -159,6 +161,22 @@ impl TimeMap {
             self.max_seen.set(t);
         }
         self.map_ns(t)
+    }
+
+    /// The newest piece: it maps every tick from its start on, as
+    /// [`TimeMap::to_ns`] does, if the ticks are then passed to
+    /// [`TimeMap::seen`] (before the next [`TimeMap::calibrate`]).
+    #[inline]
+    pub fn newest(&self) -> Option<Piece> {
+        self.pieces.last().copied()
+    }
+
+    /// Notes that ticks up to `t` were mapped (see [`TimeMap::newest`]).
+    #[inline]
+    pub fn seen(&self, t: u64) {
+        if t > self.max_seen.get() {
+            self.max_seen.set(t);
+        }
     }
 
     fn map_ns(&self, t: u64) -> u64 {

@@ -222,10 +222,108 @@ impl ProcTrace {
         last: &mut u64,
         exited: &mut bool,
     ) -> anyhow::Result<()> {
+        let tsc = self.tsc;
+        let ns = |t: u64| if tsc { clock.to_ns(t) } else { t };
+        // The hot path maps ticks with the map's newest piece (records are
+        // mostly newer than its start) and tells the map the highest tick it
+        // mapped once, at the end.
+        let newest = if tsc { clock.newest() } else { None };
+        let mut max_tick = 0u64;
+        let floor = self.advanced;
+        let mut events = 0u64;
+        let r = loop {
+            if *at + abi::RECORD_HEADER > bytes.len() {
+                break Ok(());
+            }
+            let a = *at;
+            // A malloc or free record (at most 40 bytes) with all its words
+            // in `bytes`: one bounds check, then fixed-offset reads.
+            if let Some(rec) = bytes.get(a..a + 40) {
+                let w = |k: usize| {
+                    u64::from_le_bytes(rec[8 * k..8 * k + 8].try_into().unwrap_or([0; 8]))
+                };
+                let h = w(1);
+                let kind = h as u8;
+                let len = (h >> 16) as u16 as usize;
+                if (kind == abi::KIND_ALLOC || kind == abi::KIND_FREE)
+                    && (abi::RECORD_HEADER..=40).contains(&len)
+                {
+                    let func = (h >> 8) as u8;
+                    let stack = (h >> 32) as u32;
+                    // Trailing zero words may be left out by the writer.
+                    let nw = (len - abi::RECORD_HEADER) / 8;
+                    let (addr, size, align) = (
+                        if nw > 0 { w(2) } else { 0 },
+                        if nw > 1 { w(3) } else { 0 },
+                        if nw > 2 { w(4) } else { 0 },
+                    );
+                    *at += len;
+                    let event = if kind == abi::KIND_ALLOC {
+                        Event::Alloc {
+                            func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
+                            addr,
+                            size,
+                            align,
+                            stack,
+                        }
+                    } else {
+                        Event::Free {
+                            func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
+                            addr,
+                            size,
+                            align,
+                            stack,
+                        }
+                    };
+                    let time = w(0);
+                    let t = match newest {
+                        Some(p) if time >= p.tsc => {
+                            max_tick = max_tick.max(time);
+                            p.at(time)
+                        }
+                        _ => ns(time),
+                    };
+                    let t = t.max(*last).max(floor);
+                    *last = t;
+                    // No heap data in the event, nothing to drop.
+                    let rec = std::mem::ManuallyDrop::new(Record {
+                        time: t,
+                        thread: tid,
+                        event,
+                    });
+                    if let Err(e) = self.writer.write(&rec) {
+                        break Err(e.into());
+                    }
+                    events += 1;
+                    continue;
+                }
+            }
+            match self.decode_other(clock, tid, bytes, at, last, exited) {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.events += events;
+        clock.seen(max_tick);
+        r
+    }
+
+    /// Decodes the record at `at` on the general path; false when no whole
+    /// record is left.
+    fn decode_other(
+        &mut self,
+        clock: &TimeMap,
+        tid: u32,
+        bytes: &[u8],
+        at: &mut usize,
+        last: &mut u64,
+        exited: &mut bool,
+    ) -> anyhow::Result<bool> {
         let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
         let tsc = self.tsc;
         let ns = |t: u64| if tsc { clock.to_ns(t) } else { t };
-        while *at + abi::RECORD_HEADER <= bytes.len() {
+        {
             let a = *at;
             let time = word(a);
             // kind, func, len (u16) and stack (u32), little-endian.
@@ -235,7 +333,7 @@ impl ProcTrace {
             let len = (h >> 16) as u16 as usize;
             let stack = (h >> 32) as u32;
             if len < abi::RECORD_HEADER || a + len > bytes.len() {
-                break;
+                return Ok(false);
             }
             let nw = (len - abi::RECORD_HEADER) / 8;
             let body = a + abi::RECORD_HEADER;
@@ -243,43 +341,12 @@ impl ProcTrace {
             // Trailing zero words may be left out by the writer.
             let arg = |k: usize| if k < nw { word(body + 8 * k) } else { 0 };
             *at += len;
-            if kind == abi::KIND_ALLOC || kind == abi::KIND_FREE {
-                // The hot path: no heap data in the event, nothing to drop.
-                let (addr, size, align) = (arg(0), arg(1), arg(2));
-                let event = if kind == abi::KIND_ALLOC {
-                    Event::Alloc {
-                        func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
-                        addr,
-                        size,
-                        align,
-                        stack,
-                    }
-                } else {
-                    Event::Free {
-                        func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
-                        addr,
-                        size,
-                        align,
-                        stack,
-                    }
-                };
-                let t = ns(time).max(*last).max(self.advanced);
-                *last = t;
-                let rec = std::mem::ManuallyDrop::new(Record {
-                    time: t,
-                    thread: tid,
-                    event,
-                });
-                self.writer.write(&rec)?;
-                self.events += 1;
-                continue;
-            }
             let event = match kind {
                 abi::KIND_STACK => {
                     self.frames.clear();
                     self.frames.extend((0..nw).map(|k| word(body + 8 * k)));
                     self.writer.define_stack(stack, &self.frames)?;
-                    continue;
+                    return Ok(true);
                 }
                 abi::KIND_ALLOC => Event::Alloc {
                     func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
@@ -298,7 +365,7 @@ impl ProcTrace {
                 abi::KIND_REALLOC_BEGIN => {
                     self.pending_realloc
                         .insert(tid, (*last, func, arg(0), arg(1), stack));
-                    continue;
+                    return Ok(true);
                 }
                 abi::KIND_REALLOC => {
                     // The begin record carried the stack (when the call had a block).
@@ -368,7 +435,7 @@ impl ProcTrace {
                     }))
                 }
                 abi::KIND_MODULE_UNLOAD => Event::ModuleUnload { base: arg(0) },
-                _ => continue,
+                _ => return Ok(true),
             };
             // Keep each thread's records in time order and above the watermark.
             let t = ns(time).max(*last).max(self.advanced);
@@ -387,7 +454,7 @@ impl ProcTrace {
                 *last = 0;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Drains what is left and writes the trailer.

@@ -341,6 +341,18 @@ impl AddrModel {
                 self.pop_if_top(c, a);
                 a
             }
+            // The top of the class stack (most allocations a LIFO allocator
+            // makes): popped without the move-down loop.
+            2 => {
+                let top = self.ring_pos[c] as usize % RING;
+                let a = self.rings[c][top];
+                if a == 0 {
+                    return None;
+                }
+                self.rings[c][top] = 0;
+                self.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+                a
+            }
             k => {
                 let k = (k - 2) as usize;
                 let a = self.ring_get(c, k)?;
@@ -1373,6 +1385,31 @@ impl Decoder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Allocation code 2 takes the top of the request's class stack, code
+    /// `k + 2` the `k`-th entry; either is an error on an empty entry.
+    #[test]
+    fn allocation_codes_take_class_stack_entries() {
+        let mut m = AddrModel::default();
+        let mut lits = Cursor::new(&[]);
+        assert_eq!(m.allocated_code(2, &mut lits, 24, 0), None, "empty stack");
+        for a in [0x100u64, 0x200, 0x300] {
+            m.push_live(a, class(24), 5);
+        }
+        for code in [1, 2, 3] {
+            assert_eq!(
+                m.freed_code(code, &mut lits),
+                Some(([0x100, 0x200, 0x300][code as usize - 1], Some(5)))
+            );
+        }
+        // Stack of class(24), top first: 0x300, 0x200, 0x100.
+        assert_eq!(m.allocated_code(2, &mut lits, 40, 0), None, "other class");
+        assert_eq!(m.allocated_code(3, &mut lits, 24, 6), Some(0x200));
+        assert_eq!(m.allocated_code(2, &mut lits, 24, 6), Some(0x300));
+        assert_eq!(m.allocated_code(2, &mut lits, 24, 6), Some(0x100));
+        assert_eq!(m.allocated_code(2, &mut lits, 24, 6), None, "used up");
+        assert_eq!(m.allocated_code(3, &mut lits, 24, 6), None);
+    }
 
     /// Emptied live-table slots are refilled last emptied first, then the
     /// table grows; a full table is cleared.

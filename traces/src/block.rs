@@ -210,7 +210,7 @@ impl<R: Read> BlockReader<R> {
         let payload = if flags & FLAG_ZSTD != 0 {
             let mut out = self.spare.pop().unwrap_or_default();
             out.clear();
-            out.reserve_exact(raw_len as usize);
+            out.reserve_exact(raw_len as usize + ZSTD_LIT_ROOM);
             let z = match &mut self.zstd {
                 Some(z) => z,
                 None => self.zstd.insert(
@@ -252,3 +252,8 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(n)
 }
+
+/// Room beyond a zstd frame's content given to its decompression: zstd then
+/// decodes every block's literals inside the output buffer (one zstd block
+/// and two 32-byte copy margins), never split with its own small buffer.
+const ZSTD_LIT_ROOM: usize = (128 << 10) + 64;

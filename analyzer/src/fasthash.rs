@@ -84,18 +84,31 @@ impl<V: Copy> AddrMap<V> {
         }
     }
 
-    /// The value at `k` and `true` if there is one; otherwise inserts `v`
-    /// there and returns it and `false` (one probe for both cases).
+    /// The value at `k` and `true` if there is one; otherwise inserts
+    /// `V::default()` there and returns it and `false` (one probe for both
+    /// cases; the caller overwrites the value without building it first).
     #[inline(always)]
-    pub fn get_or_insert(&mut self, k: u64, v: V) -> (&mut V, bool) {
+    pub fn get_or_insert_default(&mut self, k: u64) -> (&mut V, bool)
+    where
+        V: Default,
+    {
         let i = self.find(k);
         let e = self.index[i] as usize;
         if e != 0 {
             return (&mut self.entries[e - 1].1, true);
         }
-        self.push(i, k, v);
+        self.push_default(i, k);
         let last = self.entries.len() - 1;
         (&mut self.entries[last].1, false)
+    }
+
+    /// [`AddrMap::push`] of `V::default()`.
+    #[inline(never)]
+    fn push_default(&mut self, i: usize, k: u64)
+    where
+        V: Default,
+    {
+        self.push(i, k, V::default());
     }
 
     /// Appends the entry `(k, v)`, whose free index slot is `i` (out of

@@ -268,15 +268,15 @@ impl<'a> Pass<'a> {
             live: true,
             known: true,
         };
-        let (s, existed) = self.slots.get_or_insert(addr, slot);
-        if existed {
-            if s.live {
-                let old = std::mem::replace(s, slot);
-                self.overlapping(addr, &old, r.time);
-            } else {
-                *s = slot;
-            }
+        // A new address gets an empty (not live) slot, overwritten here.
+        let (s, existed) = self.slots.get_or_insert_default(addr);
+        if s.live {
+            let old = std::mem::replace(s, slot);
+            self.overlapping(addr, &old, r.time);
         } else {
+            *s = slot;
+        }
+        if !existed {
             self.maybe_forget_freed();
         }
         self.live_count += 1;

@@ -99,9 +99,10 @@ pub fn analyze_cached_warm(
 /// `progress` allows a progress bar (drawn only on a terminal).
 ///
 /// Two threads: a reader thread decodes the trace into batches
-/// ([`Reader::next_batch`]) and hands them over a bounded channel to the
-/// pass on this thread, which hands them back for reuse. Memory: at most
-/// [`BATCHES_AHEAD`] + 2 batches of [`EventBatch::CAPACITY`] events exist.
+/// ([`Reader::next_batch`]) and hands them, [`GROUP`] at a time, over a
+/// bounded channel to the pass on this thread, which hands them back for
+/// reuse. Memory: at most ([`GROUPS_AHEAD`] + 2) x [`GROUP`] batches of
+/// [`EventBatch::CAPACITY`] events exist.
 pub fn analyze_with(
     path: &Path,
     rows: Option<&mut dyn FnMut(AllocRow)>,
@@ -144,8 +145,14 @@ pub fn analyze_serial(path: &Path) -> anyhow::Result<Analysis> {
     Ok(end.analysis(header, path, pass.finish()))
 }
 
-/// Batches the reader thread may decode ahead of the pass.
-pub const BATCHES_AHEAD: usize = 4;
+/// Batches handed from the reader thread to the pass at a time. The pass is
+/// faster than decoding, so it waits for each hand-off: one wake-up (a
+/// futex call on the reader's side, a context switch on the pass's) per
+/// group instead of per batch.
+pub const GROUP: usize = 4;
+
+/// Groups the reader thread may decode ahead of the pass.
+pub const GROUPS_AHEAD: usize = 1;
 
 /// What the reader knows once every event has been read.
 struct ReadEnd {
@@ -184,28 +191,52 @@ fn read_ahead<R: Read + Send>(
     mut reader: Reader<R>,
     mut each: impl FnMut(&EventBatch, u64),
 ) -> anyhow::Result<ReadEnd> {
-    let (full_tx, full_rx) = sync_channel::<(EventBatch, u64)>(BATCHES_AHEAD);
-    let (empty_tx, empty_rx) = channel::<EventBatch>();
+    /// Up to [`GROUP`] batches (the last group of a trace may hold fewer),
+    /// and the bytes read when the last of them was decoded.
+    type Group = (Vec<EventBatch>, u64);
+    let (full_tx, full_rx) = sync_channel::<Group>(GROUPS_AHEAD);
+    let (empty_tx, empty_rx) = channel::<Vec<EventBatch>>();
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("trace reader".into())
             .spawn_scoped(s, move || -> traces::Result<ReadEnd> {
                 loop {
-                    let mut batch = empty_rx.try_recv().unwrap_or_default();
-                    if !reader.next_batch(&mut batch)? {
+                    let mut group = empty_rx.try_recv().unwrap_or_default();
+                    let mut filled = 0;
+                    let mut more = true;
+                    while more && filled < GROUP {
+                        if group.len() == filled {
+                            group.push(EventBatch::new());
+                        }
+                        match reader.next_batch(&mut group[filled]) {
+                            Ok(true) => filled += 1,
+                            Ok(false) => more = false,
+                            // The batches before the error go first.
+                            Err(e) if filled > 0 => {
+                                group.truncate(filled);
+                                let _ = full_tx.send((group, reader.bytes_read()));
+                                return Err(e);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    group.truncate(filled);
+                    if filled > 0 && full_tx.send((group, reader.bytes_read())).is_err() {
+                        // The pass side is gone; nobody wants the rest.
                         return Ok(ReadEnd::of(&reader));
                     }
-                    if full_tx.send((batch, reader.bytes_read())).is_err() {
-                        // The pass side is gone; nobody wants the rest.
+                    if !more {
                         return Ok(ReadEnd::of(&reader));
                     }
                 }
             })
             .context("cannot start the trace reader thread")?;
-        for (batch, bytes) in full_rx.iter() {
-            each(&batch, bytes);
-            // The reader thread may have finished: then the batch is dropped.
-            let _ = empty_tx.send(batch);
+        for (group, bytes) in full_rx.iter() {
+            for batch in &group {
+                each(batch, bytes);
+            }
+            // The reader thread may have finished: then the group is dropped.
+            let _ = empty_tx.send(group);
         }
         let end = producer
             .join()

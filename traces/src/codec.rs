@@ -1178,15 +1178,15 @@ impl BlockDecoder {
             // three when clock readings are ~200 ns apart). Those are summed
             // with no overflow check per event (eight bytes add below 2048)
             // and one limit check, on the last (times do not decrease); a
-            // longer delta after them is read alone below.
+            // two-byte delta after them is taken from the same load, and a
+            // longer one read alone below.
             if let (Some(bytes), Some(chunk)) = (
                 times.peek8(),
                 slots.get_mut(m..).and_then(|s| s.first_chunk_mut::<8>()),
             ) {
-                let ones = (u64::from_le_bytes(*bytes) & 0x8080_8080_8080_8080).trailing_zeros()
-                    as usize
-                    / 8;
-                if ones > 0 && time <= u64::MAX - 2048 {
+                if time <= u64::MAX - (1 << 15) {
+                    let w = u64::from_le_bytes(*bytes);
+                    let ones = (w & 0x8080_8080_8080_8080).trailing_zeros() as usize / 8;
                     // Past `ones`, the sums are meaningless: later events
                     // overwrite them.
                     let mut t = time;
@@ -1194,25 +1194,41 @@ impl BlockDecoder {
                         t += b as u64;
                         *slot = t;
                     }
-                    let ones = ones.min(8);
+                    let last = ones.checked_sub(1).and_then(|i| chunk.get(i));
                     // `< u64::MAX`: right whether or not `limit` is unlimited.
-                    let last = chunk.get(ones - 1).copied().unwrap_or(u64::MAX);
-                    if last < limit {
-                        time = last;
-                        m += ones;
-                        times.skip(ones);
-                        if ones == 8 {
-                            continue;
-                        }
-                    } else {
+                    if last.is_some_and(|&t| t >= limit) {
                         // The run ends within these.
-                        let k = chunk[..ones].iter().take_while(|&&t| t < limit).count();
+                        let k = chunk.iter().take(ones).take_while(|&&t| t < limit).count();
                         if let Some(&t) = k.checked_sub(1).and_then(|i| chunk.get(i)) {
                             time = t;
                         }
                         m += k;
                         times.skip(k);
                         break;
+                    }
+                    if let Some(&t) = last {
+                        time = t;
+                    }
+                    m += ones;
+                    times.skip(ones);
+                    // Bytes `ones` and `ones + 1` of the word: a two-byte
+                    // delta if the second ends it.
+                    let x = w.checked_shr(8 * ones as u32).unwrap_or(0);
+                    if ones < 7 && x & 0x8000 == 0 {
+                        let t = time + ((x & 0x7f) | ((x >> 1) & 0x3f80));
+                        if t >= limit {
+                            break;
+                        }
+                        if let Some(slot) = chunk.get_mut(ones) {
+                            *slot = t;
+                        }
+                        time = t;
+                        m += 1;
+                        times.skip(2);
+                        continue;
+                    }
+                    if ones == 8 {
+                        continue;
                     }
                 }
             }

@@ -47,6 +47,7 @@ struct Totals {
     capacity: u64,
     used: u64,
     partial: usize,
+    run_blocks: u64,
 }
 
 impl Heap {
@@ -95,6 +96,15 @@ impl Heap {
                 )?;
             }
             match sp.state {
+                SpanState::Mixed => {
+                    ensure(
+                        self.map.entry(at) & TAG_MASK == 0,
+                        "mixed span has a class tag (its frees would skip the run table)",
+                        at,
+                    )?;
+                    // SAFETY: a mixed span; heap lock held.
+                    unsafe { check_mixed(s, &mut per_class)? };
+                }
                 SpanState::Idle => idle += sp.bytes() as u64,
                 SpanState::Purged => purged += sp.bytes() as u64,
                 SpanState::Partial | SpanState::Full => {
@@ -147,14 +157,52 @@ impl Heap {
                 "class capacity disagrees with the arena",
                 class,
             )?;
+            // SAFETY: class lock held.
+            let run_blocks = unsafe { *self.classes[class].run_blocks.get() } as usize;
             ensure(
-                ci.used == t.used,
-                "class used blocks disagree with the spans",
+                run_blocks as u64 == t.run_blocks
+                    && run_blocks <= crate::size_class::run_budget(class),
+                "class run blocks disagree with the mixed spans",
                 class,
             )?;
+            // The run free list: distinct block starts of this class's runs.
+            let mut b = ci.run_free;
+            let mut free = 0usize;
+            while !b.is_null() {
+                let s = self.map.lookup(b as usize);
+                ensure(!s.is_null(), "run free block outside the arena", b as usize)?;
+                // SAFETY: map entries are valid span headers.
+                let state = unsafe { (*s).state };
+                ensure(
+                    state == SpanState::Mixed,
+                    "run free block outside a mixed span",
+                    b as usize,
+                )?;
+                // SAFETY: a mixed span; `b` lies in its runs if the table is right.
+                let (start, c) = unsafe { crate::span::mixed_block(s, b as usize) };
+                ensure(
+                    start == b as usize && c == class,
+                    "run free block is not a block of its class",
+                    b as usize,
+                )?;
+                free += 1;
+                ensure(
+                    free <= run_blocks,
+                    "run free list longer than the runs",
+                    b as usize,
+                )?;
+                let mut o = ci.run_free;
+                for _ in 1..free {
+                    ensure(o != b, "block on the run free list twice", b as usize)?;
+                    // SAFETY: free run blocks hold a valid link.
+                    o = unsafe { (*o).next };
+                }
+                // SAFETY: as above.
+                b = unsafe { (*b).next };
+            }
             ensure(
-                ci.partial.len == t.partial,
-                "partial list length disagrees with span states",
+                ci.used == t.used + (run_blocks - free) as u64,
+                "class used blocks disagree with the spans and runs",
                 class,
             )?;
             let mut s = ci.partial.head;
@@ -168,9 +216,18 @@ impl Heap {
                     s as usize,
                 )?;
                 n += 1;
-                ensure(n <= t.partial, "partial list has a cycle", s as usize)?;
+                ensure(
+                    n <= t.partial,
+                    "partial list longer than the partial spans",
+                    s as usize,
+                )?;
                 s = sp.next;
             }
+            ensure(
+                n == t.partial,
+                "partial list shorter than the partial spans",
+                class,
+            )?;
         }
         // SAFETY: heap lock held.
         unsafe { self.check_large() }
@@ -222,6 +279,65 @@ impl Heap {
             0,
         )
     }
+}
+
+/// Checks a mixed span's run table (runs in address order, inside the span past
+/// the table, each whole blocks of a class with runs) and adds its run blocks to
+/// their classes' totals.
+///
+/// # Safety
+/// `s` must be a mixed span; the heap lock must be held.
+unsafe fn check_mixed(
+    s: *mut Span,
+    per_class: &mut [Totals; NUM_CLASSES],
+) -> Result<(), CheckError> {
+    let at = s as usize;
+    // SAFETY: the caller's promise.
+    let chunks = unsafe { (*s).chunks };
+    ensure(chunks == 1, "mixed span is not one chunk", at)?;
+    let mut prev = at + crate::span::MIXED_DATA;
+    let mut r = Ok(());
+    // SAFETY: the caller's promise.
+    unsafe {
+        crate::span::for_each_run(s, |start, end, class| {
+            if r.is_err() {
+                return;
+            }
+            r = (|| {
+                ensure(start == prev, "runs overlap or leave a gap", start)?;
+                ensure(
+                    end > start && end <= at + CHUNK,
+                    "run out of its span",
+                    start,
+                )?;
+                ensure(
+                    class < NUM_CLASSES && crate::size_class::run_budget(class) > 0,
+                    "run of a class without runs",
+                    start,
+                )?;
+                ensure(
+                    (end - start) % class_size(class) == 0,
+                    "run is not whole blocks",
+                    start,
+                )?;
+                let size = class_size(class);
+                per_class[class].run_blocks += ((end - start) / size) as u64;
+                // Every block of the run maps back to itself.
+                let mut b = start;
+                while b < end {
+                    // (Inside the unsafe block: a mixed span, `b` one of its blocks.)
+                    let found = crate::span::mixed_block(s, b);
+                    ensure(found == (b, class), "run block not found from its start", b)?;
+                    let found = crate::span::mixed_block(s, b + size - 16);
+                    ensure(found == (b, class), "run block not found from its end", b)?;
+                    b += size;
+                }
+                prev = end;
+                Ok(())
+            })();
+        });
+    }
+    r
 }
 
 /// Checks one formatted span: geometry, and a free list of distinct block starts

@@ -292,6 +292,22 @@ pub unsafe fn free(p: *mut u8) {
 /// As for [`free`].
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8) {
+    // SAFETY: this thread's cache, borrowed for the call only; `p` is null or live
+    // and ours (caller's promise). Caching does not re-enter the allocator.
+    if unsafe { (*cache()).try_free_mixed(&HEAP, p as usize) } {
+        return;
+    }
+    // SAFETY: caller's promise.
+    unsafe { free_slower(p) }
+}
+
+/// What [`free_slow`] leaves: out of line, so the blocks of mixed spans (the most
+/// common slow frees) do not pay for its stack frame.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+unsafe fn free_slower(p: *mut u8) {
     fork_guard();
     let s = HEAP.map.lookup(p as usize);
     if s.is_null() {
@@ -304,9 +320,7 @@ unsafe fn free_slow(p: *mut u8) {
     // SAFETY: reading this thread's cache state; no borrow is live.
     match unsafe { (*cache()).state } {
         ACTIVE => {
-            let (start, _) = Heap::small_block(s, p as usize);
-            // SAFETY: `s` is the formatted span of live block `p`.
-            let class = unsafe { (*s).class } as usize;
+            let (start, _, class) = Heap::small_block(s, p as usize);
             // SAFETY: this thread's cache; pushing does not re-enter the allocator.
             let tc = unsafe { &mut *cache() };
             tc.sync_map(&HEAP);
@@ -315,7 +329,7 @@ unsafe fn free_slow(p: *mut u8) {
         INACTIVE => {
             activate();
             // SAFETY: caller's promise; the cache is active now.
-            unsafe { free_slow(p) };
+            unsafe { free_slower(p) };
         }
         // SAFETY: caller's promise; an exiting thread's frees go to the heap.
         _ => unsafe { HEAP.free(p) },

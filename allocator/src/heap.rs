@@ -14,7 +14,8 @@ use crate::os::brk::{Backend, BrkArena};
 use crate::os::thread::now_ms;
 use crate::pool::Pool;
 use crate::size_class::{
-    class_size, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, PURGE_CLASS, SPAN_CHUNKS,
+    class_size, run_budget, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, PURGE_CLASS, RUN_BLOCKS,
+    SPAN_CHUNKS,
 };
 use crate::span::{self, FreeBlock, Span, SpanList, SpanState};
 use crate::stats::{add, Counters};
@@ -103,14 +104,28 @@ pub(crate) struct ClassInner {
     /// [`span_capacity`], so the count is not kept (the heap's static data fits one
     /// page without it).
     pub capacity: u64,
+    /// Blocks handed out, of spans and of runs.
     pub used: u64,
+    /// Free blocks of the class's runs in mixed spans, linked through their first
+    /// word (runs are never given back, so their blocks stay with the class).
+    pub run_free: *mut FreeBlock,
 }
 
+/// The most bytes a refill takes from a new run (at least one block).
+const RUN_BATCH: usize = 256;
+
+/// A class's lock and central state. (48 bytes: the heap's static data fits one
+/// page, which every process it is preloaded into keeps resident.)
 #[derive(Debug)]
 pub(crate) struct Central {
     pub lock: SpinLock,
+    /// Blocks in the class's runs, at most [`run_budget`] (under the lock; beside
+    /// it, in what would be padding).
+    pub run_blocks: UnsafeCell<u8>,
     pub inner: UnsafeCell<ClassInner>,
 }
+
+const _: () = assert!(core::mem::size_of::<Central>() <= 48 && RUN_BLOCKS <= u8::MAX as usize);
 
 /// Heap-wide state, under the heap lock.
 #[derive(Debug)]
@@ -119,6 +134,8 @@ pub(crate) struct Inner {
     pub pool: Pool,
     pub large: LargeList,
     pub failed: bool,
+    /// The mixed span runs are carved from (null before the first run).
+    pub mixed: *mut Span,
 }
 
 /// One allocator instance: size classes, span pool, large blocks and statistics.
@@ -156,7 +173,9 @@ impl Heap {
                         partial: SpanList::new(),
                         capacity: 0,
                         used: 0,
+                        run_free: core::ptr::null_mut(),
                     }),
+                    run_blocks: UnsafeCell::new(0),
                 }
             }; NUM_CLASSES],
             lock: SpinLock::new(),
@@ -165,6 +184,7 @@ impl Heap {
                 pool: Pool::new(),
                 large: LargeList::new(),
                 failed: false,
+                mixed: core::ptr::null_mut(),
             }),
             map: ChunkMap::new(),
             ready: AtomicBool::new(false),
@@ -255,11 +275,51 @@ impl Heap {
         let _g = central.lock.lock();
         // SAFETY: class lock held.
         let ci = unsafe { &mut *central.inner.get() };
+        // SAFETY: class lock held.
+        let run_blocks = unsafe { &mut *central.run_blocks.get() };
         let purged = class >= PURGE_CLASS;
+        let budget = run_budget(class);
         let mut got = 0;
         while got < want {
+            // Run blocks first: freed ones, then a new run while the budget lasts.
+            let b = ci.run_free;
+            if !b.is_null() {
+                // SAFETY: free run blocks hold a valid link; the class lock is held.
+                unsafe {
+                    ci.run_free = (*b).next;
+                    (*b).next = *out;
+                }
+                *out = b;
+                got += 1;
+                continue;
+            }
+            let room = budget - *run_blocks as usize;
+            if room > 0 {
+                // A few hundred bytes at a time: a class used for a block or two
+                // does not park (and touch) a batch of them in a thread cache.
+                let n = room
+                    .min(want - got)
+                    .min((RUN_BATCH / class_size(class)).max(1));
+                let first = self.new_run(class, n);
+                if first != 0 {
+                    let size = class_size(class);
+                    for i in (0..n).rev() {
+                        let b = (first + i * size) as *mut FreeBlock;
+                        // SAFETY: a fresh run of `n` blocks, ours alone.
+                        unsafe { (*b).next = *out };
+                        *out = b;
+                    }
+                    *run_blocks += n as u8;
+                    got += n;
+                    continue;
+                }
+            }
             let mut s = ci.partial.head;
             if s.is_null() {
+                if got > 0 {
+                    // Do not start a span to round a batch up.
+                    break;
+                }
                 s = self.new_span(class);
                 if s.is_null() {
                     break;
@@ -313,6 +373,14 @@ impl Heap {
             // SAFETY: `b` is a block of formatted span `s` of this class; the class lock
             // is held, so the span is ours to change (and trim).
             unsafe {
+                if (*s).is_mixed() {
+                    debug_assert_eq!(span::mixed_block(s, b as usize), (b as usize, class));
+                    // A run block: back to the class's run list.
+                    (*b).next = ci.run_free;
+                    ci.run_free = b;
+                    continue;
+                }
+                debug_assert_eq!((*s).class as usize, class);
                 if purged {
                     if span::give_purged(s, b) {
                         add(&self.counters.madvise_calls, 1);
@@ -334,6 +402,37 @@ impl Heap {
             }
         }
         ci.used -= count as u64;
+    }
+
+    /// Carves a run of `n` blocks of `class` from the mixed span (a new one when it
+    /// is full) and returns its first block, or 0 when out of memory.
+    #[inline(never)]
+    fn new_run(&self, class: usize, n: usize) -> usize {
+        let _g = self.lock.lock();
+        // SAFETY: heap lock held.
+        let inner = unsafe { &mut *self.inner.get() };
+        if !inner.mixed.is_null() {
+            // SAFETY: `mixed` is a mixed span of this heap; heap lock held.
+            let b = unsafe { span::carve_run(inner.mixed, class, n) };
+            if b != 0 {
+                return b;
+            }
+        }
+        let now = clock(&inner.config);
+        // SAFETY: heap lock held; the map is ours.
+        let s = unsafe { inner.pool.take(1, &self.map, &self.counters, now) };
+        if s.is_null() {
+            return 0;
+        }
+        // SAFETY: an idle one-chunk span on no list, ours under the heap lock.
+        unsafe {
+            span::format_mixed(s);
+            // Tag 0 (a reused span keeps its old class's tag): the fast free path
+            // leaves its blocks to `ThreadCache::try_free_mixed`.
+            self.map.set(s as usize, 1, s, 0);
+            inner.mixed = s;
+            span::carve_run(s, class, n)
+        }
     }
 
     /// A freshly formatted span for `class`, or null when out of memory.
@@ -405,13 +504,20 @@ impl Heap {
         }
     }
 
-    /// The usable size of small block `p` in span `s`, and its block start.
+    /// The block start of small block `p` in span `s`, its usable size from `p`,
+    /// and its class.
     #[inline]
-    pub(crate) fn small_block(s: *mut Span, p: usize) -> (usize, usize) {
-        // SAFETY: `s` came from the chunk map for a live block, so it is formatted.
-        let s = unsafe { &*s };
-        let start = s.block_start(p);
-        (start, start + s.block_size as usize - p)
+    pub(crate) fn small_block(s: *mut Span, p: usize) -> (usize, usize, usize) {
+        // SAFETY: `s` came from the chunk map for a live block, so it is formatted
+        // or mixed.
+        let sp = unsafe { &*s };
+        if sp.is_mixed() {
+            // SAFETY: `p` is in a live block of one of the mixed span's runs.
+            let (start, class) = unsafe { span::mixed_block(s, p) };
+            return (start, start + class_size(class) - p, class);
+        }
+        let start = sp.block_start(p);
+        (start, start + sp.block_size as usize - p, sp.class as usize)
     }
 
     /// The block size of class `class` (re-exported for the caches).

@@ -90,9 +90,7 @@ impl Heap {
             unsafe { self.free_large(p) };
             return;
         }
-        let (start, _) = Heap::small_block(s, p as usize);
-        // SAFETY: `s` is the block's formatted span.
-        let class = unsafe { (*s).class } as usize;
+        let (start, _, class) = Heap::small_block(s, p as usize);
         self.counters.on_free(Heap::class_bytes(class));
         let b = start as *mut FreeBlock;
         // SAFETY: `b` is the dead block's start; one block.
@@ -152,9 +150,7 @@ impl Heap {
         }
         let s = self.map.lookup(p as usize);
         if !s.is_null() {
-            let (_, usable) = Heap::small_block(s, p as usize);
-            // SAFETY: `s` is the block's formatted span.
-            let class = unsafe { (*s).class } as usize;
+            let (_, usable, class) = Heap::small_block(s, p as usize);
             // Stay put if it fits and would not fit a class half the size or smaller.
             if size <= usable && class_of(size.max(1)) + 4 > class {
                 return Resize::Done(p);
@@ -240,6 +236,8 @@ impl Heap {
             cs.spans = ci.capacity / span_capacity(i) as u64;
             cs.capacity_blocks = ci.capacity;
             cs.used_blocks = ci.used;
+            // SAFETY: class lock held.
+            cs.run_blocks = unsafe { *c.run_blocks.get() } as u64;
         }
         out
     }

@@ -9,8 +9,11 @@
 //! OS with `madvise` (at once by default, else after a decay), and spans that emptied
 //! down to a few blocks give back the pages above their last one. Freed blocks of
 //! 8 KiB and more give back every page no block in use shares, so a free one keeps
-//! nothing resident (their spans track free blocks in a bitmap). The global
-//! instance adds per-thread caches, so the common malloc/free takes no lock.
+//! nothing resident (their spans track free blocks in a bitmap). The first blocks
+//! of every class up to 4 KiB (at most 4 KiB or 64 blocks of it) come from runs in
+//! a chunk the classes share, so the many classes a small program uses a few
+//! blocks of share pages. The global instance adds per-thread caches, so the
+//! common malloc/free takes no lock.
 //!
 //! The caller provides nothing but a Linux process. The allocator does not detect
 //! heap errors (double free, foreign pointers): it trusts its callers, as malloc does.
@@ -22,6 +25,9 @@
 //!   ([`span`]).
 //! * **class**: a block size; [`size_class`] documents the table and its waste.
 //! * **block**: what `malloc` hands out; free blocks are linked through their first word.
+//! * **mixed span**, **run**: a one-chunk span shared by many classes, carved into
+//!   runs of a few blocks of one class each ([`span::carve_run`]); a class's first
+//!   [`size_class::RUN_BYTES`] of blocks come from runs, which are never given back.
 //! * **arena**: the brk-grown region spans come from ([`os::brk::BrkArena`]).
 //! * **chunk map**: table from arena chunk to span and its class bin's tag, used by
 //!   `free` ([`chunk_map`]).

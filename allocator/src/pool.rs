@@ -242,6 +242,7 @@ impl Pool {
     ///
     /// # Safety
     /// The heap lock must be held; the list must not be empty.
+    #[inline(never)]
     unsafe fn purge_tail(&mut self, n: usize, c: &Counters) {
         let page = mmap::page_size();
         // SAFETY: the tail is an idle span: no block in it is in use, and we keep its

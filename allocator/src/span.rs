@@ -6,8 +6,17 @@
 //! linked into intrusive doubly linked lists: a class's partial list, or the pool's
 //! idle lists. All functions take raw span pointers; the caller holds the lock that
 //! owns the span (the class lock while formatted, the heap lock while idle).
+//!
+//! A **mixed** span is one chunk shared by the sparse start of many classes: it is
+//! carved bottom up into **runs**, each a few blocks of one class, recorded in a run
+//! table after the header (see [`carve_run`]). A class takes its first blocks (up to
+//! [`RUN_BYTES`](crate::size_class::RUN_BYTES)) from runs, so the twenty classes a
+//! small program uses a few blocks of share pages instead of each keeping a partly
+//! used page of its own span. Runs are never given back: their free blocks stay
+//! with their class (on its central list of run blocks).
 
 use core::ptr;
+use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
 use crate::size_class::{class_size, span_capacity, CHUNK, SPAN_CHUNKS, SPAN_HEADER};
 
@@ -23,6 +32,8 @@ pub(crate) enum SpanState {
     Idle,
     /// Empty, on the pool's clean list (pages returned with madvise).
     Purged,
+    /// One chunk carved into runs of several classes, on no list, never given back.
+    Mixed,
 }
 
 /// A free block: its first word links to the next one.
@@ -64,6 +75,13 @@ impl Span {
     /// The span's length in bytes.
     pub fn bytes(&self) -> usize {
         self.chunks as usize * CHUNK
+    }
+
+    /// Whether this is a mixed span. Read without the lock by whoever frees a live
+    /// block of the span: the block size is written only while a span has none.
+    #[inline]
+    pub fn is_mixed(&self) -> bool {
+        self.block_size == 0
     }
 
     /// Whether every block is handed out.
@@ -378,12 +396,159 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
     to - from
 }
 
+/// Most runs one mixed span records (a class's successive runs that end up
+/// adjacent share one entry).
+pub(crate) const MAX_RUNS: usize = 256;
+
+/// The granule table of a mixed span names, for every this many bytes, the run
+/// holding the granule's first byte, so [`mixed_block`] finds a run with one load
+/// (and a step or two when runs shorter than a granule share it).
+const GRANULE: usize = 64;
+
+/// The run table of a mixed span, right after its header. Entries are appended
+/// under the heap lock and read without it: a block of a run is handed out only
+/// after the heap lock that wrote its entry was released.
+#[repr(C)]
+pub(crate) struct RunTable {
+    /// Offset from the span of the first byte no run holds yet (heap lock).
+    top: usize,
+    /// Entries recorded (heap lock).
+    len: usize,
+    /// Offset of each run's first block, increasing; the entry after the last
+    /// holds `u16::MAX` (past every block start).
+    start: [AtomicU16; MAX_RUNS],
+    /// The class of each run.
+    class: [AtomicU8; MAX_RUNS],
+    /// The run (entry index) each granule of the span belongs to.
+    granule: [AtomicU8; CHUNK / GRANULE],
+}
+
+/// Offset of the first run in a mixed span: header and run table, granule-aligned.
+pub(crate) const MIXED_DATA: usize =
+    (SPAN_HEADER + core::mem::size_of::<RunTable>()).next_multiple_of(GRANULE);
+const _: () = assert!(CHUNK <= 1 << 16 && MIXED_DATA < CHUNK / 8 && MAX_RUNS == 256);
+
+/// `start` value past every block start (blocks are at least 16 bytes).
+const NO_RUN: u16 = u16::MAX;
+
+/// The run table of mixed span `span`.
+#[inline]
+fn runs(span: *const Span) -> *mut RunTable {
+    (span as usize + SPAN_HEADER) as *mut RunTable
+}
+
+/// Formats idle one-chunk span `span` as an empty mixed span.
+///
+/// # Safety
+/// `span` must be an idle span of one chunk, on no list, owned by the caller (heap
+/// lock held).
+pub(crate) unsafe fn format_mixed(span: *mut Span) {
+    // SAFETY: the caller owns the idle span; the table fits before `MIXED_DATA`.
+    unsafe {
+        debug_assert_eq!((*span).chunks, 1);
+        (*span).state = SpanState::Mixed;
+        (*span).class = 0;
+        (*span).block_size = 0;
+        (*span).used = 0;
+        let t = runs(span);
+        ptr::addr_of_mut!((*t).top).write(MIXED_DATA);
+        ptr::addr_of_mut!((*t).len).write(0);
+        (*t).start[0].store(NO_RUN, Ordering::Relaxed);
+    }
+}
+
+/// Carves a run of `n` blocks of `class` at the top of mixed span `span` and
+/// returns its first block, or 0 if the span has no room (or no table entry
+/// left). A run right after a run of the same class extends it.
+///
+/// # Safety
+/// `span` must be a mixed span; the heap lock must be held.
+#[inline(never)]
+pub(crate) unsafe fn carve_run(span: *mut Span, class: usize, n: usize) -> usize {
+    // SAFETY: mixed span (caller), its table is initialised; heap lock held, so
+    // nobody else writes it.
+    let t = unsafe { &mut *runs(span) };
+    let bytes = n * class_size(class);
+    let first = t.top;
+    let len = t.len;
+    let extends = len > 0 && crate::at(&t.class, len - 1).load(Ordering::Relaxed) as usize == class;
+    // The last entry stays free for the `NO_RUN` mark.
+    if first + bytes > CHUNK || (!extends && len == MAX_RUNS - 1) {
+        return 0;
+    }
+    if !extends {
+        crate::at(&t.start, len).store(first as u16, Ordering::Relaxed);
+        crate::at(&t.class, len).store(class as u8, Ordering::Relaxed);
+        crate::at(&t.start, len + 1).store(NO_RUN, Ordering::Relaxed);
+        t.len = len + 1;
+    }
+    let run = t.len - 1;
+    // The granules whose first byte the run holds.
+    for g in first.div_ceil(GRANULE)..(first + bytes).div_ceil(GRANULE) {
+        crate::at(&t.granule, g).store(run as u8, Ordering::Relaxed);
+    }
+    t.top = first + bytes;
+    span as usize + first
+}
+
+/// The block of mixed span `span` containing `p`: its start and class.
+///
+/// # Safety
+/// `span` must be a mixed span and `p` point into a block of one of its runs
+/// handed out (or freed) before this call.
+#[inline(never)]
+pub(crate) unsafe fn mixed_block(span: *const Span, p: usize) -> (usize, usize) {
+    // SAFETY: mixed span (caller's promise).
+    let t = unsafe { &*runs(span) };
+    let off = p - span as usize;
+    debug_assert!((MIXED_DATA..CHUNK).contains(&off));
+    // SAFETY: `p` is in the span, so `off / GRANULE` indexes the granule table; a
+    // run index is a byte, below `MAX_RUNS` (256), and the runs after the one
+    // holding the granule's first byte that start at or below `off` exist, so the
+    // entry after each is in the table (the last entry is never a run).
+    let (class, start) = unsafe {
+        let mut run = t
+            .granule
+            .get_unchecked(off / GRANULE)
+            .load(Ordering::Relaxed) as usize;
+        while t.start.get_unchecked(run + 1).load(Ordering::Relaxed) as usize <= off {
+            run += 1;
+        }
+        (
+            t.class.get_unchecked(run).load(Ordering::Relaxed) as usize,
+            t.start.get_unchecked(run).load(Ordering::Relaxed) as usize,
+        )
+    };
+    let size = class_size(class);
+    (span as usize + start + (off - start) / size * size, class)
+}
+
+/// Calls `f(first block, end, class)` for every run of mixed span `span`, in
+/// address order (for the invariant checker).
+///
+/// # Safety
+/// `span` must be a mixed span; the heap lock must be held.
+pub(crate) unsafe fn for_each_run(span: *const Span, mut f: impl FnMut(usize, usize, usize)) {
+    // SAFETY: mixed span, heap lock held.
+    let t = unsafe { &*runs(span) };
+    let len = t.len;
+    for i in 0..len {
+        let start = crate::at(&t.start, i).load(Ordering::Relaxed) as usize;
+        let end = if i + 1 < len {
+            crate::at(&t.start, i + 1).load(Ordering::Relaxed) as usize
+        } else {
+            t.top
+        };
+        let class = crate::at(&t.class, i).load(Ordering::Relaxed) as usize;
+        f(span as usize + start, span as usize + end, class);
+    }
+}
+
 /// An intrusive doubly linked list of spans.
 #[derive(Debug)]
 pub(crate) struct SpanList {
     pub head: *mut Span,
     pub tail: *mut Span,
-    pub len: usize,
 }
 
 impl SpanList {
@@ -392,7 +557,6 @@ impl SpanList {
         SpanList {
             head: ptr::null_mut(),
             tail: ptr::null_mut(),
-            len: 0,
         }
     }
 
@@ -412,7 +576,6 @@ impl SpanList {
             }
         }
         self.head = s;
-        self.len += 1;
     }
 
     /// Unlinks `s`.
@@ -436,7 +599,6 @@ impl SpanList {
             (*s).next = ptr::null_mut();
             (*s).prev = ptr::null_mut();
         }
-        self.len -= 1;
     }
 
     /// Unlinks and returns the front span, or null.

@@ -84,8 +84,11 @@ pub struct ClassStats {
     pub spans: u64,
     /// Blocks those spans can hold.
     pub capacity_blocks: u64,
-    /// Blocks handed out of those spans (live, or parked in thread caches).
+    /// Blocks handed out of those spans and of the class's runs (live, or parked in
+    /// thread caches).
     pub used_blocks: u64,
+    /// Blocks of the class in runs of mixed spans (see `size_class::RUN_BYTES`).
+    pub run_blocks: u64,
 }
 
 /// The live counters behind [`Stats`].

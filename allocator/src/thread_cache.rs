@@ -34,7 +34,9 @@
 //!   and pushes the block: the span header is not read. Spans holding a block that
 //!   an aligned allocation handed out at an offset have tag 0 in the map, as do all
 //!   spans until this cache is active: their frees take the slow path, which finds
-//!   the block start from the span.
+//!   the block start from the span. A mixed span (runs of many classes) has tag 0
+//!   too: the slow path's first step, `try_free_mixed`, finds the block's class in
+//!   the span's run table (a table load or two) and caches it, with no lock.
 //! * Each bin keeps `room` (cap minus length), so a free is one decrement and a sign
 //!   test; the inactive, all-zero cache has no room and no map copy, so its first
 //!   use goes down the slow paths, which activate it.
@@ -55,7 +57,7 @@ use crate::heap::Heap;
 use crate::size_class::{
     class_of, class_of_const, class_size, CHUNK_SHIFT, MAX_SMALL, NUM_CLASSES, PURGE_CLASS,
 };
-use crate::span::FreeBlock;
+use crate::span::{FreeBlock, Span};
 use crate::stats::LocalCounts;
 
 /// Bytes of blocks a bin may hold at its full cap.
@@ -307,6 +309,31 @@ impl ThreadCache {
         true
     }
 
+    /// What [`ThreadCache::try_free`] leaves to the slow path, first: caches `p` if
+    /// the chunk map copy says it is in a mixed span (whose run table has the
+    /// classes of its blocks); false (nothing done) otherwise.
+    ///
+    /// # Safety
+    /// As for [`ThreadCache::try_free`].
+    #[inline(always)]
+    pub(crate) unsafe fn try_free_mixed(&mut self, heap: &Heap, p: usize) -> bool {
+        let idx = p.wrapping_sub(self.map_base) >> CHUNK_SHIFT;
+        if idx >= self.map_len {
+            return false;
+        }
+        // SAFETY: as in `try_free`.
+        let entry = unsafe { (*self.map_table.add(idx)).load(Ordering::Relaxed) };
+        let s = (entry & !TAG_MASK) as *mut Span;
+        // SAFETY: a non-null entry is the span of live block `p`.
+        if s.is_null() || !unsafe { (*s).is_mixed() } {
+            return false;
+        }
+        // SAFETY: `p` is a live block of one of the mixed span's runs.
+        let (start, class) = unsafe { crate::span::mixed_block(s, p) };
+        self.push_dead(heap, tag_of(class), start as *mut FreeBlock);
+        true
+    }
+
     /// Copies `heap`'s chunk map parameters for [`ThreadCache::try_free`] once the
     /// heap is set up (a no-op before, and once copied).
     pub(crate) fn sync_map(&mut self, heap: &Heap) {
@@ -463,8 +490,7 @@ mod tests {
         }
         for p in ptrs {
             let s = heap.map.lookup(p as usize);
-            // SAFETY: `s` is the span of live block `p`.
-            let class = unsafe { (*s).class } as usize;
+            let (_, _, class) = Heap::small_block(s, p as usize);
             tc.push(&heap, class, p as usize);
         }
         tc.flush_all(&heap);
@@ -499,11 +525,27 @@ mod tests {
         }
     }
 
+    /// Takes every block `class` may have in runs, so its next blocks come from
+    /// spans; free them with [`give_back`].
+    fn use_up_runs(heap: &Heap, class: usize) -> Vec<*mut u8> {
+        (0..crate::size_class::run_budget(class))
+            .map(|_| heap.malloc(class_size(class)))
+            .collect()
+    }
+
+    fn give_back(heap: &Heap, blocks: Vec<*mut u8>) {
+        for p in blocks {
+            // SAFETY: live blocks of `heap` from `use_up_runs`, freed once.
+            unsafe { heap.free(p) };
+        }
+    }
+
     #[test]
     fn fast_free_caches_tagged_blocks_and_leaves_the_rest() {
         let heap = Heap::new(Config::RESERVED).expect("heap");
         let mut tc = ThreadCache::new();
         tc.state = ACTIVE;
+        let runs = use_up_runs(&heap, class_of(40));
         let p = alloc(&mut tc, &heap, 40);
         // SAFETY: `p` is a live block of `heap`, the heap `tc` serves.
         unsafe {
@@ -523,6 +565,40 @@ mod tests {
         // SAFETY: `p` is live again and not used afterwards.
         assert!(unsafe { tc.try_free(&heap, p as usize) });
         tc.flush_all(&heap);
+        give_back(&heap, runs);
+        heap.check().expect("invariants");
+        assert_eq!(heap.stats().live_blocks, 0);
+    }
+
+    #[test]
+    fn run_blocks_are_cached_through_the_run_table() {
+        let heap = Heap::new(Config::RESERVED).expect("heap");
+        let mut tc = ThreadCache::new();
+        tc.state = ACTIVE;
+        let p = alloc(&mut tc, &heap, 300);
+        let s = heap.map.lookup(p as usize);
+        // SAFETY: the span of live block `p`.
+        assert!(unsafe { (*s).is_mixed() }, "a first block comes from a run");
+        assert_eq!(heap.map.entry(p as usize) & TAG_MASK, 0);
+        // SAFETY: `p` is a live block of `heap`; refused, so it stays live.
+        let fast = unsafe { tc.try_free(&heap, p as usize) };
+        assert!(!fast, "no tag, no fast path");
+        let before = tc.bins[class_of(300)].len();
+        // SAFETY: as above; `p` is not used afterwards.
+        assert!(unsafe { tc.try_free_mixed(&heap, p as usize) });
+        assert_eq!(tc.bins[class_of(300)].len(), before + 1);
+        assert_eq!(tc.try_pop(300), p, "the block went to its class's bin");
+        // SAFETY: `p` is live again and not used afterwards.
+        assert!(unsafe { tc.try_free_mixed(&heap, p as usize) });
+        // A large block and a null pointer are not run blocks.
+        let large = heap.malloc(MAX_SMALL + 1);
+        // SAFETY: live large block; refused, then freed once.
+        unsafe {
+            assert!(!tc.try_free_mixed(&heap, large as usize));
+            assert!(!tc.try_free_mixed(&heap, 0));
+            heap.free(large);
+        }
+        tc.flush_all(&heap);
         heap.check().expect("invariants");
         assert_eq!(heap.stats().live_blocks, 0);
     }
@@ -535,6 +611,7 @@ mod tests {
         // 64 bytes aligned to 32 take an 80-byte block (64 + 16 of padding): the
         // first block of a fresh span is 128-aligned (after the header), the second
         // 16 bytes off, so the second allocation is offset into its block.
+        let runs = use_up_runs(&heap, class_of(80));
         let first = heap.malloc_aligned(64, 32);
         let span = heap.map.lookup(first as usize);
         assert_eq!(
@@ -561,12 +638,14 @@ mod tests {
         }
         tc.flush_all(&heap);
         heap.check().expect("invariants");
-        assert_eq!(heap.stats().live_blocks, 0);
+        assert_eq!(heap.stats().live_blocks, runs.len() as u64);
         // Emptied and formatted again, the span is tagged again.
         let q = alloc(&mut tc, &heap, 70);
         assert_ne!(heap.map.entry(q as usize) & TAG_MASK, 0);
         // SAFETY: live block of `heap`, not used afterwards.
         assert!(unsafe { tc.try_free(&heap, q as usize) });
         tc.flush_all(&heap);
+        give_back(&heap, runs);
+        heap.check().expect("invariants");
     }
 }

@@ -6,6 +6,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 use core::ptr;
 
+use allocator::size_class::{class_of, run_budget};
 use allocator::{c_api, global, AllocTrace, Config, Heap};
 
 use crate::util::{fill, global_instance, verify};
@@ -261,6 +262,10 @@ fn a_span_emptied_to_its_bottom_gives_back_its_top() {
         ..Config::RESERVED
     })
     .expect("heap");
+    // The class's first blocks come from runs in a shared chunk: take them first.
+    let runs: Vec<_> = (0..run_budget(class_of(64)))
+        .map(|_| heap.malloc(64))
+        .collect();
     // One span of the 64-byte class (1022 blocks), handed out bottom up.
     let ps: Vec<_> = (0..1000).map(|_| heap.malloc(64)).collect();
     assert!(ps.windows(2).all(|w| w[1] as usize == w[0] as usize + 64));
@@ -297,7 +302,7 @@ fn a_span_emptied_to_its_bottom_gives_back_its_top() {
     heap.check().expect("invariants after reuse");
     // SAFETY: live blocks, freed once.
     unsafe {
-        for p in ps[..10].iter().chain(&again) {
+        for p in ps[..10].iter().chain(&again).chain(&runs) {
             heap.free(*p);
         }
     }

@@ -4,5 +4,6 @@
 
 mod edge;
 mod preload;
+mod runs;
 mod stress;
 mod util;

@@ -1,0 +1,225 @@
+//! Runs: the first blocks of a class come from a chunk shared with other classes
+//! (`size_class::RUN_BYTES`). Exclusive ownership, alignment, usable sizes,
+//! realloc into and out of runs, reuse, cross-thread frees, and a shared chunk
+//! made of a span that served a class before.
+
+use std::sync::mpsc;
+
+use allocator::size_class::{class_of, class_size, run_budget, NUM_CLASSES, RUN_BYTES};
+use allocator::{global, Config, Heap};
+
+use crate::util::{fill, global_instance, verify, Rng};
+
+/// The classes with runs, smallest first.
+fn run_classes() -> Vec<usize> {
+    (0..NUM_CLASSES).filter(|&c| run_budget(c) > 0).collect()
+}
+
+#[test]
+fn sparse_classes_share_one_chunk() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    let classes = run_classes();
+    assert!(classes.len() >= 20 && class_size(*classes.last().unwrap()) == RUN_BYTES);
+    // One block of each class: all in the same 64 KiB chunk, each filled whole.
+    let ps: Vec<_> = classes
+        .iter()
+        .map(|&c| heap.malloc(class_size(c)))
+        .collect();
+    let chunk = ps[0] as usize >> 16;
+    for (i, (&p, &c)) in ps.iter().zip(&classes).enumerate() {
+        assert_eq!(
+            p as usize >> 16,
+            chunk,
+            "class {c} is not in the shared chunk"
+        );
+        assert_eq!(p as usize % 16, 0);
+        // SAFETY: live block of the class's size.
+        unsafe {
+            assert_eq!(heap.usable_size(p), class_size(c));
+            fill(p, class_size(c), i as u64);
+        }
+    }
+    heap.check().expect("invariants");
+    let st = heap.stats();
+    for &c in &classes {
+        assert_eq!(st.classes[c].run_blocks, 1, "class {c}");
+        assert_eq!((st.classes[c].spans, st.classes[c].used_blocks), (0, 1));
+    }
+    for (i, (&p, &c)) in ps.iter().zip(&classes).enumerate() {
+        // SAFETY: live, filled above; freed once.
+        unsafe {
+            verify(p, class_size(c), i as u64);
+            heap.free(p);
+        }
+    }
+    heap.check().expect("invariants when empty");
+    // A freed run block is the class's next block.
+    let again = heap.malloc(class_size(classes[3]));
+    assert_eq!(again, ps[3]);
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(again) };
+}
+
+#[test]
+fn run_and_span_blocks_are_exclusive_under_random_use() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    let mut rng = Rng::new(7);
+    let mut live: Vec<(*mut u8, usize, u64)> = Vec::new();
+    for step in 0..20_000u64 {
+        if !live.is_empty() && rng.below(100) < 45 {
+            let (p, len, tag) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            // SAFETY: live block filled with `tag`; freed once.
+            unsafe {
+                verify(p, len, tag);
+                heap.free(p);
+            }
+        } else {
+            // Mostly sizes with runs, a block budget's worth of each many times over.
+            let max = if rng.below(10) == 0 { 20_000 } else { 4096 };
+            let len = 1 + rng.below(max) as usize;
+            let p = heap.malloc(len);
+            assert!(!p.is_null());
+            // SAFETY: a fresh block of at least `len` bytes.
+            unsafe { fill(p, len, step) };
+            live.push((p, len, step));
+        }
+        if step % 2000 == 0 {
+            heap.check().expect("invariants");
+        }
+    }
+    let st = heap.stats();
+    for c in run_classes() {
+        let runs = st.classes[c].run_blocks as usize;
+        assert!(runs > 0 && runs <= run_budget(c), "class {c}: {runs}");
+    }
+    assert!(run_classes().iter().any(|&c| st.classes[c].spans > 0));
+    for (p, len, tag) in live {
+        // SAFETY: as above.
+        unsafe {
+            verify(p, len, tag);
+            heap.free(p);
+        }
+    }
+    heap.check().expect("invariants when empty");
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
+#[test]
+fn aligned_blocks_from_runs() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    let mut ps = Vec::new();
+    for align in [32, 64, 128, 256, 1024] {
+        for size in [1, 24, 100, 500, 1000] {
+            let p = heap.malloc_aligned(size, align);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            // SAFETY: a live block.
+            let usable = unsafe { heap.usable_size(p) };
+            assert!(usable >= size);
+            // SAFETY: `usable` bytes are ours.
+            unsafe { fill(p, usable, (size * align) as u64) };
+            ps.push((p, usable, (size * align) as u64));
+        }
+    }
+    heap.check().expect("invariants");
+    assert!(heap.stats().classes.iter().any(|c| c.run_blocks > 0));
+    for (p, usable, tag) in ps {
+        // SAFETY: live blocks, freed once.
+        unsafe {
+            verify(p, usable, tag);
+            heap.free(p);
+        }
+    }
+    heap.check().expect("invariants when empty");
+}
+
+#[test]
+fn realloc_into_and_out_of_runs() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    // A run block grows out of its run (to a span block, then a large one) and
+    // shrinks back into one: contents follow.
+    let mut p = heap.malloc(100);
+    // SAFETY: live blocks throughout; each realloc's result replaces `p`.
+    unsafe {
+        fill(p, 100, 1);
+        for (size, kept) in [
+            (3000, 100),
+            (5000, 100),
+            (300_000, 100),
+            (700, 100),
+            (24, 24),
+        ] {
+            p = heap.realloc(p, size);
+            assert!(!p.is_null());
+            verify(p, kept, 1);
+            if size >= 100 {
+                fill(p.add(100), size - 100, 2);
+            }
+            heap.check().expect("invariants");
+        }
+        heap.free(p);
+    }
+    heap.check().expect("invariants when empty");
+}
+
+#[test]
+fn a_span_reused_as_the_shared_chunk_loses_its_class_tag() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    // A 12 KiB block's span (one chunk, tagged for its class) goes back to the pool
+    // empty; the first run is carved from the next chunk the pool hands out.
+    let big = heap.malloc(12 * 1024);
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(big) };
+    let p = heap.malloc(16);
+    assert_eq!(p as usize >> 16, big as usize >> 16, "the chunk was reused");
+    heap.check().expect("the shared chunk has no class tag");
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(p) };
+    heap.check().expect("invariants when empty");
+}
+
+#[test]
+fn run_blocks_freed_by_another_thread() {
+    let _g = global_instance();
+    let (tx, rx) = mpsc::channel::<Vec<(usize, usize)>>();
+    let consumer = std::thread::spawn(move || {
+        for batch in rx {
+            for (p, len) in batch {
+                // SAFETY: live blocks handed over by the producer, filled with
+                // `len`; freed once, here.
+                unsafe {
+                    verify(p as *const u8, len, len as u64);
+                    global::free(p as *mut u8);
+                }
+            }
+        }
+        global::flush_thread_cache();
+    });
+    let producer = std::thread::spawn(move || {
+        for round in 0..50 {
+            let batch: Vec<_> = run_classes()
+                .into_iter()
+                .map(|c| {
+                    let len = class_size(c) - round % 16;
+                    let p = global::malloc(len);
+                    assert!(!p.is_null());
+                    // SAFETY: a fresh block of `len` bytes.
+                    unsafe { fill(p, len, len as u64) };
+                    (p as usize, len)
+                })
+                .collect();
+            tx.send(batch).unwrap();
+        }
+        global::flush_thread_cache();
+    });
+    producer.join().unwrap();
+    consumer.join().unwrap();
+    let st = global::stats();
+    for c in run_classes() {
+        assert!(st.classes[c].run_blocks > 0, "class {c} has runs");
+    }
+    assert_eq!(class_of(RUN_BYTES), *run_classes().last().unwrap());
+    global::heap()
+        .check()
+        .expect("invariants after cross-thread frees");
+}

@@ -8,7 +8,9 @@
 use crate::chunk_map::TAG_MASK;
 use crate::heap::Heap;
 use crate::large;
-use crate::size_class::{class_size, span_capacity, CHUNK, NUM_CLASSES, PURGE_CLASS, SPAN_CHUNKS};
+use crate::size_class::{
+    class_size, span_capacity, CHUNK, MAX_SPAN_CHUNKS, NUM_CLASSES, PURGE_CLASS, SPAN_CHUNKS,
+};
 use crate::span::{Span, SpanState};
 use crate::thread_cache::tag_of;
 
@@ -76,6 +78,16 @@ impl Heap {
         let (base, end) = (arena.base(), inner.pool.frontier_end());
         let mut at = base;
         while at < end {
+            if let Some((n, _)) = self.map.clean(at) {
+                ensure(
+                    (1..=MAX_SPAN_CHUNKS).contains(&n) && at + n * CHUNK <= end,
+                    "clean span of a bad length",
+                    at,
+                )?;
+                purged += (n * CHUNK) as u64;
+                at += n * CHUNK;
+                continue;
+            }
             let s = self.map.lookup(at);
             if s.is_null() {
                 at += CHUNK;
@@ -106,7 +118,9 @@ impl Heap {
                     unsafe { check_mixed(s, &mut per_class)? };
                 }
                 SpanState::Idle => idle += sp.bytes() as u64,
-                SpanState::Purged => purged += sp.bytes() as u64,
+                SpanState::Purged => {
+                    ensure(false, "purged span with a header in the arena", at)?;
+                }
                 SpanState::Partial | SpanState::Full => {
                     // SAFETY: formatted span, class lock held.
                     unsafe { check_span(s)? };
@@ -142,6 +156,31 @@ impl Heap {
         ensure(
             purged == r(&c.purged_bytes),
             "purged bytes disagree with purged spans",
+            base,
+        )?;
+        // The clean lists, through the chunk map: spans of their list's length that
+        // add up to the clean spans found above.
+        let mut listed = 0u64;
+        let mut budget = end.saturating_sub(base) / CHUNK;
+        for n in 1..=MAX_SPAN_CHUNKS {
+            let mut at = inner.pool.clean[n];
+            while at != 0 {
+                ensure(budget > 0, "clean list has a cycle", at)?;
+                budget -= 1;
+                let Some((len, next)) = self.map.clean(at) else {
+                    return Err(CheckError {
+                        what: "clean list holds a span that is not clean",
+                        addr: at,
+                    });
+                };
+                ensure(len == n, "clean span on the wrong list", at)?;
+                listed += (n * CHUNK) as u64;
+                at = next;
+            }
+        }
+        ensure(
+            listed == purged,
+            "clean lists disagree with clean spans",
             base,
         )?;
         for (class, t) in per_class.iter().enumerate() {

@@ -26,6 +26,12 @@ use crate::span::Span;
 pub(crate) const TAG_MASK: usize = 0xffff;
 const _: () = assert!(TAG_MASK < CHUNK);
 
+/// Set in the entry of a clean idle span's first chunk (bin tags are even): such a
+/// span keeps no page resident, header included, so the pool's list of clean spans
+/// runs through the map. The entry is the next clean span of the same length (or
+/// 0), this bit, and the span's length in chunks above it ([`ChunkMap::clean`]).
+const CLEAN: usize = 1;
+
 /// Span lookup table over `[base, base + len * CHUNK)`.
 #[derive(Debug)]
 pub(crate) struct ChunkMap {
@@ -112,6 +118,25 @@ impl ChunkMap {
             // SAFETY: the arena never hands out memory beyond the table's coverage.
             unsafe { (*table.add(i)).store(span as usize | tag, Ordering::Release) };
         }
+    }
+
+    /// Marks the chunk at `at` as the first of a clean idle span of `chunks` chunks,
+    /// followed on its pool list by the clean span at `next` (0: none). The other
+    /// chunks' entries are left as they are: nothing looks them up.
+    pub fn set_clean(&self, at: usize, chunks: usize, next: usize) {
+        debug_assert!(at % CHUNK == 0 && next % CHUNK == 0 && chunks <= 0xff);
+        let table = self.table.load(Ordering::Relaxed);
+        let i = (at - self.base.load(Ordering::Relaxed)) >> CHUNK_SHIFT;
+        debug_assert!(i < self.len.load(Ordering::Relaxed));
+        // SAFETY: the arena never hands out memory beyond the table's coverage.
+        unsafe { (*table.add(i)).store(next | chunks << 8 | CLEAN, Ordering::Release) };
+    }
+
+    /// If the chunk at `at` starts a clean idle span: its length in chunks and the
+    /// next clean span on its list (0: none).
+    pub fn clean(&self, at: usize) -> Option<(usize, usize)> {
+        let e = self.entry(at);
+        (e & CLEAN != 0).then_some(((e & TAG_MASK) >> 8, e & !TAG_MASK))
     }
 
     /// Clears the tag of every chunk of formatted span `span` of `chunks` chunks

@@ -381,6 +381,18 @@ impl Heap {
                     continue;
                 }
                 debug_assert_eq!((*s).class as usize, class);
+                if purged && (*s).used == 1 {
+                    // The span's last block: it goes back to the pool with all its
+                    // pages, header included, in the block's one `madvise`. (A span
+                    // holds at least four blocks, so with one out it is partial.)
+                    ci.partial.remove(s);
+                    ci.capacity -= span_capacity(class) as u64;
+                    let chunks = (*s).chunks as usize;
+                    span::give_purged(s, b);
+                    add(&self.counters.madvise_calls, 1);
+                    self.release_clean(s as usize, chunks);
+                    continue;
+                }
                 if purged {
                     if span::give_purged(s, b) {
                         add(&self.counters.madvise_calls, 1);
@@ -395,7 +407,7 @@ impl Heap {
                 if (*s).used == 0 {
                     ci.partial.remove(s);
                     ci.capacity -= span_capacity(class) as u64;
-                    self.release_span(s, purged);
+                    self.release_span(s);
                 } else if !purged && span::should_trim(s) && span::trim_top(s) > 0 {
                     add(&self.counters.madvise_calls, 1);
                 }
@@ -456,26 +468,30 @@ impl Heap {
         s
     }
 
-    /// Gives an empty span back to the pool: as purged already if `clean` (a span of
-    /// a purged class, whose pages went back block by block, all but its header
-    /// page: see [`span::give_purged`]), so no `madvise` repeats that.
+    /// Gives an empty span back to the pool.
     ///
     /// # Safety
-    /// `s` must be formatted, with no blocks out, on no list; if `clean`, every page
-    /// but its first must hold nothing anyone needs.
-    unsafe fn release_span(&self, s: *mut Span, clean: bool) {
+    /// `s` must be formatted, with no blocks out, on no list.
+    unsafe fn release_span(&self, s: *mut Span) {
         let _g = self.lock.lock();
         // SAFETY: heap lock held; guaranteed by the caller.
         unsafe {
             let inner = &mut *self.inner.get();
             let (decay, max_dirty) = (inner.config.decay_ms, inner.config.max_dirty);
             let now = clock(&inner.config);
-            if clean {
-                inner.pool.give_clean(s, &self.counters, now);
-            } else {
-                inner.pool.give(s, &self.counters, now, decay, max_dirty);
-            }
+            inner
+                .pool
+                .give(s, &self.map, &self.counters, now, decay, max_dirty);
         }
+    }
+
+    /// Gives the `chunks` chunks at `at`, an empty span of a purged class whose pages
+    /// all went back already (see [`span::give_purged`]), to the pool's clean lists.
+    fn release_clean(&self, at: usize, chunks: usize) {
+        let _g = self.lock.lock();
+        // SAFETY: heap lock held.
+        let inner = unsafe { &mut *self.inner.get() };
+        inner.pool.give_clean(at, chunks, &self.map, &self.counters);
     }
 
     /// Returns every idle span's pages to the OS now, whatever the decay.
@@ -484,7 +500,9 @@ impl Heap {
         // SAFETY: heap lock held.
         unsafe {
             let inner = &mut *self.inner.get();
-            inner.pool.decay(now_ms(), 0, &self.counters, true);
+            inner
+                .pool
+                .decay(now_ms(), 0, &self.map, &self.counters, true);
         }
     }
 

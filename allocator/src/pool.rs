@@ -3,9 +3,12 @@
 //! Empty spans come back here from their class. They may stay resident ("dirty") for
 //! the decay time, so a program that frees and reallocates does not pay page faults,
 //! but never more than `Config::max_dirty` bytes of them (none by default): beyond
-//! that, the longest idle go at once. A purged span's pages (all but the header page)
-//! are returned with `madvise(MADV_DONTNEED)` and it moves to the "clean" lists. Lists are per span length and ordered by idle
-//! time (newest at the front), so decay only looks at list tails.
+//! that, the longest idle go at once. A purged span's pages, its header's included,
+//! are returned with `madvise(MADV_DONTNEED)` and it moves to the "clean" lists,
+//! which run through the chunk map ([`ChunkMap::set_clean`]): an idle span keeps no
+//! page resident (its header page did, `sqlite3` kept four at its peak). Lists are
+//! per span length; the dirty ones are ordered by idle time (newest at the front),
+//! so decay only looks at their tails.
 //!
 //! A request for `n` chunks is served, in order, by an idle span of exactly `n`
 //! chunks (dirty first), by splitting a longer idle span, or by carving the arena
@@ -32,7 +35,8 @@ pub(crate) struct Pool {
     frontier: usize,
     frontier_end: usize,
     pub dirty: [SpanList; MAX_SPAN_CHUNKS + 1],
-    pub clean: [SpanList; MAX_SPAN_CHUNKS + 1],
+    /// The first clean span of each length (0: none); the chunk map links the rest.
+    pub clean: [usize; MAX_SPAN_CHUNKS + 1],
     last_decay: u64,
     /// Bytes of the spans on the dirty lists.
     dirty_bytes: usize,
@@ -46,7 +50,7 @@ impl Pool {
             frontier: 0,
             frontier_end: 0,
             dirty: [const { SpanList::new() }; MAX_SPAN_CHUNKS + 1],
-            clean: [const { SpanList::new() }; MAX_SPAN_CHUNKS + 1],
+            clean: [0; MAX_SPAN_CHUNKS + 1],
             last_decay: 0,
             dirty_bytes: 0,
         }
@@ -75,10 +79,17 @@ impl Pool {
                 let mut s = self.dirty[n].pop_front();
                 let dirty = !s.is_null();
                 if !dirty {
-                    s = self.clean[n].pop_front();
-                }
-                if s.is_null() {
-                    continue;
+                    let at = self.clean[n];
+                    if at == 0 {
+                        continue;
+                    }
+                    let Some((len, next)) = map.clean(at) else {
+                        crate::os::thread::abort()
+                    };
+                    debug_assert_eq!(len, n);
+                    self.clean[n] = next;
+                    // The header page was returned: write a header again.
+                    s = init_idle(at, n, SpanState::Purged, now);
                 }
                 let bytes = (*s).bytes() as u64;
                 if dirty {
@@ -116,15 +127,19 @@ impl Pool {
         // SAFETY: the tail is part of `s`, which the caller owns.
         unsafe {
             let rest_chunks = (*s).chunks as usize - chunks;
-            let state = (*s).state;
-            let rest = init_idle(s as usize + chunks * CHUNK, rest_chunks, state, now);
-            map.set(rest as usize, rest_chunks, rest, 0);
+            let at = s as usize + chunks * CHUNK;
             (*s).chunks = chunks as u32;
-            self.put(rest, c);
+            if (*s).state == SpanState::Purged {
+                self.put_clean(at, rest_chunks, map, c);
+            } else {
+                let rest = init_idle(at, rest_chunks, SpanState::Idle, now);
+                map.set(rest as usize, rest_chunks, rest, 0);
+                self.put(rest, c);
+            }
         }
     }
 
-    /// Puts idle span `s` on the list matching its state and counts its bytes.
+    /// Puts dirty idle span `s` on its list and counts its bytes.
     ///
     /// # Safety
     /// `s` must be a valid idle span on no list.
@@ -133,15 +148,19 @@ impl Pool {
         unsafe {
             let n = (*s).chunks as usize;
             let bytes = (*s).bytes() as u64;
-            if (*s).state == SpanState::Purged {
-                add(&c.purged_bytes, bytes);
-                crate::at_mut(&mut self.clean, n).push_front(s);
-            } else {
-                add(&c.idle_bytes, bytes);
-                self.dirty_bytes += bytes as usize;
-                crate::at_mut(&mut self.dirty, n).push_front(s);
-            }
+            add(&c.idle_bytes, bytes);
+            self.dirty_bytes += bytes as usize;
+            crate::at_mut(&mut self.dirty, n).push_front(s);
         }
+    }
+
+    /// Puts the `chunks` chunks at `at`, arena memory nobody uses and none of it
+    /// resident, on the clean list of their length, and counts their bytes.
+    fn put_clean(&mut self, at: usize, chunks: usize, map: &ChunkMap, c: &Counters) {
+        let head = crate::at_mut(&mut self.clean, chunks);
+        map.set_clean(at, chunks, *head);
+        *head = at;
+        add(&c.purged_bytes, (chunks * CHUNK) as u64);
     }
 
     /// Carves a span from the arena frontier, growing the arena if needed.
@@ -165,12 +184,7 @@ impl Pool {
                 // as untouched (clean) idle spans.
                 while self.frontier < self.frontier_end {
                     let n = ((self.frontier_end - self.frontier) / CHUNK).min(MAX_SPAN_CHUNKS);
-                    // SAFETY: the old frontier is arena memory nobody uses.
-                    unsafe {
-                        let s = init_idle(self.frontier, n, SpanState::Purged, now);
-                        map.set(s as usize, n, s, 0);
-                        self.put(s, c);
-                    }
+                    self.put_clean(self.frontier, n, map, c);
                     self.frontier += n * CHUNK;
                 }
                 self.frontier = start;
@@ -192,6 +206,7 @@ impl Pool {
     pub unsafe fn give(
         &mut self,
         s: *mut Span,
+        map: &ChunkMap,
         c: &Counters,
         now: u64,
         decay_ms: u64,
@@ -202,7 +217,7 @@ impl Pool {
             (*s).state = SpanState::Idle;
             (*s).idle_since = now;
             self.put(s, c);
-            self.decay(now, decay_ms, c, false);
+            self.decay(now, decay_ms, map, c, false);
             while self.dirty_bytes > max_dirty {
                 // The longest idle dirty span: the oldest of the lists' tails.
                 let mut oldest = 0;
@@ -217,36 +232,27 @@ impl Pool {
                 if oldest == 0 {
                     break;
                 }
-                self.purge_tail(oldest, c);
+                self.purge_tail(oldest, map, c);
             }
         }
     }
 
-    /// Takes back empty span `s` whose pages, all but its header page, were returned
-    /// already: it joins the clean lists, with no `madvise`.
-    ///
-    /// # Safety
-    /// The heap lock must be held; `s` must be a formatted span with no blocks out, on
-    /// no list, whose pages after the first hold nothing anyone needs.
-    pub unsafe fn give_clean(&mut self, s: *mut Span, c: &Counters, now: u64) {
-        // SAFETY: guaranteed by the caller.
-        unsafe {
-            (*s).state = SpanState::Purged;
-            (*s).idle_since = now;
-            self.put(s, c);
-        }
+    /// Takes back the empty span of `chunks` chunks at `at` whose pages all went
+    /// back already: it joins the clean lists, with no `madvise`. (The heap lock must
+    /// be held: the pool is behind it.)
+    pub fn give_clean(&mut self, at: usize, chunks: usize, map: &ChunkMap, c: &Counters) {
+        self.put_clean(at, chunks, map, c);
     }
 
-    /// Returns the pages of the dirty span at the tail of list `n` (all but its
-    /// header page) to the OS and moves it to the clean list.
+    /// Returns the pages of the dirty span at the tail of list `n` to the OS and
+    /// moves it to the clean list.
     ///
     /// # Safety
     /// The heap lock must be held; the list must not be empty.
     #[inline(never)]
-    unsafe fn purge_tail(&mut self, n: usize, c: &Counters) {
-        let page = mmap::page_size();
-        // SAFETY: the tail is an idle span: no block in it is in use, and we keep its
-        // header page.
+    unsafe fn purge_tail(&mut self, n: usize, map: &ChunkMap, c: &Counters) {
+        // SAFETY: the tail is an idle span: no block in it is in use; its header is
+        // read before its page goes.
         unsafe {
             let s = self.dirty[n].tail;
             self.dirty[n].remove(s);
@@ -254,9 +260,8 @@ impl Pool {
             self.dirty_bytes -= bytes;
             sub(&c.idle_bytes, bytes as u64);
             add(&c.madvise_calls, 1);
-            mmap::advise_free(s as usize + page, bytes - page);
-            (*s).state = SpanState::Purged;
-            self.put(s, c);
+            mmap::advise_free(s as usize, bytes);
+            self.put_clean(s as usize, n, map, c);
         }
     }
 
@@ -265,7 +270,14 @@ impl Pool {
     ///
     /// # Safety
     /// The heap lock must be held.
-    pub unsafe fn decay(&mut self, now: u64, decay_ms: u64, c: &Counters, force: bool) {
+    pub unsafe fn decay(
+        &mut self,
+        now: u64,
+        decay_ms: u64,
+        map: &ChunkMap,
+        c: &Counters,
+        force: bool,
+    ) {
         if !force && now.saturating_sub(self.last_decay) < decay_ms / 4 {
             return;
         }
@@ -282,7 +294,7 @@ impl Pool {
                     break;
                 }
                 // SAFETY: heap lock held (caller); the list is not empty.
-                unsafe { self.purge_tail(n, c) };
+                unsafe { self.purge_tail(n, map, c) };
             }
         }
     }

@@ -247,8 +247,9 @@ pub(crate) unsafe fn take_purged(span: *mut Span) -> *mut FreeBlock {
 }
 
 /// Gives block `b` back to its span of a purged class and returns to the OS every
-/// page of the block that no block in use shares (the header page excepted): a free
-/// block keeps no page resident. It is marked in the span's free bits, not linked
+/// page of the block that no block in use shares (the header page excepted, unless
+/// `b` was the span's last block out: then every page goes, header included, and
+/// the caller must not read the header again): a free block keeps no page resident. It is marked in the span's free bits, not linked
 /// through its memory; a top block moves the bump pointer down instead, past every
 /// free block below it. Returns whether it made a system call (one `madvise`, which
 /// also covers the pages the block shares with a free neighbour).
@@ -271,7 +272,11 @@ pub(crate) unsafe fn give_purged(span: *mut Span, b: *mut FreeBlock) -> bool {
     let i = (lo - data) / size;
     let bits = s.free_bits;
     let free = |j: usize| bits & (1 << j) != 0;
-    let from = if i > 0 && free(i - 1) {
+    let from = if s.used == 1 {
+        // The last block out: the span goes back to the pool whole, its header
+        // page with it (every other page went with the blocks before).
+        span as usize
+    } else if i > 0 && free(i - 1) {
         lo & !(page - 1)
     } else {
         lo.next_multiple_of(page)

@@ -38,6 +38,7 @@ const NO_THREAD: u64 = u64::MAX;
 const NA: usize = AllocFn::ALL.len();
 /// Release functions.
 const NF: usize = FreeFn::ALL.len();
+const _: () = assert!(NF < 32, "Pass::mismatch holds a bit per release function");
 
 /// The streaming pass. Feed it records with [`Pass::record`], then [`Pass::finish`].
 pub struct Pass<'a> {
@@ -71,9 +72,9 @@ pub struct Pass<'a> {
     by_free_fn: [u64; NF],
     histogram: [u64; 65],
     /// [`mismatched`] for every pair, computed once (the family functions
-    /// are calls into another crate).
-    mismatch_free: [[bool; NF]; NA],
-    mismatch_realloc: [bool; NA],
+    /// are calls into another crate): per allocation function, bit `f` for
+    /// release function `f`, and bit [`NF`] for realloc.
+    mismatch: [u32; NA],
 }
 
 impl<'a> Pass<'a> {
@@ -103,11 +104,11 @@ impl<'a> Pass<'a> {
             by_alloc_fn: [0; NA],
             by_free_fn: [0; NF],
             histogram: [0; 65],
-            mismatch_free: std::array::from_fn(|a| {
-                std::array::from_fn(|f| mismatched(AllocFn::ALL[a], Release::Free(FreeFn::ALL[f])))
-            }),
-            mismatch_realloc: std::array::from_fn(|a| {
-                mismatched(AllocFn::ALL[a], Release::Realloc(AllocFn::Realloc))
+            mismatch: std::array::from_fn(|a| {
+                let alloc = AllocFn::ALL[a];
+                let frees = (0..NF).filter(|&f| mismatched(alloc, Release::Free(FreeFn::ALL[f])));
+                let realloc = mismatched(alloc, Release::Realloc(AllocFn::Realloc));
+                frees.fold(u32::from(realloc) << NF, |m, f| m | 1 << f)
             }),
         }
     }
@@ -115,10 +116,11 @@ impl<'a> Pass<'a> {
     /// Whether releasing a block from `alloc` with `how` mixes families.
     #[inline]
     fn is_mismatched(&self, alloc: AllocFn, how: Release) -> bool {
-        match how {
-            Release::Free(f) => self.mismatch_free[alloc as usize][f as usize],
-            Release::Realloc(_) => self.mismatch_realloc[alloc as usize],
-        }
+        let bit = match how {
+            Release::Free(f) => f as usize,
+            Release::Realloc(_) => NF,
+        };
+        self.mismatch[alloc as usize] >> bit & 1 != 0
     }
 
     /// Also produce one [`AllocRow`] per allocation, when it ends (and for
@@ -182,22 +184,31 @@ impl<'a> Pass<'a> {
                 thread: threads[i],
             };
             self.thread(at.thread);
+            // Two compares for the bulk of a trace, not a jump table.
             match kinds[i] {
-                Kind::Alloc(f) => self.alloc_event(at, f, addrs[i], sizes[i], stacks[i]),
                 Kind::Free(f) => self.free_event(at, f, addrs[i], stacks[i]),
-                Kind::Realloc(f) => self.realloc(at, f, aux[i], addrs[i], sizes[i], stacks[i]),
-                Kind::Mmap => {
-                    self.totals.mmaps += 1;
-                    self.totals.mmap_bytes += sizes[i];
-                }
-                Kind::Munmap => self.totals.munmaps += 1,
-                _ => {}
+                Kind::Alloc(f) => self.alloc_event(at, f, addrs[i], sizes[i], stacks[i]),
+                k => self.other_event(at, k, aux[i], addrs[i], sizes[i], stacks[i]),
             }
         }
         for (_, e) in b.others() {
             if let Event::ModuleLoad(m) = e {
                 self.modules.push((**m).clone());
             }
+        }
+    }
+
+    /// An event of the batch other than an allocation or a free.
+    #[inline(never)]
+    fn other_event(&mut self, at: At, k: Kind, aux: u64, addr: u64, size: u64, stack: StackId) {
+        match k {
+            Kind::Realloc(f) => self.realloc(at, f, aux, addr, size, stack),
+            Kind::Mmap => {
+                self.totals.mmaps += 1;
+                self.totals.mmap_bytes += size;
+            }
+            Kind::Munmap => self.totals.munmaps += 1,
+            _ => {}
         }
     }
 
@@ -372,16 +383,14 @@ impl<'a> Pass<'a> {
         slot.free_time = r.time;
         slot.free_stack = stack;
         let (id, size, b_stack, func) = (slot.id, slot.size, slot.stack, slot.func);
+        // Valid releases (`totals.frees`) are counted by `finish`.
         if self.is_mismatched(func, how) {
             self.mismatched_free(r, how, addr, stack);
-        } else {
-            self.totals.frees += 1;
         }
         // Temporary: freed before its thread allocated anything else. Ids
         // are unique, so a block whose id is the current thread's last
         // allocation was allocated by this thread.
         let temporary = u64::from(self.cur_last_alloc == id);
-        self.totals.temporary += temporary;
         self.live_count -= 1;
         self.live_bytes -= size;
         let site = self.sites.entry(b_stack);
@@ -500,13 +509,22 @@ impl<'a> Pass<'a> {
 
     /// Ends the pass: still-live blocks become leak candidates (and rows).
     pub fn finish(mut self) -> PassResult {
-        // Every successful allocation is counted in its site.
-        let (n, bytes) = self
-            .sites
-            .iter()
-            .fold((0, 0), |(n, b), (_, s)| (n + s.allocs, b + s.bytes));
-        self.totals.allocations = n;
-        self.totals.bytes_allocated = bytes;
+        // Every successful allocation is counted in its site, and so is
+        // every block that ended: by a valid release, a mismatched one (an
+        // error), or an allocation at its address (overlapping).
+        let (mut n, mut bytes, mut ended, mut temporary) = (0, 0, 0, 0);
+        for (_, s) in self.sites.iter() {
+            n += s.allocs;
+            bytes += s.bytes;
+            ended += s.allocs - s.live;
+            temporary += s.temporary;
+        }
+        let t = &mut self.totals;
+        t.allocations = n;
+        t.bytes_allocated = bytes;
+        t.temporary = temporary;
+        let mismatched = t.errors_by_kind.get(&ErrorKind::MismatchedFree);
+        t.frees = ended - t.overlapping_allocs - mismatched.copied().unwrap_or(0);
         self.totals.by_alloc_fn = self.by_alloc_fn.to_vec();
         self.totals.by_free_fn = self.by_free_fn.to_vec();
         self.totals.histogram = self.histogram.to_vec();

@@ -139,6 +139,30 @@ fn mismatched_families() {
     }
     // A mismatched release still ends the block: nothing leaks.
     assert!(r.live.is_empty());
+    // It is not a valid release.
+    assert_eq!(r.totals.frees, 0);
+}
+
+#[test]
+fn valid_releases_exclude_mismatched_ones_and_lost_frees() {
+    let mut t = Trace::new(0);
+    let s = t.stack(&[0x1]);
+    t.alloc(AllocFn::NewArray, 0x1000, 8, s);
+    t.free(FreeFn::Free, 0x1000, s); // mismatched
+    t.alloc(AllocFn::Malloc, 0x2000, 8, s);
+    t.alloc(AllocFn::Malloc, 0x2000, 16, s); // 0x2000's free was lost
+    t.free(FreeFn::Free, 0x2000, s); // valid
+    t.alloc(AllocFn::New, 0x3000, 8, s);
+    t.realloc(0x3000, 0x4000, 32, s); // mismatched (new by realloc)
+    t.realloc(0x4000, 0x5000, 64, s); // valid
+    t.alloc(AllocFn::Malloc, 0x6000, 8, s); // leaked
+    let (_d, p) = t.finish();
+    let r = analyze(&p).unwrap().result;
+    assert_eq!(r.totals.errors_by_kind[&ErrorKind::MismatchedFree], 2);
+    assert_eq!(r.totals.overlapping_allocs, 1);
+    assert_eq!(r.totals.allocations, 7);
+    assert_eq!(r.totals.frees, 2);
+    assert_eq!(r.live.len(), 2);
 }
 
 #[test]

@@ -619,3 +619,56 @@ impl SpanList {
         s
     }
 }
+
+/// An intrusive doubly linked list of spans with no tail pointer (a class's partial
+/// spans: 8 bytes a class, so the heap's static data stays on one page).
+#[derive(Debug)]
+pub(crate) struct SpanStack {
+    pub head: *mut Span,
+}
+
+impl SpanStack {
+    /// An empty list.
+    pub const fn new() -> SpanStack {
+        SpanStack {
+            head: ptr::null_mut(),
+        }
+    }
+
+    /// Pushes `s` at the front.
+    ///
+    /// # Safety
+    /// `s` must be a valid span on no list, owned by the caller.
+    pub unsafe fn push_front(&mut self, s: *mut Span) {
+        // SAFETY: `s` and the current head are valid spans owned by the caller.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+    }
+
+    /// Unlinks `s`.
+    ///
+    /// # Safety
+    /// `s` must be on this list.
+    pub unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: `s` and its neighbours are valid spans on this list.
+        unsafe {
+            let (p, n) = ((*s).prev, (*s).next);
+            if p.is_null() {
+                self.head = n;
+            } else {
+                (*p).next = n;
+            }
+            if !n.is_null() {
+                (*n).prev = p;
+            }
+            (*s).next = ptr::null_mut();
+            (*s).prev = ptr::null_mut();
+        }
+    }
+}

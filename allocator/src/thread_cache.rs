@@ -171,18 +171,6 @@ static SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
     t
 };
 
-/// Bin tag for sizes above [`SMALL_TAG_MAX`], indexed by `(size + 127) / 128`: every
-/// class from there up is a multiple of 128.
-static LARGE_TAG: [u16; MAX_SMALL / 128 + 1] = {
-    let mut t = [0u16; MAX_SMALL / 128 + 1];
-    let mut i = 0;
-    while i < t.len() {
-        t[i] = tag_of(class_of_const(i * 128)) as u16;
-        i += 1;
-    }
-    t
-};
-
 /// The bin tag serving `size` bytes (`size <= SMALL_TAG_MAX`; 0 counts as 1).
 #[inline(always)]
 pub(crate) fn small_tag(size: usize) -> usize {
@@ -191,12 +179,14 @@ pub(crate) fn small_tag(size: usize) -> usize {
     unsafe { *SMALL_TAG.get_unchecked(size.div_ceil(16)) as usize }
 }
 
-/// The bin tag serving `size` bytes (`SMALL_TAG_MAX < size <= MAX_SMALL`).
+/// The bin tag serving `size` bytes (`SMALL_TAG_MAX < size <= MAX_SMALL`): from the
+/// class table (a tag table of its own would be 2 KiB more of the library's
+/// read-only data, which keeps it to two pages; these sizes are rare, and the tag
+/// costs two instructions more).
 #[inline(always)]
 pub(crate) fn large_tag(size: usize) -> usize {
     debug_assert!(size > SMALL_TAG_MAX && size <= MAX_SMALL);
-    // SAFETY: `size <= MAX_SMALL`, so the index is at most `MAX_SMALL / 128`.
-    unsafe { *LARGE_TAG.get_unchecked(size.div_ceil(128)) as usize }
+    tag_of(class_of(size))
 }
 
 /// The bin tag serving `size` bytes (`size <= MAX_SMALL`).

@@ -244,9 +244,14 @@ impl AddrModel {
     fn ring_remove(&mut self, c: usize, k: usize) {
         // `ring_pos` is always below `RING`; the mask spares a bounds check.
         let top = self.ring_pos[c] as usize % RING;
-        for j in (1..=k).rev() {
-            // Entry j-1 (nearer the top) moves down into slot j.
-            self.rings[c][(top + RING - j) % RING] = self.rings[c][(top + RING - j + 1) % RING];
+        let ring = &mut self.rings[c];
+        // Entries 0..k (from the top) move down one slot, deepest first:
+        // one slot index carried from move to move.
+        let mut p = (top + RING - k % RING) % RING;
+        for _ in 0..k {
+            let q = (p + 1) % RING;
+            ring[p] = ring[q];
+            p = q;
         }
         // The old top's slot is now below the stack.
         self.rings[c][top] = 0;

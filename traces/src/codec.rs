@@ -115,7 +115,7 @@ pub struct AddrModel {
     /// Slots of `(address, size class, stack)`; address 0 marks an empty
     /// slot. (Only the class of a block's size is ever needed: 16 bytes a slot.)
     /// The stack of empty slots is a list through them: an empty slot on it
-    /// holds `(0, next, 0)`, `next` the slot below it on the stack
+    /// holds `(0, next, _)`, `next` the slot below it on the stack
     /// ([`NO_SLOT`] at the bottom). A free writes the slot it empties and
     /// an allocation reads the slot it fills: no other memory is touched.
     live: Vec<(u64, u32, u32)>,
@@ -174,7 +174,8 @@ impl AddrModel {
             return None;
         }
         let taken = *e;
-        *e = (0, self.free_head, 0);
+        e.0 = 0;
+        e.1 = self.free_head;
         self.free_head = i as u32;
         Some(taken)
     }

@@ -45,6 +45,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+    prefetch_header(old);
     // SAFETY: the C contract of realloc.
     record::realloc(af::REALLOC, old, size, || unsafe {
         real::realloc(old, size)

@@ -71,9 +71,9 @@ type Fh = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
 #[repr(C, align(64))]
 struct MemoEntry {
     sp: u64,
-    /// Module generation and stack epoch the entry belongs to.
+    /// Module generation, stack epoch and start address the entry belongs
+    /// to (see [`tag`]).
     tag: u64,
-    ip: u64,
     bp: u64,
     id: u32,
     nreads: u16,
@@ -114,6 +114,14 @@ impl MemoEntry {
     }
 }
 
+/// A memo entry's tag: module generation `gen`, stack epoch `epoch` and the
+/// unwind's start address `ip` (the same for every call, as [`capture`] is
+/// one function; compared anyway, in the same compare as the rest).
+#[inline(always)]
+fn tag(gen: u64, epoch: u64, ip: u64) -> u64 {
+    gen ^ epoch << 40 ^ ip
+}
+
 /// One thread's unwinder and caches.
 pub struct Unwinder {
     fh: Fh,
@@ -149,7 +157,6 @@ impl Unwinder {
                 MemoEntry {
                     sp: 0,
                     tag: 0,
-                    ip: 0,
                     bp: 0,
                     id: 0,
                     nreads: 0,
@@ -265,18 +272,13 @@ pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
     }
     let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
     if let Some(u) = ts.unwinder.as_deref() {
-        let tag = gen ^ u.stack_epoch << 40;
+        let tag = tag(gen, u.stack_epoch, ip);
         // Optimised code often keeps data in rbp, so entries ignore it unless
         // the unwind depended on it (checked once, when the entry is made).
         // An empty entry has sp 0, which no call has.
         let set = memo_set(sp);
         for e in &u.memo[set..set + MEMO_WAYS] {
-            if e.sp == sp
-                && e.tag == tag
-                && e.ip == ip
-                && (!e.uses_bp || e.bp == bp)
-                && e.unchanged(sp)
-            {
+            if e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp) && e.unchanged(sp) {
                 return e.id;
             }
         }
@@ -331,11 +333,10 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         };
         u.victim = u.victim.wrapping_add(1);
         let e = &mut u.memo[set + u.victim % MEMO_WAYS];
-        e.ip = ip;
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;
-        e.tag = u.gen ^ epoch << 40;
+        e.tag = tag(u.gen, epoch, ip);
         e.id = id;
         let mut m = 0;
         for (k, &(a, v)) in u.reads[..nreads].iter().enumerate() {

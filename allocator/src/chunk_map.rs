@@ -33,34 +33,81 @@ const _: () = assert!(TAG_MASK < CHUNK);
 const CLEAN: usize = 1;
 
 /// Span lookup table over `[base, base + len * CHUNK)`.
+///
+/// A map may be given a small static table (`with_prefix`): it starts with that one
+/// and maps the full table only when the arena outgrows it, copying the entries.
+/// The prefix keeps being written beside the full table afterwards, so a thread
+/// cache's copy of the old table and length stays right for the chunks it covers.
 #[derive(Debug)]
 pub(crate) struct ChunkMap {
     base: AtomicUsize,
     table: AtomicPtr<AtomicUsize>,
     len: AtomicUsize,
+    /// Entries the arena limit needs (the full table's length).
+    full: AtomicUsize,
+    /// The static table used first (empty: none).
+    prefix: &'static [AtomicUsize],
 }
 
 impl ChunkMap {
-    /// An empty map: every lookup misses.
-    pub const fn new() -> ChunkMap {
+    /// An empty map that starts with `prefix` (zeroed, used by no other map) as its
+    /// table, while the arena fits it.
+    pub const fn with_prefix(prefix: &'static [AtomicUsize]) -> ChunkMap {
         ChunkMap {
             base: AtomicUsize::new(0),
             table: AtomicPtr::new(ptr::null_mut()),
             len: AtomicUsize::new(0),
+            full: AtomicUsize::new(0),
+            prefix,
         }
     }
 
-    /// Maps the table for an arena at `base` spanning `limit` bytes. Returns the bytes
-    /// reserved for the table, or `None` if the mapping failed.
+    /// Sets the table up for an arena at `base` spanning `limit` bytes: the prefix
+    /// if there is one, else a mapping of the full table. Returns the bytes the full
+    /// table takes, or `None` if the mapping failed.
     pub fn init(&self, base: usize, limit: usize) -> Option<usize> {
-        let len = limit >> CHUNK_SHIFT;
-        let bytes = (len * core::mem::size_of::<usize>()).next_multiple_of(mmap::page_size());
-        let table = mmap::map_sparse(bytes)?;
+        let full = limit >> CHUNK_SHIFT;
+        let bytes = Self::bytes(full);
+        let (table, len) = if !self.prefix.is_empty() && self.prefix.len() < full {
+            (self.prefix.as_ptr() as usize, self.prefix.len())
+        } else {
+            (mmap::map_sparse(bytes)?, full)
+        };
         self.base.store(base, Ordering::Relaxed);
+        self.full.store(full, Ordering::Relaxed);
         self.table
             .store(table as *mut AtomicUsize, Ordering::Relaxed);
         self.len.store(len, Ordering::Release);
         Some(bytes)
+    }
+
+    /// Page-rounded bytes of a table of `len` entries.
+    fn bytes(len: usize) -> usize {
+        (len * core::mem::size_of::<usize>()).next_multiple_of(mmap::page_size())
+    }
+
+    /// Makes the table cover the arena up to `end`: maps the full table and copies
+    /// the prefix's entries if the prefix is too short. False if that mapping failed.
+    /// Runs under the lock that serialises `set` (the heap lock).
+    #[inline(never)]
+    pub fn cover(&self, end: usize) -> bool {
+        let len = self.len.load(Ordering::Relaxed);
+        if (end - self.base.load(Ordering::Relaxed)) >> CHUNK_SHIFT <= len {
+            return true;
+        }
+        let full = self.full.load(Ordering::Relaxed);
+        debug_assert!(len == self.prefix.len() && full > len);
+        let Some(table) = mmap::map_sparse(Self::bytes(full)) else {
+            return false;
+        };
+        let table = table as *mut AtomicUsize;
+        for (i, e) in self.prefix.iter().enumerate() {
+            // SAFETY: `i` is below the prefix's length, less than the new table's.
+            unsafe { (*table.add(i)).store(e.load(Ordering::Relaxed), Ordering::Relaxed) };
+        }
+        self.table.store(table, Ordering::Relaxed);
+        self.len.store(full, Ordering::Release);
+        true
     }
 
     /// Unmaps the table.
@@ -70,10 +117,24 @@ impl ChunkMap {
     pub unsafe fn release(&self) {
         let len = self.len.swap(0, Ordering::Relaxed);
         let table = self.table.swap(ptr::null_mut(), Ordering::Relaxed);
-        if !table.is_null() {
-            let bytes = (len * core::mem::size_of::<usize>()).next_multiple_of(mmap::page_size());
+        if !table.is_null() && table.cast_const() != self.prefix.as_ptr() {
             // SAFETY: the table is our own mapping and nobody reads it any more.
-            unsafe { mmap::unmap(table as usize, bytes) };
+            unsafe { mmap::unmap(table as usize, Self::bytes(len)) };
+        }
+    }
+
+    /// Stores `value` in entry `i` of the table, and of the prefix if `i` is in it.
+    #[inline(never)]
+    fn store(&self, i: usize, value: usize) {
+        let table = self.table.load(Ordering::Relaxed);
+        debug_assert!(i < self.len.load(Ordering::Relaxed));
+        // SAFETY: callers pass entries of arena memory, which the table covers
+        // (`cover` ran when the arena grew).
+        unsafe { (*table.add(i)).store(value, Ordering::Release) };
+        if table.cast_const() != self.prefix.as_ptr() {
+            if let Some(e) = self.prefix.get(i) {
+                e.store(value, Ordering::Release);
+            }
         }
     }
 
@@ -111,12 +172,9 @@ impl ChunkMap {
     /// Points every chunk of `[start, start + chunks * CHUNK)` at `span`, with `tag`.
     pub fn set(&self, start: usize, chunks: usize, span: *mut Span, tag: usize) {
         debug_assert!(span as usize % CHUNK == 0 && tag <= TAG_MASK);
-        let table = self.table.load(Ordering::Relaxed);
         let first = (start - self.base.load(Ordering::Relaxed)) >> CHUNK_SHIFT;
-        debug_assert!(first + chunks <= self.len.load(Ordering::Relaxed));
         for i in first..first + chunks {
-            // SAFETY: the arena never hands out memory beyond the table's coverage.
-            unsafe { (*table.add(i)).store(span as usize | tag, Ordering::Release) };
+            self.store(i, span as usize | tag);
         }
     }
 
@@ -125,11 +183,8 @@ impl ChunkMap {
     /// chunks' entries are left as they are: nothing looks them up.
     pub fn set_clean(&self, at: usize, chunks: usize, next: usize) {
         debug_assert!(at % CHUNK == 0 && next % CHUNK == 0 && chunks <= 0xff);
-        let table = self.table.load(Ordering::Relaxed);
         let i = (at - self.base.load(Ordering::Relaxed)) >> CHUNK_SHIFT;
-        debug_assert!(i < self.len.load(Ordering::Relaxed));
-        // SAFETY: the arena never hands out memory beyond the table's coverage.
-        unsafe { (*table.add(i)).store(next | chunks << 8 | CLEAN, Ordering::Release) };
+        self.store(i, next | chunks << 8 | CLEAN);
     }
 
     /// If the chunk at `at` starts a clean idle span: its length in chunks and the

@@ -29,7 +29,14 @@ use crate::thread_cache::{
     large_tag, small_tag, ThreadCache, ACTIVE, DEAD, INACTIVE, SMALL_TAG_MAX,
 };
 
-static HEAP: Heap = Heap::new_lazy(Config::DEFAULT);
+static HEAP: Heap = Heap::new_lazy_with_map_prefix(Config::DEFAULT, &MAP_PREFIX);
+
+/// The first entries of the global heap's chunk map, used alone while the arena is
+/// at most 8 MiB: a static, so the map of a small program's arena shares the page of
+/// the library's data, resident anyway, instead of keeping a page of its own (1 KiB:
+/// it fits in what that page has left). The module's other small statics are put in
+/// `.data`, so none of them lands after it, on a page of its own.
+static MAP_PREFIX: [AtomicUsize; 128] = [const { AtomicUsize::new(0) }; 128];
 
 const _: () = assert!(
     core::mem::size_of::<ThreadCache>() <= crate::os::tls::SIZE
@@ -43,9 +50,12 @@ fn cache() -> *mut ThreadCache {
     crate::os::tls::area().cast()
 }
 
+#[link_section = ".data.alloctrace"]
 static CONFIGURED: AtomicBool = AtomicBool::new(false);
 /// 0: no key yet, 1: being created, 2: ready, 3: failed.
+#[link_section = ".data.alloctrace"]
 static KEY_STATE: AtomicU8 = AtomicU8::new(0);
+#[link_section = ".data.alloctrace"]
 static KEY: AtomicUsize = AtomicUsize::new(0);
 
 /// The process-global heap (for statistics and checks).
@@ -93,9 +103,11 @@ unsafe extern "C" fn fork_release() {
 }
 
 /// 0: no fork handlers yet, 1: being registered, 2: registered.
+#[link_section = ".data.alloctrace"]
 static FORK_STATE: AtomicU8 = AtomicU8::new(0);
 /// The thread area of the thread registering them: its own allocations inside
 /// `pthread_atfork` must not wait for it.
+#[link_section = ".data.alloctrace"]
 static FORK_REGISTRAR: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes `fork` safe before the global instance takes a lock: once the process has

@@ -5,7 +5,7 @@
 //! lock in index order, then the heap lock.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::chunk_map::ChunkMap;
 use crate::large::LargeList;
@@ -160,6 +160,15 @@ unsafe impl Send for Heap {}
 impl Heap {
     /// A heap that sets itself up on first use (usable in a `static`).
     pub const fn new_lazy(config: Config) -> Heap {
+        Heap::new_lazy_with_map_prefix(config, &[])
+    }
+
+    /// [`Heap::new_lazy`] whose chunk map starts with `prefix` (zeroed, for this heap
+    /// alone) as its table, and maps one only once the arena outgrows it.
+    pub(crate) const fn new_lazy_with_map_prefix(
+        config: Config,
+        prefix: &'static [AtomicUsize],
+    ) -> Heap {
         let large_threshold = if config.large_threshold > MAX_SMALL {
             MAX_SMALL
         } else {
@@ -186,7 +195,7 @@ impl Heap {
                 failed: false,
                 mixed: core::ptr::null_mut(),
             }),
-            map: ChunkMap::new(),
+            map: ChunkMap::with_prefix(prefix),
             ready: AtomicBool::new(false),
             large_threshold,
             counters: Counters::new(),

@@ -178,6 +178,9 @@ impl Pool {
             let Some(start) = arena.grow(grow, CHUNK) else {
                 return core::ptr::null_mut();
             };
+            if !map.cover(start + grow) {
+                return core::ptr::null_mut();
+            }
             add(&c.heap_bytes, grow as u64);
             if start != self.frontier_end {
                 // Someone else moved the break: keep what is left of the old frontier

@@ -325,10 +325,13 @@ impl ThreadCache {
     }
 
     /// Copies `heap`'s chunk map parameters for [`ThreadCache::try_free`] once the
-    /// heap is set up (a no-op before, and once copied).
+    /// heap is set up, and again when the map moved from its static prefix to a
+    /// full table (a stale copy stays right for the chunks it covers: the prefix
+    /// keeps being written).
     pub(crate) fn sync_map(&mut self, heap: &Heap) {
-        if self.map_len == 0 {
-            (self.map_base, self.map_len, self.map_table) = heap.map.params();
+        let (base, len, table) = heap.map.params();
+        if len != self.map_len {
+            (self.map_base, self.map_len, self.map_table) = (base, len, table);
         }
     }
 
@@ -589,6 +592,50 @@ mod tests {
             heap.free(large);
         }
         tc.flush_all(&heap);
+        heap.check().expect("invariants");
+        assert_eq!(heap.stats().live_blocks, 0);
+    }
+
+    #[test]
+    fn a_map_outgrowing_its_prefix_keeps_old_copies_right() {
+        // The arena grows 16 chunks at a time: a prefix of 32 covers two growths.
+        static PREFIX: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
+        let heap = Heap::new_lazy_with_map_prefix(Config::RESERVED, &PREFIX);
+        let mut tc = ThreadCache::new();
+        tc.state = ACTIVE;
+        // A first block, from a span in the prefix's chunks.
+        let early = alloc(&mut tc, &heap, 5000);
+        let (_, len, table) = heap.map.params();
+        assert_eq!((len, table), (32, PREFIX.as_ptr()));
+        let old = (tc.map_base, tc.map_len, tc.map_table);
+        assert_eq!(old.1, 32);
+        // Forty 64 KiB blocks take ten spans of five chunks: the arena outgrows the
+        // prefix and the map moves to a full table.
+        let big: Vec<_> = (0..40).map(|_| heap.malloc(64 * 1024)).collect();
+        let (_, len, table) = heap.map.params();
+        assert!(len > 32 && table != PREFIX.as_ptr());
+        heap.check().expect("invariants after the move");
+        // A cache still holding the prefix frees through it (the prefix is kept up
+        // to date), and picks up the full table at its next slow path.
+        let q = alloc(&mut tc, &heap, 5000);
+        (tc.map_base, tc.map_len, tc.map_table) = old;
+        // SAFETY: live blocks of `heap`, not used afterwards if cached.
+        unsafe {
+            assert!(tc.try_free(&heap, early as usize));
+            let s = heap.map.lookup(q as usize);
+            let in_prefix = (s as usize - tc.map_base) >> CHUNK_SHIFT < 32;
+            assert_eq!(tc.try_free(&heap, q as usize), in_prefix);
+            if !in_prefix {
+                tc.push(&heap, class_of(5000), q as usize);
+            }
+        }
+        tc.sync_map(&heap);
+        assert_eq!(tc.map_len, len);
+        tc.flush_all(&heap);
+        for p in big {
+            // SAFETY: live blocks, freed once.
+            unsafe { heap.free(p) };
+        }
         heap.check().expect("invariants");
         assert_eq!(heap.stats().live_blocks, 0);
     }

@@ -236,6 +236,9 @@ impl ProcTrace {
                 break Ok(());
             }
             let a = *at;
+            // The chunk was written a while ago, often by another CPU:
+            // start fetching what the next few dozen records hold.
+            shm::prefetch(bytes.as_ptr().wrapping_add(a + 1024));
             // A malloc or free record (at most 40 bytes) with all its words
             // in `bytes`: one bounds check, then fixed-offset reads.
             if let Some(rec) = bytes.get(a..a + 40) {

@@ -117,6 +117,18 @@ impl Drop for ProcMap {
     }
 }
 
+/// Starts loading the cache line at `p` (any address: a prefetch cannot fault).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect and never faults.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// `CLOCK_MONOTONIC` in ns (the clock the preload uses).
 pub fn now() -> u64 {
     let mut ts = libc::timespec {

@@ -121,7 +121,7 @@ pub struct AddrModel {
     live: Vec<(u64, u32, u32)>,
     /// The top of the stack of empty slots, or [`NO_SLOT`].
     free_head: u32,
-    free_site: Box<[(u32, u32); FREE_SITES]>,
+    free_site: [(u32, u32); FREE_SITES],
     /// Class stacks: circular, the top at `ring_pos`. Entries below the
     /// stack's depth are 0 (a stacked address never is), which is how the
     /// depth is known: the stack holds the entries down to the first 0.
@@ -136,7 +136,7 @@ impl Default for AddrModel {
         AddrModel {
             live: Vec::new(),
             free_head: NO_SLOT,
-            free_site: Box::new([(0, 0); FREE_SITES]),
+            free_site: [(0, 0); FREE_SITES],
             rings: [[0; RING]; CLASS_SLOTS],
             ring_pos: [0; CLASS_SLOTS],
             last_freed: 0,

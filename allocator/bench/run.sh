@@ -2,7 +2,11 @@
 # Benchmarks liballoctrace_malloc.so against glibc, jemalloc and mimalloc, each
 # preloaded under the same programs in the same run: wall time (hyperfine, mean of
 # RUNS runs) and peak RSS (/usr/bin/time -f %M, median of RSS_RUNS runs, default 5,
-# with address-space randomisation off), as ratios to glibc.
+# with address-space randomisation off), as ratios to glibc. With EXACT=1, also the
+# exact peak (bench/exactpeak.c: RssAnon + RssFile at the system calls that can
+# lower it, randomisation off, median of RSS_RUNS): getrusage's figure moves in
+# steps of up to 128 KiB (the kernel's per-CPU counters fold every 32 pages), so
+# differences of a few dozen KiB show only in the exact one.
 #
 # Usage: allocator/bench/run.sh            (from anywhere; RUNS=10 by default)
 # Needs: cargo, cc, hyperfine, python3, sqlite3, git, gcc, /usr/bin/time.
@@ -20,6 +24,8 @@ cargo build -q --release -p alloctrace-malloc --manifest-path "$root/Cargo.toml"
 ours="$target/release/liballoctrace_malloc.so"
 cc -O2 -o "$work/churn" "$here/churn.c"
 cc -O2 -pthread -o "$work/churn_mt" "$here/churn_mt.c"
+exact="${EXACT:-0}"
+[ "$exact" = 1 ] && cc -O2 -o "$work/exactpeak" "$here/exactpeak.c"
 
 declare -A lib=(
   [glibc]=""
@@ -41,7 +47,11 @@ declare -A cmd=(
 workloads=(churn churn_mt python3 sqlite3 git gcc)
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g')"
-printf '%-10s %-11s %10s %8s %10s %8s\n' workload allocator "time(ms)" ratio "rss(KB)" ratio
+if [ "$exact" = 1 ]; then
+  printf '%-10s %-11s %10s %8s %10s %8s %10s %8s\n' workload allocator "time(ms)" ratio "rss(KB)" ratio "exact(KB)" ratio
+else
+  printf '%-10s %-11s %10s %8s %10s %8s\n' workload allocator "time(ms)" ratio "rss(KB)" ratio
+fi
 for w in "${workloads[@]}"; do
   hf=()
   for a in "${order[@]}"; do
@@ -59,6 +69,12 @@ for w in "${workloads[@]}"; do
         setarch "$(uname -m)" -R bash -c "${cmd[$w]} >/dev/null"
       cat "$work/rss"
     done | sort -n | sed -n "$((rss_runs / 2 + 1))p" >"$work/$w.$a.rss"
+    if [ "$exact" = 1 ]; then
+      for ((i = 0; i < rss_runs; i++)); do
+        env LD_PRELOAD="${lib[$a]}" bash -c "exec $work/exactpeak -R -- ${cmd[$w]} >/dev/null" 2>&1 \
+          | sed -n 's/^exact peak \([0-9]*\) KiB.*/\1/p'
+      done | sort -n | sed -n "$((rss_runs / 2 + 1))p" >"$work/$w.$a.exact"
+    fi
   done
   python3 - "$work" "$w" "${order[@]}" <<'PY'
 import json, sys
@@ -66,7 +82,14 @@ work, w, order = sys.argv[1], sys.argv[2], sys.argv[3:]
 res = json.load(open(f"{work}/{w}.json"))["results"]
 t = {a: r["mean"] * 1000 for a, r in zip(order, res)}
 rss = {a: int(open(f"{work}/{w}.{a}.rss").read()) for a in order}
+try:
+    ex = {a: int(open(f"{work}/{w}.{a}.exact").read()) for a in order}
+except OSError:
+    ex = None
 for a in order:
-    print(f"{w:<10} {a:<11} {t[a]:10.1f} {t[a]/t['glibc']:8.2f} {rss[a]:10d} {rss[a]/rss['glibc']:8.2f}")
+    line = f"{w:<10} {a:<11} {t[a]:10.1f} {t[a]/t['glibc']:8.2f} {rss[a]:10d} {rss[a]/rss['glibc']:8.2f}"
+    if ex:
+        line += f" {ex[a]:10d} {ex[a]/ex['glibc']:8.3f}"
+    print(line)
 PY
 done

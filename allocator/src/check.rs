@@ -197,7 +197,9 @@ impl Heap {
                 class,
             )?;
             // SAFETY: class lock held.
-            let run_blocks = unsafe { *self.classes[class].run_blocks.get() } as usize;
+            let run_blocks = self.classes[class]
+                .run_blocks
+                .load(core::sync::atomic::Ordering::Relaxed) as usize;
             ensure(
                 run_blocks as u64 == t.run_blocks
                     && run_blocks <= crate::size_class::run_budget(class),

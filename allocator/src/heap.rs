@@ -5,7 +5,7 @@
 //! lock in index order, then the heap lock.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::chunk_map::ChunkMap;
 use crate::large::LargeList;
@@ -119,9 +119,10 @@ const RUN_BATCH: usize = 256;
 #[derive(Debug)]
 pub(crate) struct Central {
     pub lock: SpinLock,
-    /// Blocks in the class's runs, at most [`run_budget`] (under the lock; beside
-    /// it, in what would be padding).
-    pub run_blocks: UnsafeCell<u8>,
+    /// Blocks in the class's runs, at most [`run_budget`] (written under the lock;
+    /// beside it, in what would be padding; read without it by thread caches, see
+    /// [`Heap::in_runs`]).
+    pub run_blocks: AtomicU8,
     pub inner: UnsafeCell<ClassInner>,
 }
 
@@ -184,7 +185,7 @@ impl Heap {
                         used: 0,
                         run_free: core::ptr::null_mut(),
                     }),
-                    run_blocks: UnsafeCell::new(0),
+                    run_blocks: AtomicU8::new(0),
                 }
             }; NUM_CLASSES],
             lock: SpinLock::new(),
@@ -284,8 +285,6 @@ impl Heap {
         let _g = central.lock.lock();
         // SAFETY: class lock held.
         let ci = unsafe { &mut *central.inner.get() };
-        // SAFETY: class lock held.
-        let run_blocks = unsafe { &mut *central.run_blocks.get() };
         let purged = class >= PURGE_CLASS;
         let budget = run_budget(class);
         let mut got = 0;
@@ -302,7 +301,7 @@ impl Heap {
                 got += 1;
                 continue;
             }
-            let room = budget - *run_blocks as usize;
+            let room = budget - central.run_blocks.load(Ordering::Relaxed) as usize;
             if room > 0 {
                 // A few hundred bytes at a time: a class used for a block or two
                 // does not park (and touch) a batch of them in a thread cache.
@@ -318,7 +317,11 @@ impl Heap {
                         unsafe { (*b).next = *out };
                         *out = b;
                     }
-                    *run_blocks += n as u8;
+                    // (Under the class lock: only the lock holder writes it.)
+                    central.run_blocks.store(
+                        central.run_blocks.load(Ordering::Relaxed) + n as u8,
+                        Ordering::Relaxed,
+                    );
                     got += n;
                     continue;
                 }
@@ -423,6 +426,14 @@ impl Heap {
             }
         }
         ci.used -= count as u64;
+    }
+
+    /// Whether `class` still takes new blocks from runs (a hint, read without the
+    /// class lock): thread caches keep few of such a sparse class's blocks.
+    #[inline]
+    pub(crate) fn in_runs(&self, class: usize) -> bool {
+        let c = crate::at(&self.classes, class);
+        (c.run_blocks.load(Ordering::Relaxed) as usize) < run_budget(class)
     }
 
     /// Carves a run of `n` blocks of `class` from the mixed span (a new one when it

@@ -236,8 +236,7 @@ impl Heap {
             cs.spans = ci.capacity / span_capacity(i) as u64;
             cs.capacity_blocks = ci.capacity;
             cs.used_blocks = ci.used;
-            // SAFETY: class lock held.
-            cs.run_blocks = unsafe { *c.run_blocks.get() } as u64;
+            cs.run_blocks = c.run_blocks.load(core::sync::atomic::Ordering::Relaxed) as u64;
         }
         out
     }

@@ -71,8 +71,20 @@ pub const RUN_BLOCKS: usize = 64;
 /// How many blocks of `class` may live in runs (0 for classes above [`RUN_BYTES`]).
 #[inline]
 pub fn run_budget(class: usize) -> usize {
-    (RUN_BYTES / class_size(class)).min(RUN_BLOCKS)
+    *crate::at(&RUN_BUDGET, class) as usize
 }
+
+/// [`run_budget`] of every class (a table: no division in the refill path).
+static RUN_BUDGET: [u8; NUM_CLASSES] = {
+    let mut t = [0u8; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let n = RUN_BYTES / class_size_const(i);
+        t[i] = if n < RUN_BLOCKS { n } else { RUN_BLOCKS } as u8;
+        i += 1;
+    }
+    t
+};
 
 /// The first class whose blocks are purged when freed.
 pub const PURGE_CLASS: usize = class_of_const(PURGE_MIN_BLOCK);

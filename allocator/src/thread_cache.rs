@@ -203,6 +203,35 @@ pub(crate) fn tag_for(size: usize) -> usize {
 /// [`CLASS_BYTES`] of touched pages.
 const START: u32 = 8;
 
+/// Bytes of blocks (at least one) a bin holds at most while its class still takes
+/// new blocks from runs (`Heap::in_runs`): such a class is used for a few blocks,
+/// and what its bin parks is resident memory no other class can use (`sqlite3`
+/// parked 12 KiB at its peak with the full caps).
+const SPARSE_BYTES: usize = 512;
+
+/// A bin's cap while its class is sparse: [`SPARSE_BYTES`] of blocks, at least one.
+static SPARSE_LIMIT: [u8; NUM_CLASSES] = {
+    let mut t = [0u8; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let n = SPARSE_BYTES / crate::size_class::CLASS_SIZE[i] as usize;
+        t[i] = if n < 1 { 1 } else { n as u8 };
+        i += 1;
+    }
+    t
+};
+
+/// The cap of a bin of `class` that would grow to `limit`: at most
+/// [`SPARSE_BYTES`] of blocks while the class is sparse.
+#[inline(never)]
+fn capped(heap: &Heap, limit: u32, class: usize) -> u32 {
+    if heap.in_runs(class) {
+        limit.min(*crate::at(&SPARSE_LIMIT, class) as u32)
+    } else {
+        limit
+    }
+}
+
 /// The next cap of a bin of `class` whose cap is `limit`: doubled, up to the class
 /// limit. Bins of purged classes keep cap 0, so every free of theirs overflows and
 /// goes back to its span, which returns the block's pages (see [`PURGE_CLASS`]).
@@ -366,7 +395,7 @@ impl ThreadCache {
         let class = class_of(size);
         self.publish(heap, class);
         let bin = crate::at_mut(&mut self.bins, class);
-        bin.set_limit(grown(bin.limit, class));
+        bin.set_limit(capped(heap, grown(bin.limit, class), class));
         let want = (bin.limit / 2).max(1) as usize;
         let got = heap.refill(class, want, &mut bin.head);
         bin.room -= got as i32;
@@ -409,7 +438,7 @@ impl ThreadCache {
             self.trim(heap, class, 0);
             return;
         }
-        bin.set_limit(grown(bin.limit, class));
+        bin.set_limit(capped(heap, grown(bin.limit, class), class));
         if bin.room < 0 {
             let keep = bin.limit as usize / 2;
             self.trim(heap, class, keep);
@@ -591,6 +620,41 @@ mod tests {
             assert!(!tc.try_free_mixed(&heap, 0));
             heap.free(large);
         }
+        tc.flush_all(&heap);
+        heap.check().expect("invariants");
+        assert_eq!(heap.stats().live_blocks, 0);
+    }
+
+    #[test]
+    fn a_sparse_class_parks_few_blocks() {
+        let heap = Heap::new(Config::RESERVED).expect("heap");
+        let mut tc = ThreadCache::new();
+        tc.state = ACTIVE;
+        let class = class_of(200);
+        let cap = SPARSE_BYTES / class_size(class);
+        // A burst below the class's run budget: freed, the bin keeps at most
+        // `SPARSE_BYTES` of them, the rest go back to the class's runs.
+        let n = crate::size_class::run_budget(class) / 2;
+        let ps: Vec<_> = (0..n).map(|_| alloc(&mut tc, &heap, 200)).collect();
+        assert!(heap.in_runs(class));
+        for p in ps {
+            // SAFETY: live blocks of `heap`, not used afterwards.
+            if !unsafe { tc.try_free_mixed(&heap, p as usize) } {
+                tc.push(&heap, class, p as usize);
+            }
+        }
+        assert!(
+            tc.bins[class].len() <= cap,
+            "{} parked",
+            tc.bins[class].len()
+        );
+        // Past its runs, the class's bin grows as before.
+        let ps: Vec<_> = (0..200).map(|_| alloc(&mut tc, &heap, 200)).collect();
+        assert!(!heap.in_runs(class));
+        for p in ps {
+            tc.push(&heap, class, p as usize);
+        }
+        assert!(tc.bins[class].len() > cap);
         tc.flush_all(&heap);
         heap.check().expect("invariants");
         assert_eq!(heap.stats().live_blocks, 0);

@@ -40,6 +40,9 @@ const NA: usize = AllocFn::ALL.len();
 const NF: usize = FreeFn::ALL.len();
 const _: () = assert!(NF < 32, "Pass::mismatch holds a bit per release function");
 
+/// Up to this many threads, the current thread is found by a scan.
+const SCAN_THREADS: usize = 16;
+
 /// The streaming pass. Feed it records with [`Pass::record`], then [`Pass::finish`].
 pub struct Pass<'a> {
     attached: bool,
@@ -50,7 +53,11 @@ pub struct Pass<'a> {
     sites: StackMap<SiteStats>,
     /// Per thread seen: the id of its last allocation (temporary allocations).
     last_alloc: Vec<u64>,
-    /// Thread → index into `last_alloc`.
+    /// The thread of each entry of `last_alloc`: searched first, while
+    /// there are at most [`SCAN_THREADS`] (threads that interleave their
+    /// events switch at nearly every record).
+    thread_ids: Vec<ThreadId>,
+    /// Thread → index into `last_alloc` (all threads).
     threads: HashMap<ThreadId, usize, BuildHasherDefault<FoldHasher>>,
     /// The thread of the previous record ([`NO_THREAD`] before the first)
     /// and its index (records come in runs of one thread, so the map is
@@ -90,6 +97,7 @@ impl<'a> Pass<'a> {
             next_id: 1,
             sites: StackMap::default(),
             last_alloc: Vec::new(),
+            thread_ids: Vec::new(),
             threads: HashMap::default(),
             last_thread: NO_THREAD,
             cur: 0,
@@ -238,12 +246,24 @@ impl<'a> Pass<'a> {
             self.last_alloc[self.cur] = self.cur_last_alloc;
         }
         self.last_thread = u64::from(thread);
-        let n = self.threads.len();
-        self.cur = *self.threads.entry(thread).or_insert(n);
-        if self.cur == n {
-            self.last_alloc.push(0);
-        }
+        self.cur = self.thread_index(thread);
         self.cur_last_alloc = self.last_alloc[self.cur];
+    }
+
+    /// The index of `thread` into `last_alloc`, added if new.
+    fn thread_index(&mut self, thread: ThreadId) -> usize {
+        let known = if self.thread_ids.len() <= SCAN_THREADS {
+            self.thread_ids.iter().position(|&t| t == thread)
+        } else {
+            self.threads.get(&thread).copied()
+        };
+        known.unwrap_or_else(|| {
+            let n = self.thread_ids.len();
+            self.thread_ids.push(thread);
+            self.threads.insert(thread, n);
+            self.last_alloc.push(0);
+            n
+        })
     }
 
     #[inline(always)]

@@ -2,7 +2,7 @@
 //! kinds, addresses, sizes and stacks.
 
 use analyzer::{analyze, ErrorKind};
-use traces::{flags, AllocFn, FreeFn};
+use traces::{flags, AllocFn, Event, FreeFn};
 
 use crate::util::Trace;
 
@@ -271,4 +271,40 @@ fn leaks_are_the_blocks_live_at_the_end() {
     let r = analyze(&p).unwrap().result;
     let groups = analyzer::table::leak_groups(&r.live).unwrap();
     assert_eq!(groups, vec![(s2, 1, 100), (s1, 3, 30)]);
+}
+
+#[test]
+fn temporary_allocations_of_many_interleaved_threads() {
+    // 20 threads (more than the pass finds by a scan), each allocating two
+    // blocks and freeing its last one (temporary) while the others run.
+    let mut t = Trace::new(0);
+    let s = t.stack(&[0x1]);
+    let alloc = |addr| Event::Alloc {
+        func: AllocFn::Malloc,
+        addr,
+        size: 16,
+        align: 0,
+        stack: s,
+    };
+    let free = |addr| Event::Free {
+        func: FreeFn::Free,
+        addr,
+        size: 0,
+        align: 0,
+        stack: s,
+    };
+    for round in 0..2u64 {
+        for th in 1..=20u64 {
+            t.ev(th as u32, alloc(0x10_0000 * th + 0x100 * round));
+        }
+    }
+    for th in 1..=20u64 {
+        t.ev(th as u32, free(0x10_0000 * th + 0x100)); // its last: temporary
+        t.ev(th as u32, free(0x10_0000 * th)); // not its last
+    }
+    let (_d, p) = t.finish();
+    let r = analyze(&p).unwrap().result;
+    assert_eq!(r.threads, 20);
+    assert_eq!(r.totals.temporary, 20);
+    assert_eq!(r.totals.frees, 40);
 }

@@ -18,6 +18,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use crate::lock::SpinLock;
 use crate::os::mmap;
 use crate::size_class::{CHUNK, CHUNK_SHIFT};
 use crate::span::Span;
@@ -105,7 +106,9 @@ impl ChunkMap {
             // SAFETY: `i` is below the prefix's length, less than the new table's.
             unsafe { (*table.add(i)).store(e.load(Ordering::Relaxed), Ordering::Relaxed) };
         }
-        self.table.store(table, Ordering::Relaxed);
+        // Release: a clear that sees the full table sees the copied entries
+        // (`clear_tag`).
+        self.table.store(table, Ordering::Release);
         self.len.store(full, Ordering::Release);
         true
     }
@@ -196,8 +199,91 @@ impl ChunkMap {
 
     /// Clears the tag of every chunk of formatted span `span` of `chunks` chunks
     /// (its frees take the slow path from now on). The caller holds a live block of
-    /// the span, so the span cannot be reformatted meanwhile.
-    pub fn clear_tag(&self, span: *mut Span, chunks: usize) {
-        self.set(span as usize, chunks, span, 0);
+    /// the span, so the span cannot be reformatted meanwhile. `lock` is the lock
+    /// that serialises `set` and [`ChunkMap::cover`] (the heap lock): taken while
+    /// the map is still on its prefix, since a clear written to the prefix after
+    /// `cover` copied the entry and before it switched tables would be lost in the
+    /// full table (whose readers would then cache offset pointers as blocks).
+    pub fn clear_tag(&self, span: *mut Span, chunks: usize, lock: &SpinLock) {
+        if self.table.load(Ordering::Acquire).cast_const() == self.prefix.as_ptr() {
+            let _g = lock.lock();
+            self.set(span as usize, chunks, span, 0);
+        } else {
+            // The switch is done (it happens once): no `cover` can run any more.
+            self.set(span as usize, chunks, span, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::boxed::Box;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::vec::Vec;
+
+    /// The heap's use of the map while it moves off its prefix: `set` and `cover`
+    /// under the heap lock, `clear_tag` by an aligned allocation that holds no lock
+    /// (`Heap::malloc_aligned`). A clear must not be lost in the full table, else
+    /// frees of offset blocks take the fast path with a pointer that does not
+    /// start a block. (More threads than CPUs, so some are preempted inside a
+    /// clear. The loss needs a preemption between the clear's table load and its
+    /// store, which this rarely hits: before the fix, a clear stopped there under
+    /// gdb while `cover` ran lost its write every time.)
+    #[test]
+    fn a_tag_cleared_while_the_map_leaves_its_prefix_stays_cleared() {
+        const PREFIX: usize = 128;
+        const WRITERS: usize = 6;
+        let base = 1usize << 40;
+        let trials: usize = std::env::var("ALLOCTRACE_MAP_TRIALS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        let mut lost = 0;
+        for _ in 0..trials {
+            let prefix: &'static [AtomicUsize] =
+                Vec::leak((0..PREFIX).map(|_| AtomicUsize::new(0)).collect());
+            let map: &'static ChunkMap = Box::leak(Box::new(ChunkMap::with_prefix(prefix)));
+            map.init(base, 1 << 30).expect("table");
+            let lock = Arc::new(SpinLock::new());
+            let done = Arc::new(AtomicBool::new(false));
+            let ws: Vec<_> = (0..WRITERS)
+                .map(|k| {
+                    let (lock, done) = (lock.clone(), done.clone());
+                    std::thread::spawn(move || {
+                        let span = (base + k * CHUNK) as *mut Span;
+                        loop {
+                            let stop = done.load(Ordering::Acquire);
+                            {
+                                let _g = lock.lock();
+                                map.set(span as usize, 1, span, 0x40);
+                            }
+                            map.clear_tag(span, 1, &lock);
+                            if stop {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            {
+                let _g = lock.lock();
+                assert!(map.cover(base + (PREFIX + 1) * CHUNK));
+            }
+            done.store(true, Ordering::Release);
+            for w in ws {
+                w.join().unwrap();
+            }
+            for k in 0..WRITERS {
+                if map.entry(base + k * CHUNK) & TAG_MASK != 0 {
+                    lost += 1;
+                }
+            }
+            // SAFETY: no thread uses the map any more.
+            unsafe { map.release() };
+        }
+        assert_eq!(lost, 0, "tag clears lost in the full table");
     }
 }

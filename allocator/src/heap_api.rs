@@ -54,7 +54,7 @@ impl Heap {
                 let s = self.map.lookup(p);
                 // SAFETY: `s` is the formatted span of the live block `b`.
                 let chunks = unsafe { (*s).chunks } as usize;
-                self.map.clear_tag(s, chunks);
+                self.map.clear_tag(s, chunks, &self.lock);
             }
             return p as *mut u8;
         }

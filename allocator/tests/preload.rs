@@ -172,6 +172,26 @@ fn fork_while_threads_allocate() {
     );
 }
 
+/// Blocks of the shared chunk's runs under eight threads: cross-thread frees,
+/// aligned allocations (up to 64 KiB), calloc, realloc into and out of runs, a fork,
+/// and the arena passing 8 MiB (the chunk map leaving its static prefix) while the
+/// threads allocate. Several runs: the move happens once a process.
+#[test]
+fn runs_under_threads_and_the_map_move() {
+    let exe = compile(&programs_dir().join("runs_mt.c"));
+    for _ in 0..5 {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("20000");
+        let out = run(cmd, true, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    }
+}
+
 /// A mapping right above the program break stops `sbrk`: malloc must carry on with
 /// memory mapped elsewhere, as glibc's does, not return null.
 #[test]

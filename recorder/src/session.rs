@@ -234,7 +234,14 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
             break;
         }
         if work < 1000 {
-            let ms = if work == 0 { 5 } else { 1 };
+            // Once the program is gone, what is left (its file seen late,
+            // descendants) is polled every millisecond: a short program's
+            // recording then ends up to 4 ms sooner.
+            let ms = if work == 0 && root_exit.is_none() {
+                5
+            } else {
+                1
+            };
             if pidfd >= 0 && root_exit.is_none() {
                 let mut pfd = libc::pollfd {
                     fd: pidfd,

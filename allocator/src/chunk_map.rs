@@ -234,12 +234,12 @@ mod tests {
     #[test]
     fn a_tag_cleared_while_the_map_leaves_its_prefix_stays_cleared() {
         const PREFIX: usize = 128;
-        const WRITERS: usize = 6;
+        const WRITERS: usize = 4;
         let base = 1usize << 40;
         let trials: usize = std::env::var("ALLOCTRACE_MAP_TRIALS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(200);
+            .unwrap_or(50);
         let mut lost = 0;
         for _ in 0..trials {
             let prefix: &'static [AtomicUsize] =
@@ -267,7 +267,7 @@ mod tests {
                     })
                 })
                 .collect();
-            std::thread::sleep(std::time::Duration::from_micros(300));
+            std::thread::sleep(std::time::Duration::from_micros(100));
             {
                 let _g = lock.lock();
                 assert!(map.cover(base + (PREFIX + 1) * CHUNK));

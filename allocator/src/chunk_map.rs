@@ -205,13 +205,10 @@ impl ChunkMap {
     /// `cover` copied the entry and before it switched tables would be lost in the
     /// full table (whose readers would then cache offset pointers as blocks).
     pub fn clear_tag(&self, span: *mut Span, chunks: usize, lock: &SpinLock) {
-        if self.table.load(Ordering::Acquire).cast_const() == self.prefix.as_ptr() {
-            let _g = lock.lock();
-            self.set(span as usize, chunks, span, 0);
-        } else {
-            // The switch is done (it happens once): no `cover` can run any more.
-            self.set(span as usize, chunks, span, 0);
-        }
+        // Once the switch is done (it happens once), no `cover` can run any more.
+        let on_prefix = self.table.load(Ordering::Acquire).cast_const() == self.prefix.as_ptr();
+        let _g = on_prefix.then(|| lock.lock());
+        self.set(span as usize, chunks, span, 0);
     }
 }
 

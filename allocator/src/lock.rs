@@ -39,6 +39,21 @@ impl SpinLock {
     /// fork handlers, which lock in one function and unlock in another.
     #[inline]
     pub fn acquire(&self) {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.acquire_contended();
+        }
+    }
+
+    /// The spinning part of [`SpinLock::acquire`], out of line: the library's text
+    /// is a few pages, all resident in every process, and the lock is taken in many
+    /// places.
+    #[cold]
+    #[inline(never)]
+    fn acquire_contended(&self) {
         let mut spins = 0u32;
         while self
             .locked

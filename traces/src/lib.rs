@@ -12,6 +12,8 @@
 //!   (see [`Reader::truncation`]). Iterate it for one [`Record`] at a time, or
 //!   call [`Reader::next_batch`] for the same events as columns in an
 //!   [`EventBatch`], several times faster (no `Record` built per event).
+//!   [`Reader::with_prefetch`] moves block reading, CRC checks and zstd
+//!   decompression onto a thread of their own, ahead of the decoding.
 //!
 //! What this crate won't do: symbolize addresses or interpret events; that is
 //! the analyzer's job.
@@ -23,6 +25,7 @@ pub mod codec;
 mod error;
 mod event;
 mod header;
+mod prefetch;
 mod reader;
 pub mod stacks;
 pub mod synthetic;
@@ -33,6 +36,7 @@ pub use batch::{EventBatch, Kind};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
 pub use header::{flags, Clock, ExitStatus, Header, Trailer};
+pub use prefetch::AHEAD as PREFETCH_AHEAD;
 pub use reader::{Reader, Truncation, MAX_BUFFERED};
 pub use stacks::StackTable;
 pub use writer::{Writer, WriterOptions};

@@ -13,6 +13,7 @@ use crate::batch::EventBatch;
 use crate::block::{BlockReader, BlockType, Next};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Record, ThreadId};
+use crate::prefetch::Prefetcher;
 use crate::stacks::StackTable;
 use crate::{codec, Header, Trailer, MAGIC, VERSION};
 
@@ -96,7 +97,7 @@ impl Queue {
 /// Reads a trace. Iterate it for records in global time order; stack frames
 /// are in [`Reader::stacks`] (complete once iteration has ended).
 pub struct Reader<R: Read> {
-    blocks: BlockReader<R>,
+    blocks: Source<R>,
     file: String,
     header: Header,
     stacks: StackTable,
@@ -119,6 +120,44 @@ pub struct Reader<R: Read> {
     max_buffered: usize,
 }
 
+/// Where blocks come from: read on this thread, or on a block thread.
+enum Source<R> {
+    Direct(BlockReader<R>),
+    Prefetch(Prefetcher),
+}
+
+impl<R: Read> Source<R> {
+    fn next(&mut self) -> Result<Next> {
+        match self {
+            Source::Direct(b) => b.next(),
+            Source::Prefetch(p) => p.next(),
+        }
+    }
+
+    /// Index of the next block.
+    fn index(&self) -> u64 {
+        match self {
+            Source::Direct(b) => b.index,
+            Source::Prefetch(p) => p.index,
+        }
+    }
+
+    /// Offset of the next block.
+    fn offset(&self) -> u64 {
+        match self {
+            Source::Direct(b) => b.offset,
+            Source::Prefetch(p) => p.offset,
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        match self {
+            Source::Direct(b) => b.recycle(buf),
+            Source::Prefetch(p) => p.recycle(buf),
+        }
+    }
+}
+
 impl Reader<BufReader<File>> {
     /// Opens the trace at `path` and reads its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -126,6 +165,12 @@ impl Reader<BufReader<File>> {
         let name = path.display().to_string();
         let f = File::open(path).map_err(|e| Error::io(e, &name))?;
         Reader::new(BufReader::with_capacity(1 << 20, f), name)
+    }
+
+    /// [`Reader::open`], then [`Reader::with_prefetch`]: blocks are read and
+    /// decompressed on a thread of their own.
+    pub fn open_prefetch(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Reader::open(path)?.with_prefetch())
     }
 }
 
@@ -205,7 +250,7 @@ impl<R: Read> Reader<R> {
             }
         };
         Ok(Reader {
-            blocks,
+            blocks: Source::Direct(blocks),
             file: name,
             header,
             stacks: StackTable::new(),
@@ -223,6 +268,12 @@ impl<R: Read> Reader<R> {
             buffered: 0,
             max_buffered: 0,
         })
+    }
+
+    /// Whether blocks are read on a thread of their own
+    /// ([`Reader::with_prefetch`]).
+    pub fn is_prefetching(&self) -> bool {
+        matches!(self.blocks, Source::Prefetch(_))
     }
 
     /// The trace header.
@@ -259,7 +310,7 @@ impl<R: Read> Reader<R> {
 
     /// Bytes of the file consumed so far (complete blocks).
     pub fn bytes_read(&self) -> u64 {
-        self.blocks.offset
+        self.blocks.offset()
     }
 
     /// Reads every remaining record, discarding them, so the stack table and
@@ -275,7 +326,7 @@ impl<R: Read> Reader<R> {
 
     /// Reads one block into the queues; sets `eof` at the end.
     fn fill(&mut self) {
-        let at = (self.blocks.index, self.blocks.offset);
+        let at = (self.blocks.index(), self.blocks.offset());
         match self.blocks.next() {
             Err(e) => {
                 self.error = Some(e);
@@ -356,6 +407,50 @@ impl<R: Read> Reader<R> {
             BlockType::Header => return Err("second header block".into()),
         }
         Ok(())
+    }
+}
+
+impl<R: Read + Send + 'static> Reader<R> {
+    /// Reads, checks and decompresses blocks on a thread of their own from
+    /// now on, ahead of the decoding (which stays on the caller's thread):
+    /// the same events, errors and truncation report as without, on two
+    /// cores instead of one. At most [`PREFETCH_AHEAD`] blocks are read
+    /// ahead, payload buffers are recycled, and the thread stops at the end
+    /// of the trace, at an error, or when the reader is dropped (which waits
+    /// for it: the read under way, at most one block, completes first).
+    /// If no thread can be started, the reader goes on reading on the
+    /// caller's thread.
+    ///
+    /// ```
+    /// # fn main() -> traces::Result<()> {
+    /// # let bytes = {
+    /// #     use traces::*;
+    /// #     let mut w = Writer::new(Vec::new(), &Header::synthetic(&["doc"]), WriterOptions::default())?;
+    /// #     let ev = Event::Alloc { func: AllocFn::Malloc, addr: 0x1000, size: 24, align: 0, stack: 0 };
+    /// #     w.write(&Record { time: 5, thread: 1, event: ev })?;
+    /// #     w.finish(&Trailer { end_time: 9, exit: ExitStatus::Code(0), dropped_events: 0 })?
+    /// # };
+    /// let reader = traces::Reader::new(std::io::Cursor::new(bytes), "example.atrace".into())?;
+    /// let mut reader = reader.with_prefetch();
+    /// assert!(reader.is_prefetching());
+    /// let mut batch = traces::EventBatch::new();
+    /// let mut n = 0;
+    /// while reader.next_batch(&mut batch)? {
+    ///     n += batch.len();
+    /// }
+    /// assert_eq!(n, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_prefetch(mut self) -> Self {
+        let idle = Source::Prefetch(Prefetcher::idle());
+        if let Source::Direct(blocks) = std::mem::replace(&mut self.blocks, idle) {
+            self.blocks = match Prefetcher::spawn(blocks) {
+                Ok(p) => Source::Prefetch(p),
+                Err(blocks) => Source::Direct(blocks),
+            };
+        }
+        self
     }
 }
 
@@ -450,7 +545,7 @@ impl<R: Read> Reader<R> {
                 Ok(Some(t)) => self.heap.push(Reverse((t, thread, qi))),
                 Ok(None) => {}
                 Err(e) => {
-                    let (block, offset) = (self.blocks.index, self.blocks.offset);
+                    let (block, offset) = (self.blocks.index(), self.blocks.offset());
                     let kind = ErrorKind::Corrupt(format!("thread {thread}: {e}"));
                     let e = Error::new(kind, &self.file, Some(block), Some(offset));
                     self.error.get_or_insert(e);

@@ -3,4 +3,5 @@
 mod batch;
 mod common;
 mod corruption;
+mod prefetch;
 mod roundtrip;

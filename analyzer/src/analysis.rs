@@ -98,7 +98,8 @@ pub fn analyze_cached_warm(
 /// Runs the pass, sending per-allocation rows to `rows` if given;
 /// `progress` allows a progress bar (drawn only on a terminal).
 ///
-/// Two threads: a reader thread decodes the trace into batches
+/// Two threads (three with the reader's block thread,
+/// [`Reader::open_prefetch`]): a reader thread decodes the trace into batches
 /// ([`Reader::next_batch`]) and hands them, [`GROUP`] at a time, over a
 /// bounded channel to the pass on this thread, which hands them back for
 /// reuse. Memory: at most ([`GROUPS_AHEAD`] + 2) x [`GROUP`] batches of
@@ -108,7 +109,9 @@ pub fn analyze_with(
     rows: Option<&mut dyn FnMut(AllocRow)>,
     progress: bool,
 ) -> anyhow::Result<Analysis> {
-    let reader = Reader::open(path)?;
+    // Blocks are read and decompressed on a third thread, ahead of the
+    // decoding on the reader thread.
+    let reader = Reader::open_prefetch(path)?;
     let header = reader.header().clone();
     let bar = progress_bar(path, progress);
     let mut pass = Pass::new(header.flags);

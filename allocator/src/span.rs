@@ -549,10 +549,11 @@ pub(crate) unsafe fn for_each_run(span: *const Span, mut f: impl FnMut(usize, us
     }
 }
 
-/// An intrusive doubly linked list of spans.
+/// An intrusive doubly linked list of spans that also knows its back (the pool's
+/// idle lists, purged oldest first): a [`SpanStack`] plus a tail pointer.
 #[derive(Debug)]
 pub(crate) struct SpanList {
-    pub head: *mut Span,
+    list: SpanStack,
     pub tail: *mut Span,
 }
 
@@ -560,7 +561,7 @@ impl SpanList {
     /// An empty list.
     pub const fn new() -> SpanList {
         SpanList {
-            head: ptr::null_mut(),
+            list: SpanStack::new(),
             tail: ptr::null_mut(),
         }
     }
@@ -570,17 +571,11 @@ impl SpanList {
     /// # Safety
     /// `s` must be a valid span on no list, owned by the caller.
     pub unsafe fn push_front(&mut self, s: *mut Span) {
-        // SAFETY: `s` and the current head are valid spans owned by the caller.
-        unsafe {
-            (*s).prev = ptr::null_mut();
-            (*s).next = self.head;
-            if self.head.is_null() {
-                self.tail = s;
-            } else {
-                (*self.head).prev = s;
-            }
+        if self.list.head.is_null() {
+            self.tail = s;
         }
-        self.head = s;
+        // SAFETY: the caller's promise.
+        unsafe { self.list.push_front(s) };
     }
 
     /// Unlinks `s`.
@@ -588,22 +583,12 @@ impl SpanList {
     /// # Safety
     /// `s` must be on this list.
     pub unsafe fn remove(&mut self, s: *mut Span) {
-        // SAFETY: `s` and its neighbours are valid spans on this list.
-        unsafe {
-            let (p, n) = ((*s).prev, (*s).next);
-            if p.is_null() {
-                self.head = n;
-            } else {
-                (*p).next = n;
-            }
-            if n.is_null() {
-                self.tail = p;
-            } else {
-                (*n).prev = p;
-            }
-            (*s).next = ptr::null_mut();
-            (*s).prev = ptr::null_mut();
+        if s == self.tail {
+            // SAFETY: `s` is a valid span on this list (caller).
+            self.tail = unsafe { (*s).prev };
         }
+        // SAFETY: the caller's promise.
+        unsafe { self.list.remove(s) };
     }
 
     /// Unlinks and returns the front span, or null.
@@ -611,7 +596,7 @@ impl SpanList {
     /// # Safety
     /// The list must be well formed.
     pub unsafe fn pop_front(&mut self) -> *mut Span {
-        let s = self.head;
+        let s = self.list.head;
         if !s.is_null() {
             // SAFETY: `s` is on this list.
             unsafe { self.remove(s) };

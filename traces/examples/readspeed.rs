@@ -18,6 +18,26 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Reads every event of `reader`, through `next_batch` when `batched`, else
+/// through the iterator; returns the count.
+fn read_all<R: std::io::Read>(
+    mut reader: traces::Reader<R>,
+    batched: bool,
+    batch: &mut traces::EventBatch,
+) -> traces::Result<u64> {
+    let mut n = 0u64;
+    if batched {
+        while reader.next_batch(batch)? {
+            n += batch.len() as u64;
+        }
+    } else {
+        for r in reader {
+            n += (r?.time & 1) | 1;
+        }
+    }
+    Ok(n)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: readspeed TRACE [REPEATS]")?;
@@ -31,30 +51,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n = 0u64;
     let mut batch = traces::EventBatch::new();
     for _ in 0..repeats {
-        if prefetch {
+        n += if prefetch {
             let inner = std::io::Cursor::new(std::sync::Arc::clone(&shared));
-            let mut reader = traces::Reader::new(inner, path.clone())?.with_prefetch();
-            if batched {
-                while reader.next_batch(&mut batch)? {
-                    n += batch.len() as u64;
-                }
-            } else {
-                for r in reader {
-                    n += (r?.time & 1) | 1;
-                }
-            }
-            continue;
-        }
-        let mut reader = traces::Reader::new(&bytes[..], path.clone())?;
-        if batched {
-            while reader.next_batch(&mut batch)? {
-                n += batch.len() as u64;
-            }
+            let reader = traces::Reader::new(inner, path.clone())?.with_prefetch();
+            read_all(reader, batched, &mut batch)?
         } else {
-            for r in reader {
-                n += (r?.time & 1) | 1;
-            }
-        }
+            read_all(
+                traces::Reader::new(&bytes[..], path.clone())?,
+                batched,
+                &mut batch,
+            )?
+        };
     }
     let (cpu, wall) = (cpu_seconds() - c0, w0.elapsed().as_secs_f64());
     println!(

@@ -444,12 +444,14 @@ impl<R: Read + Send + 'static> Reader<R> {
     /// ```
     pub fn with_prefetch(mut self) -> Self {
         let idle = Source::Prefetch(Prefetcher::idle());
-        if let Source::Direct(blocks) = std::mem::replace(&mut self.blocks, idle) {
-            self.blocks = match Prefetcher::spawn(blocks) {
+        self.blocks = match std::mem::replace(&mut self.blocks, idle) {
+            Source::Direct(blocks) => match Prefetcher::spawn(blocks) {
                 Ok(p) => Source::Prefetch(p),
                 Err(blocks) => Source::Direct(blocks),
-            };
-        }
+            },
+            // Already prefetching: keep that thread.
+            prefetching => prefetching,
+        };
         self
     }
 }

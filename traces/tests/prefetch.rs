@@ -109,6 +109,20 @@ fn sample(n: u64, threads: u64, level: i32) -> Vec<u8> {
 }
 
 #[test]
+fn prefetch_asked_twice_keeps_its_thread() {
+    let bytes = sample(5000, 3, 3);
+    let r = Reader::new(Cursor::new(bytes.clone()), "p.atrace".into()).map(|r| {
+        let r = r.with_prefetch().with_prefetch();
+        assert!(r.is_prefetching());
+        r
+    });
+    assert_eq!(
+        outcome(r, true),
+        outcome(Reader::new(&bytes[..], "p.atrace".into()), true)
+    );
+}
+
+#[test]
 fn valid_traces_read_the_same() {
     for (n, threads, level) in [
         (0, 1, 3),

@@ -261,23 +261,7 @@ impl ProcTrace {
                         if nw > 2 { w(4) } else { 0 },
                     );
                     *at += len;
-                    let event = if kind == abi::KIND_ALLOC {
-                        Event::Alloc {
-                            func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
-                            addr,
-                            size,
-                            align,
-                            stack,
-                        }
-                    } else {
-                        Event::Free {
-                            func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
-                            addr,
-                            size,
-                            align,
-                            stack,
-                        }
-                    };
+                    let event = heap_event(kind, func, addr, size, align, stack);
                     let time = w(0);
                     let t = match newest {
                         Some(p) if time >= p.tsc => {
@@ -326,136 +310,123 @@ impl ProcTrace {
         let word = |k: usize| u64::from_le_bytes(bytes[k..k + 8].try_into().unwrap_or([0; 8]));
         let tsc = self.tsc;
         let ns = |t: u64| if tsc { clock.to_ns(t) } else { t };
-        {
-            let a = *at;
-            let time = word(a);
-            // kind, func, len (u16) and stack (u32), little-endian.
-            let h = word(a + 8);
-            let kind = h as u8;
-            let func = (h >> 8) as u8;
-            let len = (h >> 16) as u16 as usize;
-            let stack = (h >> 32) as u32;
-            if len < abi::RECORD_HEADER || a + len > bytes.len() {
-                return Ok(false);
+        let a = *at;
+        let time = word(a);
+        // kind, func, len (u16) and stack (u32), little-endian.
+        let h = word(a + 8);
+        let kind = h as u8;
+        let func = (h >> 8) as u8;
+        let len = (h >> 16) as u16 as usize;
+        let stack = (h >> 32) as u32;
+        if len < abi::RECORD_HEADER || a + len > bytes.len() {
+            return Ok(false);
+        }
+        let nw = (len - abi::RECORD_HEADER) / 8;
+        let body = a + abi::RECORD_HEADER;
+        let tail = &bytes[body..a + len];
+        // Trailing zero words may be left out by the writer.
+        let arg = |k: usize| if k < nw { word(body + 8 * k) } else { 0 };
+        *at += len;
+        let event = match kind {
+            abi::KIND_STACK => {
+                self.frames.clear();
+                self.frames.extend((0..nw).map(|k| word(body + 8 * k)));
+                self.writer.define_stack(stack, &self.frames)?;
+                return Ok(true);
             }
-            let nw = (len - abi::RECORD_HEADER) / 8;
-            let body = a + abi::RECORD_HEADER;
-            let tail = &bytes[body..a + len];
-            // Trailing zero words may be left out by the writer.
-            let arg = |k: usize| if k < nw { word(body + 8 * k) } else { 0 };
-            *at += len;
-            let event = match kind {
-                abi::KIND_STACK => {
-                    self.frames.clear();
-                    self.frames.extend((0..nw).map(|k| word(body + 8 * k)));
-                    self.writer.define_stack(stack, &self.frames)?;
-                    return Ok(true);
-                }
-                abi::KIND_ALLOC => Event::Alloc {
-                    func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
-                    addr: arg(0),
-                    size: arg(1),
-                    align: arg(2),
-                    stack,
-                },
-                abi::KIND_FREE => Event::Free {
-                    func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
-                    addr: arg(0),
-                    size: arg(1),
-                    align: arg(2),
-                    stack,
-                },
-                abi::KIND_REALLOC_BEGIN => {
-                    self.pending_realloc
-                        .insert(tid, (*last, func, arg(0), arg(1), stack));
-                    return Ok(true);
-                }
-                abi::KIND_REALLOC => {
-                    // The begin record carried the stack (when the call had a block).
-                    let begin = if self.pending_realloc.is_empty() {
-                        None
-                    } else {
-                        self.pending_realloc.remove(&tid)
-                    };
-                    Event::Realloc {
-                        func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
-                        old_addr: arg(0),
-                        new_addr: arg(1),
-                        size: arg(2),
-                        stack: begin.map_or(stack, |b| b.4),
-                    }
-                }
-                abi::KIND_MMAP => Event::Mmap {
-                    addr: arg(0),
-                    len: arg(1),
-                    prot: arg(2) as u32,
-                    flags: (arg(2) >> 32) as u32,
-                    fd: arg(3) as i64 as i32,
-                    stack,
-                },
-                abi::KIND_MUNMAP => Event::Munmap {
-                    addr: arg(0),
-                    len: arg(1),
-                    stack,
-                },
-                abi::KIND_MREMAP => Event::Mremap {
+            abi::KIND_ALLOC | abi::KIND_FREE => {
+                heap_event(kind, func, arg(0), arg(1), arg(2), stack)
+            }
+            abi::KIND_REALLOC_BEGIN => {
+                self.pending_realloc
+                    .insert(tid, (*last, func, arg(0), arg(1), stack));
+                return Ok(true);
+            }
+            abi::KIND_REALLOC => {
+                // The begin record carried the stack (when the call had a block).
+                let begin = if self.pending_realloc.is_empty() {
+                    None
+                } else {
+                    self.pending_realloc.remove(&tid)
+                };
+                Event::Realloc {
+                    func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
                     old_addr: arg(0),
-                    old_len: arg(1),
-                    new_addr: arg(2),
-                    new_len: arg(3),
-                    stack,
-                },
-                abi::KIND_BRK => Event::Brk {
-                    old_break: arg(0),
-                    new_break: arg(1),
-                    stack,
-                },
-                abi::KIND_THREAD_START => Event::ThreadStart {
-                    parent: arg(0) as u32,
-                },
-                abi::KIND_THREAD_EXIT => Event::ThreadExit,
-                abi::KIND_FORK => Event::Fork {
-                    child_pid: arg(0) as u32,
-                },
-                abi::KIND_EXEC => {
-                    let n = (arg(0) as usize).min(tail.len().saturating_sub(8));
-                    Event::Exec {
-                        path: String::from_utf8_lossy(&tail[8..8 + n]).into_owned(),
-                    }
+                    new_addr: arg(1),
+                    size: arg(2),
+                    stack: begin.map_or(stack, |b| b.4),
                 }
-                abi::KIND_MODULE_LOAD => {
-                    let lens = arg(3);
-                    let (bl, pl) = ((lens & 0xffff_ffff) as usize, (lens >> 32) as usize);
-                    let rest = tail.get(32..).unwrap_or(&[]);
-                    let build_id = rest.get(..bl).unwrap_or(&[]).to_vec();
-                    let path = rest.get(bl..bl + pl).unwrap_or(&[]);
-                    Event::ModuleLoad(Box::new(Module {
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        base: arg(0),
-                        start: arg(1),
-                        end: arg(2),
-                        build_id,
-                    }))
-                }
-                abi::KIND_MODULE_UNLOAD => Event::ModuleUnload { base: arg(0) },
-                _ => return Ok(true),
-            };
-            // Keep each thread's records in time order and above the watermark.
-            let t = ns(time).max(*last).max(self.advanced);
-            *last = t;
-            let exit = matches!(event, Event::ThreadExit);
-            self.writer.write(&Record {
-                time: t,
-                thread: tid,
-                event,
-            })?;
-            self.events += 1;
-            if exit {
-                self.max_time = self.max_time.max(t);
-                self.writer.flush_thread(tid)?;
-                *exited = true;
-                *last = 0;
             }
+            abi::KIND_MMAP => Event::Mmap {
+                addr: arg(0),
+                len: arg(1),
+                prot: arg(2) as u32,
+                flags: (arg(2) >> 32) as u32,
+                fd: arg(3) as i64 as i32,
+                stack,
+            },
+            abi::KIND_MUNMAP => Event::Munmap {
+                addr: arg(0),
+                len: arg(1),
+                stack,
+            },
+            abi::KIND_MREMAP => Event::Mremap {
+                old_addr: arg(0),
+                old_len: arg(1),
+                new_addr: arg(2),
+                new_len: arg(3),
+                stack,
+            },
+            abi::KIND_BRK => Event::Brk {
+                old_break: arg(0),
+                new_break: arg(1),
+                stack,
+            },
+            abi::KIND_THREAD_START => Event::ThreadStart {
+                parent: arg(0) as u32,
+            },
+            abi::KIND_THREAD_EXIT => Event::ThreadExit,
+            abi::KIND_FORK => Event::Fork {
+                child_pid: arg(0) as u32,
+            },
+            abi::KIND_EXEC => {
+                let n = (arg(0) as usize).min(tail.len().saturating_sub(8));
+                Event::Exec {
+                    path: String::from_utf8_lossy(&tail[8..8 + n]).into_owned(),
+                }
+            }
+            abi::KIND_MODULE_LOAD => {
+                let lens = arg(3);
+                let (bl, pl) = ((lens & 0xffff_ffff) as usize, (lens >> 32) as usize);
+                let rest = tail.get(32..).unwrap_or(&[]);
+                let build_id = rest.get(..bl).unwrap_or(&[]).to_vec();
+                let path = rest.get(bl..bl + pl).unwrap_or(&[]);
+                Event::ModuleLoad(Box::new(Module {
+                    path: String::from_utf8_lossy(path).into_owned(),
+                    base: arg(0),
+                    start: arg(1),
+                    end: arg(2),
+                    build_id,
+                }))
+            }
+            abi::KIND_MODULE_UNLOAD => Event::ModuleUnload { base: arg(0) },
+            _ => return Ok(true),
+        };
+        // Keep each thread's records in time order and above the watermark.
+        let t = ns(time).max(*last).max(self.advanced);
+        *last = t;
+        let exit = matches!(event, Event::ThreadExit);
+        self.writer.write(&Record {
+            time: t,
+            thread: tid,
+            event,
+        })?;
+        self.events += 1;
+        if exit {
+            self.max_time = self.max_time.max(t);
+            self.writer.flush_thread(tid)?;
+            *exited = true;
+            *last = 0;
         }
         Ok(true)
     }
@@ -497,5 +468,28 @@ impl ProcTrace {
             .finish(&trailer)
             .with_context(|| format!("finishing {}", self.path.display()))?;
         Ok(self.path)
+    }
+}
+
+/// The event of a malloc-family (`KIND_ALLOC`) or free-family (`KIND_FREE`)
+/// record; an unknown function number reads as plain malloc or free.
+#[inline(always)]
+fn heap_event(kind: u8, func: u8, addr: u64, size: u64, align: u64, stack: u32) -> Event {
+    if kind == abi::KIND_ALLOC {
+        Event::Alloc {
+            func: AllocFn::from_u8(func).unwrap_or(AllocFn::Malloc),
+            addr,
+            size,
+            align,
+            stack,
+        }
+    } else {
+        Event::Free {
+            func: FreeFn::from_u8(func).unwrap_or(FreeFn::Free),
+            addr,
+            size,
+            align,
+            stack,
+        }
     }
 }

@@ -50,18 +50,20 @@
 #[cfg(any(test, not(all(target_arch = "x86_64", target_os = "linux"))))]
 extern crate std;
 
+// `pub(crate)` rather than private: the preload library compiles this file as a
+// module of its own crate and re-exports these at its root for the `crate::` paths.
 pub mod c_api;
-mod check;
-mod chunk_map;
+pub(crate) mod check;
+pub(crate) mod chunk_map;
 pub mod global;
-mod heap;
-mod heap_api;
-mod large;
-mod lock;
+pub(crate) mod heap;
+pub(crate) mod heap_api;
+pub(crate) mod large;
+pub(crate) mod lock;
 pub mod os;
-mod pool;
+pub(crate) mod pool;
 pub mod size_class;
-mod span;
+pub(crate) mod span;
 pub mod stats;
 pub mod thread_cache;
 

@@ -205,32 +205,32 @@ pub const SPAN_CHUNKS: [u8; NUM_CLASSES] = {
     t
 };
 
-/// Largest size whose class is looked up at 16-byte granularity. Above it every
-/// class is a multiple of 128.
+/// Largest size whose class is looked up in a table (the thread cache's bin-tag
+/// table, see [`class_of`]). Above it every class is a multiple of 128 and the class
+/// is computed.
 pub const SMALL_LOOKUP_MAX: usize = 8192;
 
-/// Class lookup for sizes up to [`SMALL_LOOKUP_MAX`], indexed by `(size + 15) / 16`.
-static SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 16 + 1] = {
-    let mut t = [0u8; SMALL_LOOKUP_MAX / 16 + 1];
-    let mut i = 0;
-    while i < t.len() {
-        t[i] = class_of_const(i * 16) as u8;
-        i += 1;
-    }
-    t
-};
+/// The first class above `2^13` and above `2^14` (the computed part of [`class_of`]).
+const FIRST_ABOVE_8K: usize = class_of_const(8192 + 1);
+const FIRST_ABOVE_16K: usize = class_of_const(16384 + 1);
 
-/// Class lookup for sizes above [`SMALL_LOOKUP_MAX`], indexed by
-/// `(size + 127) / 128`.
-static LARGE_LOOKUP: [u8; MAX_SMALL / 128 + 1] = {
-    let mut t = [0u8; MAX_SMALL / 128 + 1];
-    let mut i = 0;
-    while i <= MAX_SMALL / 128 {
-        t[i] = class_of_const(i * 128) as u8;
-        i += 1;
+/// The class of `size` for `SMALL_LOOKUP_MAX < size <= MAX_SMALL`, computed: above
+/// `2^13` the classes are `2^13 + j * 2^10` (8 steps), above `2^k` for k = 14..16
+/// `2^k + j * 2^(k-2)` (4 steps). With `s = size - 1` in `(2^k, 2^(k+1)]`'s step
+/// `2^shift`, `s >> shift` is `steps + j - 1`. (A lookup table for these sizes was
+/// 1 KiB of the library's read-only data, which every process it is loaded into
+/// keeps resident.)
+#[inline(always)]
+fn class_above_lookup(size: usize) -> usize {
+    debug_assert!(size > SMALL_LOOKUP_MAX && size <= MAX_SMALL);
+    let s = size - 1;
+    let k = (usize::BITS - 1 - s.leading_zeros()) as usize;
+    if k == 13 {
+        FIRST_ABOVE_8K + (s >> 10) - 8
+    } else {
+        FIRST_ABOVE_16K + 4 * (k - 14) + (s >> (k - 2)) - 4
     }
-    t
-};
+}
 
 /// [`CLASS_SIZE`] as one object: a `const` array is copied into every codegen unit
 /// that indexes it (and folded into the lookups' tables), each copy library data.
@@ -240,9 +240,12 @@ static CLASS_SIZE_TABLE: [u32; NUM_CLASSES] = CLASS_SIZE;
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
     if size <= SMALL_LOOKUP_MAX {
-        SMALL_LOOKUP[size.div_ceil(16)] as usize
+        // The thread cache's size-to-tag table serves the fast paths; the class is
+        // the tag's bin index (one table for both: a class table of its own was
+        // 0.5 KiB more of the library's read-only data).
+        crate::thread_cache::class_of_tag(crate::thread_cache::small_tag(size))
     } else {
-        *crate::at(&LARGE_LOOKUP, size.div_ceil(128)) as usize
+        class_above_lookup(size)
     }
 }
 

@@ -149,7 +149,8 @@ pub(crate) const fn tag_of(class: usize) -> usize {
 }
 
 /// The class of a bin tag.
-fn class_of_tag(tag: usize) -> usize {
+#[inline(always)]
+pub(crate) fn class_of_tag(tag: usize) -> usize {
     (tag - BINS) / size_of::<Bin>()
 }
 
@@ -158,8 +159,9 @@ const _: () = assert!(BINS > 0 && tag_of(NUM_CLASSES) <= TAG_MASK);
 /// Largest size served by [`SMALL_TAG`] (classes up to it are multiples of 16 only).
 pub(crate) const SMALL_TAG_MAX: usize = crate::size_class::SMALL_LOOKUP_MAX;
 
-/// Bin tag for sizes up to [`SMALL_TAG_MAX`], indexed by `(size + 15) / 16`.
-/// (The tables are statics: a `const` array is copied into every function that
+/// Bin tag for sizes up to [`SMALL_TAG_MAX`], indexed by `(size + 15) / 16`; also
+/// the class lookup for these sizes ([`crate::size_class::class_of`] takes the
+/// tag's bin index). (The tables are statics: a `const` array is copied into every function that
 /// indexes it, each copy library data.)
 static SMALL_TAG: [u16; SMALL_TAG_MAX / 16 + 1] = {
     let mut t = [0u16; SMALL_TAG_MAX / 16 + 1];
@@ -180,9 +182,8 @@ pub(crate) fn small_tag(size: usize) -> usize {
 }
 
 /// The bin tag serving `size` bytes (`SMALL_TAG_MAX < size <= MAX_SMALL`): from the
-/// class table (a tag table of its own would be 2 KiB more of the library's
-/// read-only data, which keeps it to two pages; these sizes are rare, and the tag
-/// costs two instructions more).
+/// computed class (a tag table of its own would be 2 KiB more of the library's
+/// read-only data, which every process keeps resident; these sizes are rare).
 #[inline(always)]
 pub(crate) fn large_tag(size: usize) -> usize {
     debug_assert!(size > SMALL_TAG_MAX && size <= MAX_SMALL);

@@ -25,6 +25,11 @@ fn main() {
     } else {
         println!("cargo:rustc-link-arg-cdylib=-Wl,-z,noseparate-code");
     }
+    // No RELRO: the GOT (its entries for libc's functions), the dynamic section and
+    // the heap's static data share one page of writable data instead of two (a
+    // RELRO segment is page-granular, made read-only after relocation). The price:
+    // the GOT stays writable, as in a library linked without `-z relro`.
+    println!("cargo:rustc-link-arg-cdylib=-Wl,-z,norelro");
     // No C runtime start files: they only bring an init and a fini function that do
     // nothing in this library (frame_dummy, __do_global_dtors_aux), four weak
     // imports and their relocations (`__dso_handle`, which `pthread_atfork` passes

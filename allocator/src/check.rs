@@ -186,13 +186,16 @@ impl Heap {
         for (class, t) in per_class.iter().enumerate() {
             // SAFETY: class lock held.
             let ci = unsafe { &*self.classes[class].inner.get() };
+            let spans = self.classes[class]
+                .spans
+                .load(core::sync::atomic::Ordering::Relaxed) as u64;
             ensure(
-                ci.capacity / span_capacity(class) as u64 == t.spans,
+                spans == t.spans,
                 "class span count disagrees with the arena",
                 class,
             )?;
             ensure(
-                ci.capacity == t.capacity,
+                spans * span_capacity(class) as u64 == t.capacity,
                 "class capacity disagrees with the arena",
                 class,
             )?;

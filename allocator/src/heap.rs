@@ -5,7 +5,7 @@
 //! lock in index order, then the heap lock.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::chunk_map::ChunkMap;
 use crate::large::LargeList;
@@ -14,8 +14,7 @@ use crate::os::brk::{Backend, BrkArena};
 use crate::os::thread::now_ms;
 use crate::pool::Pool;
 use crate::size_class::{
-    class_size, run_budget, span_capacity, CHUNK, MAX_SMALL, NUM_CLASSES, PURGE_CLASS, RUN_BLOCKS,
-    SPAN_CHUNKS,
+    class_size, run_budget, CHUNK, MAX_SMALL, NUM_CLASSES, PURGE_CLASS, RUN_BLOCKS, SPAN_CHUNKS,
 };
 use crate::span::{self, FreeBlock, Span, SpanStack, SpanState};
 use crate::stats::{add, Counters};
@@ -100,10 +99,6 @@ impl core::error::Error for InitError {}
 pub(crate) struct ClassInner {
     /// Formatted spans with at least one free block.
     pub partial: SpanStack,
-    /// Blocks in the class's formatted spans: its span count times
-    /// [`span_capacity`], so the count is not kept (the heap's static data fits one
-    /// page without it).
-    pub capacity: u64,
     /// Blocks handed out, of spans and of runs.
     pub used: u64,
     /// Free blocks of the class's runs in mixed spans, linked through their first
@@ -114,8 +109,9 @@ pub(crate) struct ClassInner {
 /// The most bytes a refill takes from a new run (at least one block).
 const RUN_BATCH: usize = 256;
 
-/// A class's lock and central state. (40 bytes: the heap's static data fits one
-/// page, which every process it is preloaded into keeps resident.)
+/// A class's lock and central state. (32 bytes: the preload library's writable
+/// data, this heap's 57 of them included, fits one page, which every process it is
+/// preloaded into keeps resident.)
 #[derive(Debug)]
 pub(crate) struct Central {
     pub lock: SpinLock,
@@ -123,10 +119,23 @@ pub(crate) struct Central {
     /// beside it, in what would be padding; read without it by thread caches, see
     /// [`Heap::in_runs`]).
     pub run_blocks: AtomicU8,
+    /// The class's formatted spans (written under the lock, beside it in what would
+    /// be padding; their blocks are this times [`span_capacity`]).
+    pub spans: AtomicU32,
     pub inner: UnsafeCell<ClassInner>,
 }
 
-const _: () = assert!(core::mem::size_of::<Central>() <= 40 && RUN_BLOCKS <= u8::MAX as usize);
+const _: () = assert!(core::mem::size_of::<Central>() <= 32 && RUN_BLOCKS <= u8::MAX as usize);
+
+impl Central {
+    /// Adds `n` (+1 or -1) to the span count. Class lock held: only its holder
+    /// writes the count.
+    fn add_spans(&self, n: i32) {
+        let v = self.spans.load(Ordering::Relaxed);
+        self.spans
+            .store(v.wrapping_add_signed(n), Ordering::Relaxed);
+    }
+}
 
 /// Heap-wide state, under the heap lock.
 #[derive(Debug)]
@@ -181,11 +190,11 @@ impl Heap {
                     lock: SpinLock::new(),
                     inner: UnsafeCell::new(ClassInner {
                         partial: SpanStack::new(),
-                        capacity: 0,
                         used: 0,
                         run_free: core::ptr::null_mut(),
                     }),
                     run_blocks: AtomicU8::new(0),
+                    spans: AtomicU32::new(0),
                 }
             }; NUM_CLASSES],
             lock: SpinLock::new(),
@@ -307,7 +316,7 @@ impl Heap {
                 // does not park (and touch) a batch of them in a thread cache.
                 let n = room
                     .min(want - got)
-                    .min((RUN_BATCH / class_size(class)).max(1));
+                    .min(crate::div(RUN_BATCH, class_size(class)).max(1));
                 let first = self.new_run(class, n);
                 if first != 0 {
                     let size = class_size(class);
@@ -336,7 +345,7 @@ impl Heap {
                 if s.is_null() {
                     break;
                 }
-                ci.capacity += span_capacity(class) as u64;
+                central.add_spans(1);
                 // SAFETY: fresh formatted span on no list.
                 unsafe { ci.partial.push_front(s) };
             }
@@ -398,7 +407,7 @@ impl Heap {
                     // pages, header included, in the block's one `madvise`. (A span
                     // holds at least four blocks, so with one out it is partial.)
                     ci.partial.remove(s);
-                    ci.capacity -= span_capacity(class) as u64;
+                    central.add_spans(-1);
                     let chunks = (*s).chunks as usize;
                     span::give_purged(s, b);
                     add(&self.counters.madvise_calls, 1);
@@ -418,7 +427,7 @@ impl Heap {
                 }
                 if (*s).used == 0 {
                     ci.partial.remove(s);
-                    ci.capacity -= span_capacity(class) as u64;
+                    central.add_spans(-1);
                     self.release_span(s);
                 } else if !purged && span::should_trim(s) && span::trim_top(s) > 0 {
                     add(&self.counters.madvise_calls, 1);

@@ -233,8 +233,8 @@ impl Heap {
             let ci = unsafe { &*c.inner.get() };
             let cs = &mut out.classes[i];
             cs.block_size = Heap::class_bytes(i) as u32;
-            cs.spans = ci.capacity / span_capacity(i) as u64;
-            cs.capacity_blocks = ci.capacity;
+            cs.spans = c.spans.load(core::sync::atomic::Ordering::Relaxed) as u64;
+            cs.capacity_blocks = cs.spans * span_capacity(i) as u64;
             cs.used_blocks = ci.used;
             cs.run_blocks = c.run_blocks.load(core::sync::atomic::Ordering::Relaxed) as u64;
         }

@@ -85,6 +85,21 @@ pub(crate) fn at<T>(a: &[T], i: usize) -> &T {
     }
 }
 
+/// `a / b`, aborting if `b` is 0 (panicking in debug builds): for divisors the
+/// compiler cannot prove nonzero (block sizes read from a span header or a table).
+/// A `/` by them links `core`'s panic call, message and location into the preload
+/// library (a GOT entry and relocated data each, on its one page of writable data).
+#[inline(always)]
+pub(crate) fn div(a: usize, b: usize) -> usize {
+    if cfg!(debug_assertions) {
+        return a / b;
+    }
+    match core::num::NonZeroUsize::new(b) {
+        Some(b) => a / b,
+        None => os::thread::abort(),
+    }
+}
+
 /// `&mut a[i]`, aborting if `i` is out of bounds (see [`at`]).
 #[inline(always)]
 pub(crate) fn at_mut<T>(a: &mut [T], i: usize) -> &mut T {

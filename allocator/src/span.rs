@@ -108,7 +108,7 @@ impl Span {
 
     /// Number of blocks never handed out yet (beyond the bump pointer).
     pub fn untouched(&self) -> usize {
-        (self.data_end - self.bump) / self.block_size as usize
+        crate::div(self.data_end - self.bump, self.block_size as usize)
     }
 
     /// The free list head (for the invariant checker).
@@ -269,7 +269,7 @@ pub(crate) unsafe fn give_purged(span: *mut Span, b: *mut FreeBlock) -> bool {
     let size = s.block_size as usize;
     debug_assert!(size >= 2 * page);
     let (lo, hi) = (b as usize, b as usize + size);
-    let i = (lo - data) / size;
+    let i = crate::div(lo - data, size);
     let bits = s.free_bits;
     let free = |j: usize| bits & (1 << j) != 0;
     let from = if s.used == 1 {
@@ -331,7 +331,7 @@ pub(crate) unsafe fn should_trim(span: *mut Span) -> bool {
         return false;
     }
     let data = span as usize + SPAN_HEADER;
-    let touched = (s.bump - data) / s.block_size as usize;
+    let touched = crate::div(s.bump - data, s.block_size as usize);
     (s.used as usize * 4 == touched || s.used == 1) && s.bump - data >= TRIM_MIN_BYTES
 }
 
@@ -355,12 +355,12 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
     let s = unsafe { &mut *span };
     let data = span as usize + SPAN_HEADER;
     let size = s.block_size as usize;
-    let touched = (s.bump - data) / size;
+    let touched = crate::div(s.bump - data, size);
     debug_assert!(touched <= MAX_BLOCKS);
     let mut free = [0u64; MAX_BLOCKS / 64];
     let mut b = s.free;
     while !b.is_null() {
-        let i = (b as usize - data) / size;
+        let i = crate::div(b as usize - data, size);
         *crate::at_mut(&mut free, i / 64) |= 1 << (i % 64);
         // SAFETY: blocks on the free list are free and hold a valid link.
         b = unsafe { (*b).next };
@@ -525,7 +525,10 @@ pub(crate) unsafe fn mixed_block(span: *const Span, p: usize) -> (usize, usize) 
         )
     };
     let size = class_size(class);
-    (span as usize + start + (off - start) / size * size, class)
+    (
+        span as usize + start + crate::div(off - start, size) * size,
+        class,
+    )
 }
 
 /// Calls `f(first block, end, class)` for every run of mixed span `span`, in

@@ -160,6 +160,54 @@ fn preload_library_carries_no_std_runtime() {
     }
 }
 
+/// Pages the library's loadable segments span in memory: each is resident in every
+/// process the library is preloaded into (fault-around maps the file-backed pages
+/// of a segment on its first touch; the writable one is copied on write), so
+/// `sqlite3` pays for every one (see BENCHMARKS.md). Six: five of read-only data
+/// and code, one of writable data, which has only a few dozen bytes to spare
+/// (a new static or import can cost a seventh page). Checked on the release build,
+/// and only when lld linked it (ld.bfd lays out the writable segment differently).
+#[test]
+fn preload_library_spans_six_pages() {
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().unwrap().parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "alloctrace-malloc",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building liballoctrace_malloc.so failed");
+    let elf = std::fs::read(target_dir.join("release/liballoctrace_malloc.so")).unwrap();
+    if !elf.windows(11).any(|w| w == b"Linker: LLD") {
+        return;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let page = 4096;
+    let mut pages = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if u32::from_le_bytes(elf[ph..ph + 4].try_into().unwrap()) == 1 {
+            let (vaddr, memsz) = (u64_at(ph + 0x10), u64_at(ph + 0x28));
+            pages.push((vaddr + memsz).div_ceil(page) - vaddr / page);
+        }
+    }
+    assert!(
+        pages.iter().sum::<usize>() <= 6,
+        "PT_LOAD page spans {pages:?}"
+    );
+}
+
 #[test]
 fn fork_while_threads_allocate() {
     let exe = compile(&programs_dir().join("fork.c"));

@@ -33,8 +33,8 @@ use allocator::c_api;
 #[cfg(not(test))]
 #[allow(unused_imports)]
 use allocator::{
-    at, at_mut, c_api, chunk_map, global, heap, heap_api, large, lock, os, pool, size_class, span,
-    stats, thread_cache, Config, Heap,
+    at, at_mut, c_api, chunk_map, div, global, heap, heap_api, large, lock, os, pool, size_class,
+    span, stats, thread_cache, Config, Heap,
 };
 
 // Without std nothing names the C library, and the library's `DT_NEEDED` would not

@@ -28,8 +28,43 @@ pub fn key_arm(key: libc::pthread_key_t) -> bool {
 
 /// Registers fork handlers with `pthread_atfork`.
 pub fn atfork(prepare: ForkHandler, parent: ForkHandler, child: ForkHandler) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // glibc's `pthread_atfork` is a static stub (libc_nonshared.a) calling
+        // `__register_atfork` with the caller's `__dso_handle`, through the PLT. The
+        // same call made here saves the preload library its PLT, the PLT's GOT and
+        // four dynamic entries (part of its one page of writable data).
+        // SAFETY: the handlers are plain C-ABI functions valid for the program's
+        // lifetime; `__dso_handle` is the linked object's own (hidden) handle, whose
+        // address libc keeps to drop the handlers if that object is unloaded.
+        unsafe {
+            __register_atfork(
+                Some(prepare),
+                Some(parent),
+                Some(child),
+                core::ptr::addr_of!(__dso_handle).cast(),
+            ) == 0
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     // SAFETY: the handlers are plain C-ABI functions valid for the program's lifetime.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    /// What glibc's `pthread_atfork` stub calls (exported since glibc 2.3.2).
+    fn __register_atfork(
+        prepare: Option<ForkHandler>,
+        parent: Option<ForkHandler>,
+        child: Option<ForkHandler>,
+        dso_handle: *const c_void,
+    ) -> core::ffi::c_int;
+    /// The handle of the object being linked: defined (hidden) by the C runtime's
+    /// start files, or by the preload library itself, which is linked without them.
+    static __dso_handle: u8;
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -42,17 +42,23 @@ pub struct ProcTrace {
     tsc: bool,
     /// Busy flags are set without a fence ([`abi::FLAG_MEMBARRIER`]).
     fenceless: bool,
+    /// Times of records from before the process had a second thread are
+    /// rounded down to a multiple of this many ns (1: kept as read).
+    resolution: u64,
 }
 
 impl ProcTrace {
     /// Starts the trace for a mapped, ready process file. `root` says whether
-    /// this is the recorded command's own first image.
+    /// this is the recorded command's own first image; `resolution` (ns, at
+    /// least 1) is the time resolution of events from while the process had
+    /// one thread (see [`abi::Threads::multi_since`]).
     pub fn new(
         pid: u32,
         image: u32,
         map: ProcMap,
         path: PathBuf,
         root: bool,
+        resolution: u64,
     ) -> anyhow::Result<ProcTrace> {
         let h = map.header();
         let (cmdline, exe) = map.strings();
@@ -104,6 +110,7 @@ impl ProcTrace {
             pending_realloc: HashMap::new(),
             tsc,
             fenceless,
+            resolution: resolution.max(1),
         })
     }
 
@@ -139,6 +146,9 @@ impl ProcTrace {
         } else {
             wm
         };
+        // Records still to come may have their times rounded down: so is
+        // the watermark (rounding is monotonic, so they stay above it).
+        let wm = floor_to(wm, self.resolution);
         let mut order: Vec<(u64, usize, bool)> = Vec::new();
         for i in 0..abi::NCHUNKS {
             let c = self.map.chunk(i);
@@ -192,16 +202,46 @@ impl ProcTrace {
             let b = self.map.chunk_bytes(i, from, to);
             std::slice::from_raw_parts(b.as_ptr(), b.len())
         };
-        self.decode_bytes(clock, tid, bytes)
+        // Loaded after the chunk's `committed` (Acquire, in `drain`): every
+        // record below it that comes after a second thread's registration
+        // sees the word that registration lowered (see `abi::Threads`).
+        let since = match self
+            .map
+            .header()
+            .threads
+            .multi_since
+            .load(Ordering::Acquire)
+        {
+            0 => u64::MAX,
+            t => t,
+        };
+        let coarse_below = if self.resolution > 1 { since } else { 0 };
+        self.decode_bytes(clock, tid, bytes, coarse_below)
     }
 
-    fn decode_bytes(&mut self, clock: &TimeMap, tid: u32, bytes: &[u8]) -> anyhow::Result<usize> {
+    /// Decodes `bytes`, rounding down the times of records whose clock
+    /// reading is below `coarse_below`.
+    fn decode_bytes(
+        &mut self,
+        clock: &TimeMap,
+        tid: u32,
+        bytes: &[u8],
+        coarse_below: u64,
+    ) -> anyhow::Result<usize> {
         let mut at = 0;
         // One chunk holds one thread's records: its last time is looked up
         // once per chunk, not once per record.
         let mut last = self.last_time.get(&tid).copied().unwrap_or(0);
         let mut exited = false;
-        let r = self.decode_records(clock, tid, bytes, &mut at, &mut last, &mut exited);
+        let r = self.decode_records(
+            clock,
+            tid,
+            bytes,
+            coarse_below,
+            &mut at,
+            &mut last,
+            &mut exited,
+        );
         // A thread's times only grow: its last is the chunk's latest time
         // (an exit's is taken before `last` restarts).
         self.max_time = self.max_time.max(last);
@@ -213,11 +253,13 @@ impl ProcTrace {
         r.map(|()| at)
     }
 
+    #[allow(clippy::too_many_arguments)] // the decoding state, kept in registers
     fn decode_records(
         &mut self,
         clock: &TimeMap,
         tid: u32,
         bytes: &[u8],
+        coarse_below: u64,
         at: &mut usize,
         last: &mut u64,
         exited: &mut bool,
@@ -230,6 +272,7 @@ impl ProcTrace {
         let newest = if tsc { clock.newest() } else { None };
         let mut max_tick = 0u64;
         let floor = self.advanced;
+        let res = self.resolution;
         let mut events = 0u64;
         let r = loop {
             if *at + abi::RECORD_HEADER > bytes.len() {
@@ -270,6 +313,11 @@ impl ProcTrace {
                         }
                         _ => ns(time),
                     };
+                    let t = if time < coarse_below {
+                        floor_to(t, res)
+                    } else {
+                        t
+                    };
                     let t = t.max(*last).max(floor);
                     *last = t;
                     // No heap data in the event, nothing to drop.
@@ -285,7 +333,7 @@ impl ProcTrace {
                     continue;
                 }
             }
-            match self.decode_other(clock, tid, bytes, at, last, exited) {
+            match self.decode_other(clock, tid, bytes, coarse_below, at, last, exited) {
                 Ok(true) => {}
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
@@ -298,11 +346,13 @@ impl ProcTrace {
 
     /// Decodes the record at `at` on the general path; false when no whole
     /// record is left.
+    #[allow(clippy::too_many_arguments)] // as `decode_records`
     fn decode_other(
         &mut self,
         clock: &TimeMap,
         tid: u32,
         bytes: &[u8],
+        coarse_below: u64,
         at: &mut usize,
         last: &mut u64,
         exited: &mut bool,
@@ -413,7 +463,13 @@ impl ProcTrace {
             _ => return Ok(true),
         };
         // Keep each thread's records in time order and above the watermark.
-        let t = ns(time).max(*last).max(self.advanced);
+        let t = ns(time);
+        let t = if time < coarse_below {
+            floor_to(t, self.resolution)
+        } else {
+            t
+        };
+        let t = t.max(*last).max(self.advanced);
         *last = t;
         let exit = matches!(event, Event::ThreadExit);
         self.writer.write(&Record {
@@ -468,6 +524,17 @@ impl ProcTrace {
             .finish(&trailer)
             .with_context(|| format!("finishing {}", self.path.display()))?;
         Ok(self.path)
+    }
+}
+
+/// `t` rounded down to a multiple of `res` (at least 1); the default
+/// resolution divides by a constant (a multiply, not a division).
+#[inline(always)]
+fn floor_to(t: u64, res: u64) -> u64 {
+    if res == 1000 {
+        t - t % 1000
+    } else {
+        t - t % res
     }
 }
 

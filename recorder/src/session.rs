@@ -28,9 +28,29 @@ pub struct RecordOptions {
     pub quiet: bool,
 }
 
+/// Default time resolution of events recorded while a process has a single
+/// thread, in ns (see [`record_with_resolution`]).
+pub const DEFAULT_TIME_RESOLUTION: u64 = 1000;
+
 /// Runs `opts.command` under the recorder and writes its traces. If the
 /// recorder cannot start, the program still runs (untraced) after one message.
+/// Times have the default resolution ([`DEFAULT_TIME_RESOLUTION`]).
 pub fn record(opts: &RecordOptions) -> anyhow::Result<RecordOutcome> {
+    record_with_resolution(opts, DEFAULT_TIME_RESOLUTION)
+}
+
+/// [`record`] with the times of events a process records while it has a
+/// single thread rounded down to a multiple of `time_resolution` ns (1 keeps
+/// every time to the nanosecond). Such times are most of a trace's bytes
+/// when kept to the nanosecond (their low digits are noise that does not
+/// compress), and their order does not depend on them. From the moment a
+/// second thread of the process records anything, its events keep their
+/// nanosecond times: order across threads comes from times, and is exact.
+/// Each forked child and exec'd image starts again with one thread.
+pub fn record_with_resolution(
+    opts: &RecordOptions,
+    time_resolution: u64,
+) -> anyhow::Result<RecordOutcome> {
     anyhow::ensure!(!opts.command.is_empty(), "no command to record");
     let setup = prepare(opts);
     let (dir, preload) = match setup {
@@ -55,7 +75,7 @@ pub fn record(opts: &RecordOptions) -> anyhow::Result<RecordOutcome> {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
-    let result = run_session(opts, &dir, &preload);
+    let result = run_session(opts, &dir, &preload, time_resolution.max(1));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -104,7 +124,12 @@ fn trace_path(root: &Path, pid: u32, image: u32, is_root: bool) -> PathBuf {
     root.with_file_name(name)
 }
 
-fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Result<RecordOutcome> {
+fn run_session(
+    opts: &RecordOptions,
+    dir: &Path,
+    preload: &Path,
+    time_resolution: u64,
+) -> anyhow::Result<RecordOutcome> {
     // Orphaned descendants are re-parented to us, so we learn how they ended.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -172,7 +197,7 @@ fn run_session(opts: &RecordOptions, dir: &Path, preload: &Path) -> anyhow::Resu
                         let out = trace_path(&opts.output, key.0, key.1, is_root);
                         // The file stays until the image is finished, so a
                         // later exec by the same pid gets the next number.
-                        match ProcTrace::new(key.0, key.1, map, out, is_root) {
+                        match ProcTrace::new(key.0, key.1, map, out, is_root, time_resolution) {
                             Ok(t) => {
                                 live.insert(key, (t, path));
                             }

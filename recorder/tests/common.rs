@@ -32,8 +32,14 @@ pub struct Run {
     pub exit_code: i32,
 }
 
-/// Records `cmd` into `dir/out.atrace`.
+/// Records `cmd` into `dir/out.atrace` (default time resolution).
 pub fn record(dir: &Path, cmd: &[&str]) -> Run {
+    record_with(dir, cmd, recorder::DEFAULT_TIME_RESOLUTION)
+}
+
+/// Records `cmd` into `dir/out.atrace` with a time resolution of
+/// `resolution` ns.
+pub fn record_with(dir: &Path, cmd: &[&str], resolution: u64) -> Run {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let opts = recorder::RecordOptions {
         output: dir.join("out.atrace"),
@@ -41,7 +47,7 @@ pub fn record(dir: &Path, cmd: &[&str]) -> Run {
         max_depth: 64,
         quiet: true,
     };
-    let o = recorder::record(&opts).expect("record");
+    let o = recorder::record_with_resolution(&opts, resolution).expect("record");
     Run {
         traces: o.traces,
         exit_code: o.exit_code,

@@ -4,3 +4,4 @@
 mod common;
 mod programs;
 mod real_programs;
+mod resolution;

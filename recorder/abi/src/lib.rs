@@ -43,7 +43,7 @@ pub const ENV_CLOCK: &str = "ALLOCTRACE_CLOCK";
 /// `ProcHeader::magic`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATRCSHM1");
 /// `ProcHeader::version`; bumped on any layout change.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Bytes reserved for the process header and its strings.
 pub const PROC_HEADER_SIZE: usize = 64 << 10;
@@ -133,6 +133,35 @@ pub struct ProcHeader {
     pub next_stack: AtomicU32,
     /// Collector round counter (written by the collector; a liveness hint).
     pub heartbeat: AtomicU32,
+    /// When the process became multi-threaded (on a cache line of its own:
+    /// the collector writes `heartbeat` every round).
+    pub threads: Threads,
+}
+
+/// The process's thread count and when a second thread appeared: the
+/// collector may coarsen the times of records that come before that
+/// ([`Threads::multi_since`]), since their order against other threads
+/// cannot matter.
+#[repr(C, align(64))]
+pub struct Threads {
+    /// Threads that have registered (claimed a slot) in this image.
+    pub registered: AtomicU32,
+    /// `_pad` keeps `multi_since` 8-byte aligned.
+    pub _pad: u32,
+    /// 0 while only one thread has registered. Every later thread, before
+    /// it writes its first record, reads the records' clock and lowers this
+    /// word to that value (a compare-exchange loop keeping the minimum of all
+    /// such readings): every record of a thread but the first then has a
+    /// time at or above it, and any record that comes after (happens after)
+    /// a later thread's registration, on any thread, is written after the
+    /// word was lowered. A collector that loads the word after the
+    /// `Acquire` load of a chunk's `committed` thus sees, for each record
+    /// below that, a value at or below the record's time whenever the
+    /// record could be ordered against another thread's; records below the
+    /// value it sees are the first thread's and came before every other
+    /// thread's records, and may have their times rounded down. Same clock
+    /// as the records.
+    pub multi_since: AtomicU64,
 }
 
 /// Per-thread watermark state.

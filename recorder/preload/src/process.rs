@@ -294,6 +294,33 @@ impl Process {
         })
     }
 
+    /// Counts a thread that starts recording (before its first record); from
+    /// the second thread on, lowers [`abi::Threads::multi_since`] to the
+    /// records' clock now, so that every record this thread writes has a
+    /// time at or above the word. Each thread keeps the minimum (not the
+    /// first value stored): two threads registering at once could otherwise
+    /// leave the later reading there, above records of the other.
+    pub fn register_thread(&self) {
+        let t = &self.header().threads;
+        if t.registered.fetch_add(1, Ordering::AcqRel) == 0 {
+            return;
+        }
+        // Read with a fence after every earlier instruction; the records this
+        // thread writes next read the clock after it (the first of them, its
+        // thread start, with a fence of its own, see `ThreadState::reset`).
+        let now = sys::now().max(1);
+        let mut cur = t.multi_since.load(Ordering::Acquire);
+        while cur == 0 || cur > now {
+            match t
+                .multi_since
+                .compare_exchange_weak(cur, now, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
     /// Claims a free chunk for `tid`, waiting for the collector to free one
     /// when all are in use; `None` if the collector is gone or too slow.
     pub fn claim_chunk(&self, tid: u32) -> Option<usize> {

@@ -105,6 +105,11 @@ impl ThreadState {
         self.tid = sys::gettid();
         self.epoch = p.epoch;
         self.slot = p.claim_slot(self.tid);
+        if self.slot.is_some() {
+            // Before this thread's first record (the module records and the
+            // thread start below, both read the clock with a fence).
+            p.register_thread();
+        }
         self.chunk = None;
         self.off = 0;
         if let Some(u) = self.unwinder.as_mut() {

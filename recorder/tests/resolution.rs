@@ -1,0 +1,132 @@
+//! Time resolution: events recorded while a process has one thread have
+//! whole-microsecond times by default; events from when it has more keep
+//! nanoseconds, and cross-thread order stays exact.
+
+use std::collections::{BTreeMap, HashSet};
+
+use traces::Event;
+
+use crate::common::{compile, read, record, record_with, Trace};
+
+const US: u64 = 1000;
+
+fn whole_us(t: &Trace) -> usize {
+    t.records.iter().filter(|r| r.time % US == 0).count()
+}
+
+/// Heap events by kind and function: what the program did, whatever the times.
+fn heap_counts(t: &Trace) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in &t.records {
+        let key = match &r.event {
+            Event::Alloc { func, .. } => format!("alloc {func:?}"),
+            Event::Free { func, .. } => format!("free {func:?}"),
+            Event::Realloc { func, .. } => format!("realloc {func:?}"),
+            _ => continue,
+        };
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn single_thread_times_are_whole_microseconds() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let exe = compile("counts.c", d.path());
+    let coarse = read(&record(d.path(), &[exe.to_str().unwrap()]).traces[0]);
+    let fine = read(&record_with(d.path(), &[exe.to_str().unwrap()], 1).traces[0]);
+    assert!(coarse.records.len() > 20);
+    // By default every time is a whole microsecond, the watermarks' and the
+    // end time too; the events are the same.
+    assert_eq!(whole_us(&coarse), coarse.records.len());
+    assert_eq!(coarse.trailer.as_ref().expect("trailer").end_time % US, 0);
+    assert_eq!(heap_counts(&coarse), heap_counts(&fine));
+    assert!(heap_counts(&coarse).values().sum::<usize>() >= 20);
+    // `--time-resolution ns` keeps nanoseconds.
+    assert!(whole_us(&fine) < fine.records.len());
+    // Each thread's times still never decrease.
+    assert!(coarse.records.windows(2).all(|w| w[0].time <= w[1].time));
+}
+
+#[test]
+fn times_stay_exact_once_a_second_thread_starts() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let exe = compile("late_threads.c", d.path());
+    let run = record(d.path(), &[exe.to_str().unwrap()]);
+    assert_eq!(run.exit_code, 0);
+    let t = read(&run.traces[0]);
+    assert_eq!(t.trailer.as_ref().expect("trailer").dropped_events, 0);
+    let main = t.header.pid;
+    let phase = |size: u64| -> Vec<u64> {
+        t.records
+            .iter()
+            .filter(|r| matches!(r.event, Event::Alloc { size: s, .. } if s / 100 == size / 100))
+            .map(|r| r.time)
+            .collect()
+    };
+    let (alone, shared, after) = (phase(7400), phase(7600), phase(7500));
+    assert_eq!(
+        (alone.len(), shared.len(), after.len()),
+        (2000, 80_000, 2000)
+    );
+    // Alone: whole microseconds. With other threads, and after them (the
+    // process stays multi-threaded): nanoseconds (a whole microsecond one
+    // time in a thousand).
+    assert!(alone.iter().all(|&x| x % US == 0));
+    let whole = |v: &[u64]| v.iter().filter(|&&x| x % US == 0).count();
+    assert!(whole(&shared) < shared.len() / 50, "{}", whole(&shared));
+    assert!(whole(&after) < after.len() / 50, "{}", whole(&after));
+    // Every record of the other threads is later than every coarse one.
+    let first_other = t
+        .records
+        .iter()
+        .filter(|r| r.thread != main)
+        .map(|r| r.time)
+        .min()
+        .expect("other threads");
+    assert!(alone.iter().all(|&x| x <= first_other));
+    // Cross-thread order: no block freed before its allocation, none
+    // allocated twice without a free between.
+    let test_addrs: HashSet<u64> = t
+        .records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Alloc { addr, size, .. } if (7400..7700).contains(&size) => Some(addr),
+            _ => None,
+        })
+        .collect();
+    let mut live = HashSet::new();
+    let (mut early_frees, mut double_allocs, mut frees) = (0, 0, 0);
+    for r in &t.records {
+        match r.event {
+            Event::Alloc { addr, size, .. }
+                if (7400..7700).contains(&size) && !live.insert(addr) =>
+            {
+                double_allocs += 1;
+            }
+            Event::Free { addr, .. } if test_addrs.contains(&addr) => {
+                if live.remove(&addr) {
+                    frees += 1;
+                } else {
+                    early_frees += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((early_frees, double_allocs), (0, 0));
+    assert_eq!(frees, 84_000);
+}
+
+#[test]
+fn forked_child_starts_coarse_again() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let exe = compile("fork.c", d.path());
+    let run = record(d.path(), &[exe.to_str().unwrap()]);
+    assert_eq!(run.traces.len(), 2, "{:?}", run.traces);
+    for p in &run.traces {
+        let t = read(p);
+        assert!(t.records.len() > 3);
+        assert_eq!(whole_us(&t), t.records.len(), "{}", p.display());
+    }
+}

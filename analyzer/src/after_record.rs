@@ -41,7 +41,7 @@ pub fn report(trace: &Path) -> anyhow::Result<()> {
         count(errors)
     );
     if let Some(g) = leaks.leaks.first() {
-        if let Some(f) = g.stack.first() {
+        if let Some(f) = crate::symbols::skip_plumbing(&g.stack).0.first() {
             eprintln!("  largest leak: {} from {}", bytes(g.bytes), f.display());
         }
     }

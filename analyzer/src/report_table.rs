@@ -3,7 +3,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
-use crate::symbols::Frame;
+use crate::symbols::{skip_plumbing, Frame};
 
 /// Frames shown per stack in tables (JSON has them all).
 pub const TABLE_FRAMES: usize = 8;
@@ -43,22 +43,27 @@ pub fn key_values(rows: &[(&str, String)]) -> Table {
     t
 }
 
-/// One frame per line, innermost first, at most [`TABLE_FRAMES`].
+/// One frame per line, innermost first, at most [`TABLE_FRAMES`] after the
+/// leading allocation plumbing (Rust's `alloc` crate, libstdc++'s
+/// allocator), which is counted on the first line instead (`--json` keeps
+/// every frame).
 pub fn stack_cell(frames: &[Frame]) -> String {
     if frames.is_empty() {
         return "(no stack recorded)".to_string();
     }
-    let mut s: Vec<String> = frames
-        .iter()
-        .take(TABLE_FRAMES)
-        .map(|f| {
-            if f.inlined {
-                format!("{} [inlined]", f.display())
-            } else {
-                f.display()
-            }
-        })
-        .collect();
+    let (frames, hidden) = skip_plumbing(frames);
+    let mut s: Vec<String> = Vec::with_capacity(TABLE_FRAMES + 2);
+    if hidden > 0 {
+        let plural = if hidden == 1 { "" } else { "s" };
+        s.push(format!("({hidden} allocator frame{plural} hidden)"));
+    }
+    s.extend(frames.iter().take(TABLE_FRAMES).map(|f| {
+        if f.inlined {
+            format!("{} [inlined]", f.display())
+        } else {
+            f.display()
+        }
+    }));
     if frames.len() > TABLE_FRAMES {
         s.push(format!("… {} more", frames.len() - TABLE_FRAMES));
     }
@@ -101,11 +106,64 @@ pub fn count(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::symbols::Frame;
+
     #[test]
     fn formats() {
         assert_eq!(super::count(1234567), "1,234,567");
         assert_eq!(super::count(12), "12");
         assert_eq!(super::bytes(1536), "1.5 KiB");
         assert_eq!(super::bytes(10), "10 B");
+    }
+
+    fn frame(function: &str, file: Option<&str>) -> Frame {
+        Frame {
+            function: Some(function.to_string()),
+            file: file.map(str::to_string),
+            line: file.map(|_| 7),
+            module: Some("/bin/prog".to_string()),
+            address: 0x1000,
+            offset: 0x1000,
+            inlined: false,
+        }
+    }
+
+    #[test]
+    fn stack_cells_hide_leading_allocator_frames() {
+        let rs = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+        let stack = vec![
+            frame("alloc", Some(&format!("{rs}/alloc/src/alloc.rs"))),
+            frame(
+                "finish_grow",
+                Some(&format!("{rs}/alloc/src/raw_vec/mod.rs")),
+            ),
+            frame("alloc::raw_vec::RawVec<T>::grow_one", None),
+            frame("parse_line", Some("/src/app/src/parse.rs")),
+            // Plumbing further out is the program's business: kept.
+            frame("alloc", Some(&format!("{rs}/alloc/src/alloc.rs"))),
+            frame("main", Some("/src/app/src/main.rs")),
+        ];
+        assert_eq!(
+            super::stack_cell(&stack),
+            "(3 allocator frames hidden)\nparse_line (parse.rs:7)\nalloc (alloc.rs:7)\nmain (main.rs:7)"
+        );
+        // C++: libstdc++'s allocator headers, not the containers.
+        let cxx = vec![
+            frame(
+                "std::__new_allocator<int>::allocate",
+                Some("/usr/include/c++/12/bits/new_allocator.h"),
+            ),
+            frame(
+                "std::vector<int>::_M_realloc_insert",
+                Some("/usr/include/c++/12/bits/stl_vector.h"),
+            ),
+        ];
+        assert!(super::stack_cell(&cxx).starts_with("(1 allocator frame hidden)\nstd::vector"));
+        // A user file that happens to be called alloc.rs is not plumbing,
+        // and a stack of nothing but plumbing is shown whole.
+        let own = vec![frame("alloc", Some("/src/app/library/alloc/src/alloc.rs"))];
+        assert_eq!(super::stack_cell(&own), "alloc (alloc.rs:7)");
+        let only = vec![frame("__rust_alloc", None)];
+        assert_eq!(super::stack_cell(&only), "__rust_alloc");
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{Input, Symbolized, Symbolizer};
@@ -52,6 +53,65 @@ impl Frame {
             (None, Some(m)) => format!("{}+{:#x}", basename(m), self.offset),
             (None, None) => format!("{:#x}", self.address),
         }
+    }
+}
+
+/// Source files of allocation plumbing: the layers between a program's
+/// code and the hooked allocation function (Rust's `alloc` crate and
+/// `std`'s system allocator, libstdc++'s allocator headers).
+const PLUMBING_FILES: &[&str] = &[
+    "/library/alloc/src/",
+    "/library/std/src/sys/alloc/",
+    "/library/std/src/alloc.rs",
+    "/library/core/src/alloc/",
+    "/bits/new_allocator.h",
+    "/bits/alloc_traits.h",
+    "/bits/allocator.h",
+];
+
+/// Function-name prefixes of the same plumbing, for modules without line
+/// information (symbol tables only).
+const PLUMBING_FUNCTIONS: &[&str] = &[
+    "alloc::",
+    "<alloc::",
+    "std::sys::alloc::",
+    "<std::alloc::System",
+    "std::alloc::",
+    "__rust_alloc",
+    "__rust_realloc",
+    "__rdl_",
+    "__rg_",
+];
+
+impl Frame {
+    /// Whether this frame is allocation plumbing rather than the program's
+    /// own code: Rust's `alloc` crate (`Vec`, `Box`, `String`, `RawVec`
+    /// growth) and system allocator, libstdc++'s `std::allocator`. Tables
+    /// hide such frames at the top of a stack, so the first frame shown is
+    /// the code that asked for memory.
+    pub fn is_allocation_plumbing(&self) -> bool {
+        if let Some(file) = self.file.as_deref() {
+            return PLUMBING_FILES.iter().any(|p| file.contains(p))
+                && (file.starts_with("/rustc/") || file.contains("/c++/"));
+        }
+        self.function
+            .as_deref()
+            .is_some_and(|f| PLUMBING_FUNCTIONS.iter().any(|p| f.starts_with(p)))
+    }
+}
+
+/// The frames of `stack` after its leading allocation plumbing (see
+/// [`Frame::is_allocation_plumbing`]), and how many were skipped. A stack
+/// made only of plumbing is returned whole.
+pub fn skip_plumbing(stack: &[Frame]) -> (&[Frame], usize) {
+    let n = stack
+        .iter()
+        .take_while(|f| f.is_allocation_plumbing())
+        .count();
+    if n == stack.len() {
+        (stack, 0)
+    } else {
+        (&stack[n..], n)
     }
 }
 
@@ -261,7 +321,7 @@ fn resolve(symbolizer: &Symbolizer, m: &Module, addrs: &[u64]) -> Vec<Vec<Frame>
             .map(|(a, o)| vec![unknown_frame(*a, Some(&m.path), *o)])
             .collect()
     };
-    if !Path::new(&m.path).is_file() {
+    if !Path::new(&m.path).is_file() || !same_build(m) {
         return fallback();
     }
     let src = Source::Elf(Elf::new(&m.path));
@@ -297,6 +357,31 @@ fn resolve(symbolizer: &Symbolizer, m: &Module, addrs: &[u64]) -> Vec<Vec<Frame>
             Symbolized::Unknown(_) => vec![unknown_frame(*a, Some(&m.path), *o)],
         })
         .collect()
+}
+
+/// Whether the file at `m.path` is still the module that was recorded: the
+/// same GNU build id, when the trace has one. A program rebuilt since the
+/// recording would otherwise get functions and lines of other code; its
+/// frames degrade to module+offset instead, with one warning per module.
+fn same_build(m: &Module) -> bool {
+    if m.build_id.is_empty() {
+        return true;
+    }
+    let now = blazesym::helper::read_elf_build_id(&m.path);
+    if matches!(&now, Ok(Some(id)) if **id == *m.build_id) {
+        return true;
+    }
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.contains(&m.path) {
+        eprintln!(
+            "alloctrace: warning: {} is not the file that was recorded (its build id differs): \
+             its frames are shown as module+offset",
+            m.path
+        );
+        warned.push(m.path.clone());
+    }
+    false
 }
 
 fn code(ci: Option<&blazesym::symbolize::CodeInfo<'_>>) -> (Option<String>, Option<u32>) {

@@ -170,6 +170,54 @@ fn stripped_or_missing_module_degrades_to_module_and_offset() {
     }
 }
 
+/// The GNU build id of `bin`, from `readelf -n`.
+fn build_id(bin: &Path) -> Vec<u8> {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(bin)
+        .output()
+        .expect("readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .expect("cc links with a build id");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_module_rebuilt_since_the_recording_degrades_to_module_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("leak", dir.path());
+    let leak_ra = return_address_of_call(&bin, "make_leak", "malloc");
+    let main_ra = return_address_of_call(&bin, "main", "make_leak");
+    let id = build_id(&bin);
+    let mut other = id.clone();
+    other[0] ^= 0xff;
+    for (recorded, same) in [(id, true), (other, false)] {
+        let mut t = Trace::new(0);
+        let (start, end) = range(&bin);
+        t.module_with_build_id(bin.to_str().unwrap(), BIAS, start, end, recorded);
+        let s = t.stack(&[BIAS + leak_ra, BIAS + main_ra]);
+        t.alloc(AllocFn::Malloc, 0x1000, 24, s);
+        let (_d, p) = t.finish();
+        let a = analyze(&p).unwrap();
+        let mut syms = Symbols::new(&a.result.modules);
+        let st = syms.stack(&a.stacks, s);
+        if same {
+            assert_eq!(st[0].function.as_deref(), Some("make_leak"));
+            assert_eq!(st[0].line, Some(line_of("LEAK-LINE")));
+        } else {
+            assert_eq!(st[0].function, None, "{st:?}");
+            assert_eq!(st[0].offset, leak_ra);
+            assert_eq!(st[1].function, None);
+        }
+    }
+}
+
 #[test]
 fn inlined_frames_are_expanded_innermost_first() {
     let dir = tempfile::tempdir().unwrap();

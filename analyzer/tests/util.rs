@@ -91,6 +91,17 @@ impl Trace {
     }
 
     pub fn module(&mut self, path: &str, base: u64, start: u64, end: u64) {
+        self.module_with_build_id(path, base, start, end, Vec::new());
+    }
+
+    pub fn module_with_build_id(
+        &mut self,
+        path: &str,
+        base: u64,
+        start: u64,
+        end: u64,
+        build_id: Vec<u8>,
+    ) {
         self.ev(
             1,
             Event::ModuleLoad(Box::new(Module {
@@ -98,7 +109,7 @@ impl Trace {
                 base,
                 start,
                 end,
-                build_id: Vec::new(),
+                build_id,
             })),
         );
     }

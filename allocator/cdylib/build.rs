@@ -35,9 +35,6 @@ fn main() {
     // imports and their relocations (`__dso_handle`, which `pthread_atfork` passes
     // to libc, is defined in lib.rs).
     println!("cargo:rustc-link-arg-cdylib=-nostartfiles");
-    // Relative relocations (the GOT's entries for the library's own functions) as a
-    // bitmap (DT_RELR, glibc 2.36 and later) instead of 24 bytes each.
-    println!("cargo:rustc-link-arg-cdylib=-Wl,-z,pack-relative-relocs");
     // No unwind tables (see discard-unwind.ld): 3.5 KiB less read-only data.
     // Backtraces (a debugger, `perf --call-graph=dwarf`) stop at the library's frames.
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

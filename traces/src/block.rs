@@ -130,6 +130,11 @@ pub struct BlockReader<R> {
     /// megabyte buffers cost page faults on every block).
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     spare: Vec<Vec<u8>>,
+    /// The largest capacity a payload buffer was given: every payload gets
+    /// at least this much, so a recycled buffer is always large enough
+    /// (blocks' sizes differ by a few bytes; growing a buffer by that much
+    /// would reallocate a megabyte on every other block).
+    payload_cap: usize,
 }
 
 impl<R: Read> BlockReader<R> {
@@ -143,6 +148,7 @@ impl<R: Read> BlockReader<R> {
             scratch: Vec::new(),
             zstd: None,
             spare: Vec::new(),
+            payload_cap: 0,
         }
     }
 
@@ -208,9 +214,19 @@ impl<R: Read> BlockReader<R> {
             }));
         }
         let payload = if flags & FLAG_ZSTD != 0 {
-            let mut out = self.spare.pop().unwrap_or_default();
-            out.clear();
-            out.reserve_exact(raw_len as usize + ZSTD_LIT_ROOM);
+            let need = raw_len as usize + ZSTD_LIT_ROOM;
+            let mut out = if ty == BlockType::Events {
+                // Comes back through `recycle`: a pooled buffer.
+                self.payload_cap = self.payload_cap.max(need);
+                let mut out = self.spare.pop().unwrap_or_default();
+                out.clear();
+                out.reserve_exact(self.payload_cap);
+                out
+            } else {
+                // Kept or dropped by the reader: a buffer of its own, so
+                // that the pool is not drained by stack tables.
+                Vec::with_capacity(need)
+            };
             let z = match &mut self.zstd {
                 Some(z) => z,
                 None => self.zstd.insert(
@@ -229,9 +245,13 @@ impl<R: Read> BlockReader<R> {
                 ))));
             }
             out
-        } else {
+        } else if ty == BlockType::Events {
             let spare = self.spare.pop().unwrap_or_default();
             std::mem::replace(&mut self.scratch, spare)
+        } else {
+            // Watermarks, trailers, stack tables: small, and not given back
+            // (a pooled buffer would be lost with each).
+            self.scratch.clone()
         };
         self.offset += (HEADER_LEN as u64) + stored_len as u64;
         self.index += 1;

@@ -321,6 +321,16 @@ impl Process {
         }
     }
 
+    /// Whether a second thread has registered, as far as this thread can
+    /// tell: [`abi::Threads::multi_since`] is set. A thread that reads it
+    /// unset after an event cannot have an event of another thread before
+    /// that event (such an event comes after the other thread's
+    /// registration, which set the word, so this read would see it).
+    #[inline(always)]
+    pub fn multi_threaded(&self) -> bool {
+        self.header().threads.multi_since.load(Ordering::Relaxed) != 0
+    }
+
     /// Claims a free chunk for `tid`, waiting for the collector to free one
     /// when all are in use; `None` if the collector is gone or too slow.
     pub fn claim_chunk(&self, tid: u32) -> Option<usize> {

@@ -27,8 +27,9 @@ pub fn now() -> u64 {
 }
 
 /// [`now`] without waiting for earlier instructions to complete (no
-/// `lfence`): for a release, whose time must come before the real release
-/// only. `rdtsc` still executes before any later store becomes visible (it
+/// `lfence`, 9 ns a read here against 15.5): for a release, whose time must
+/// come before the real release only, and for any event while the process
+/// has had a single thread (see `ThreadState::write_with`). `rdtsc` still executes before any later store becomes visible (it
 /// completes before it retires, and stores become visible after they
 /// retire, in order), and after an interrupt that comes before it in
 /// program order (the collector's `membarrier`).

@@ -208,8 +208,13 @@ impl ThreadState {
             if p.fenceless {
                 slot.busy.store(1, Ordering::Relaxed);
                 // A release's time only has to come before the real release,
-                // which it does without waiting for earlier instructions.
-                if kind == abi::KIND_FREE {
+                // which it does without waiting for earlier instructions. An
+                // allocation's time has to come after the real allocation
+                // only when the block may have been released by another
+                // thread: while no second thread has registered, no event
+                // of another thread can come before it, and its order in
+                // this thread is kept by the collector.
+                if kind == abi::KIND_FREE || !p.multi_threaded() {
                     sys::now_unordered()
                 } else {
                     sys::now()

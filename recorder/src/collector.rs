@@ -273,6 +273,8 @@ impl ProcTrace {
         let mut max_tick = 0u64;
         let floor = self.advanced;
         let res = self.resolution;
+        // Start of the last rounded time's interval (a multiple of `res`).
+        let mut bucket = 0u64;
         let mut events = 0u64;
         let r = loop {
             if *at + abi::RECORD_HEADER > bytes.len() {
@@ -314,7 +316,12 @@ impl ProcTrace {
                         _ => ns(time),
                     };
                     let t = if time < coarse_below {
-                        floor_to(t, res)
+                        // Most records fall in the previous one's
+                        // microsecond: no division for them.
+                        if t.wrapping_sub(bucket) >= res {
+                            bucket = floor_to(t, res);
+                        }
+                        bucket
                     } else {
                         t
                     };

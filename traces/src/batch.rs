@@ -319,6 +319,59 @@ impl EventBatch {
         &mut self.time[self.len..]
     }
 
+    /// Moves events of `from` (one thread's, decoded ahead) into this batch,
+    /// from `from`'s event `*pos` on: at most `max` of them (and no more than
+    /// there is room for), stopping before the first whose time is not below
+    /// `limit`, as [`crate::codec::BlockDecoder::decode_into`] would have.
+    /// Advances `*pos`, and `*other_pos` (the position in `from`'s others)
+    /// past them; non-heap events are moved, not cloned. Returns how many.
+    #[inline(always)]
+    pub(crate) fn take_run(
+        &mut self,
+        from: &mut EventBatch,
+        pos: &mut usize,
+        other_pos: &mut usize,
+        limit: u128,
+        max: usize,
+        thread: ThreadId,
+    ) -> usize {
+        let first = *pos;
+        let n = from.len.saturating_sub(first).min(max).min(CAP - self.len);
+        // One loop over all columns, stopping at the limit: a run is often
+        // a single event, where a copy per column would cost a call each.
+        let base = self.len;
+        let (time, threads, cols) = (&mut *self.time, &mut *self.thread, &mut *self.cols);
+        let (from_time, from_cols) = (&*from.time, &*from.cols);
+        let mut k = 0;
+        while k < n {
+            let (j, f) = ((base + k) & (CAP - 1), (first + k) & (CAP - 1));
+            let t = from_time[f];
+            if u128::from(t) >= limit {
+                break;
+            }
+            time[j] = t;
+            threads[j] = thread;
+            cols.kind[j] = from_cols.kind[f];
+            cols.addr[j] = from_cols.addr[f];
+            cols.aux[j] = from_cols.aux[f];
+            cols.size[j] = from_cols.size[f];
+            cols.stack[j] = from_cols.stack[f];
+            k += 1;
+        }
+        while let Some((j, e)) = from.others.get_mut(*other_pos) {
+            let j = *j as usize;
+            if j >= first + k {
+                break;
+            }
+            let e = std::mem::replace(e, Event::ThreadExit);
+            self.others.push(((base + j - first) as u32, e));
+            *other_pos += 1;
+        }
+        self.len = base + k;
+        *pos = first + k;
+        k
+    }
+
     /// Moves event `i` out as a record, leaving a placeholder in
     /// [`Self::others`]; `other_pos` is the caller's position in `others`,
     /// advanced past event `i` (events must be taken in order).

@@ -1151,7 +1151,10 @@ impl BlockDecoder {
     /// room for), stopping before the first whose time is not below `limit`
     /// (so a reader merging threads can stop where another thread's next
     /// event comes first). Returns the number of events decoded, thread
-    /// column included. On error, the events before the bad one are in `out`.
+    /// column included. On error, the events before the bad one are in `out`,
+    /// and [`BlockDecoder::peek_time`] then gives the bad event's time if
+    /// the event itself is bad (its opcode or a value), an error if its time
+    /// is, and `None` if the block was used up with column bytes left over.
     /// Checks, when the block is used up, that every column was consumed
     /// exactly.
     pub fn decode_into(
@@ -1244,6 +1247,9 @@ impl BlockDecoder {
                 break;
             };
             let Some(t) = time.checked_add(dt) else {
+                // Left unread, like a cut column: a later `peek_time` fails
+                // the same way.
+                times.set_pos(before);
                 result = Err("events block: time overflow".to_string());
                 break;
             };

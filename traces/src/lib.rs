@@ -25,6 +25,7 @@ pub mod codec;
 mod error;
 mod event;
 mod header;
+mod merge;
 mod prefetch;
 mod reader;
 pub mod stacks;

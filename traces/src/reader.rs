@@ -1,9 +1,6 @@
 //! The streaming reader: yields records in global time order by merging the
 //! per-thread blocks, holding only blocks not yet passed by a watermark.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-
 use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -13,6 +10,7 @@ use crate::batch::EventBatch;
 use crate::block::{BlockReader, BlockType, Next};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Record, ThreadId};
+use crate::merge::{Head, Heads, Queue, SHORT_RUN};
 use crate::prefetch::Prefetcher;
 use crate::stacks::StackTable;
 use crate::{codec, Header, Trailer, MAGIC, VERSION};
@@ -42,58 +40,6 @@ impl std::fmt::Display for Truncation {
 /// the trace corrupt; bounds memory on damaged or hostile input.
 pub const MAX_BUFFERED: usize = 1 << 30;
 
-/// One thread's pending events: undecoded blocks and the thread's address model.
-#[derive(Default)]
-struct Queue {
-    model: codec::AddrModel,
-    blocks: VecDeque<codec::BlockDecoder>,
-    /// Payload bytes of blocks finished since the reader last looked.
-    released: usize,
-    /// Payloads of those blocks, for the block reader to reuse.
-    spent: Vec<Vec<u8>>,
-}
-
-impl Queue {
-    /// Time of the thread's next event, dropping used-up blocks; `None` when
-    /// the queue is empty.
-    fn head_time(&mut self) -> Result<Option<u64>, String> {
-        while let Some(front) = self.blocks.front() {
-            if let Some(t) = front.peek_time()? {
-                return Ok(Some(t));
-            }
-            self.released += front.payload_len();
-            if let Some(b) = self.blocks.pop_front() {
-                self.spent.push(b.into_payload());
-            }
-        }
-        Ok(None)
-    }
-
-    /// Decodes into `out` up to `max` events with time below `limit`; returns
-    /// the time of the next event left, if any.
-    fn decode_run(
-        &mut self,
-        out: &mut EventBatch,
-        limit: u128,
-        mut max: usize,
-    ) -> Result<Option<u64>, String> {
-        while max > 0 {
-            let Some(front) = self.blocks.front_mut() else {
-                return Ok(None);
-            };
-            max -= front.decode_into(&mut self.model, out, limit, max)?;
-            if front.remaining() > 0 {
-                break;
-            }
-            self.released += front.payload_len();
-            if let Some(b) = self.blocks.pop_front() {
-                self.spent.push(b.into_payload());
-            }
-        }
-        self.head_time()
-    }
-}
-
 /// Reads a trace. Iterate it for records in global time order; stack frames
 /// are in [`Reader::stacks`] (complete once iteration has ended).
 pub struct Reader<R: Read> {
@@ -105,8 +51,10 @@ pub struct Reader<R: Read> {
     /// One queue per thread seen; `thread_queue` maps a thread to its index.
     queues: Vec<Queue>,
     thread_queue: FxHashMap<ThreadId, usize>,
-    /// `(head time, thread, queue index)` of every non-empty queue.
-    heap: BinaryHeap<Reverse<(u64, ThreadId, usize)>>,
+    /// Next event of every non-empty queue.
+    heads: Heads,
+    /// Runs shorter than this make a queue decode ahead (a knob for tests).
+    short_run: usize,
     /// Events decoded for the iterator, and its position in them.
     /// (Allocated on first use; reused, never rebuilt.)
     pending: Option<Box<EventBatch>>,
@@ -257,7 +205,8 @@ impl<R: Read> Reader<R> {
             trailer: None,
             queues: Vec::new(),
             thread_queue: FxHashMap::default(),
-            heap: BinaryHeap::new(),
+            heads: Heads::default(),
+            short_run: SHORT_RUN,
             pending: None,
             pending_pos: 0,
             pending_other: 0,
@@ -306,6 +255,14 @@ impl<R: Read> Reader<R> {
     /// check that reading streams).
     pub fn max_buffered(&self) -> usize {
         self.max_buffered
+    }
+
+    /// For tests: threads whose runs between other threads' events are
+    /// shorter than `n` events have their events decoded ahead (0: never;
+    /// `usize::MAX`: always after a first run). Changes only the speed.
+    #[doc(hidden)]
+    pub fn set_short_run(&mut self, n: usize) {
+        self.short_run = n;
     }
 
     /// Bytes of the file consumed so far (complete blocks).
@@ -386,8 +343,12 @@ impl<R: Read> Reader<R> {
                     let was_empty = q.blocks.is_empty();
                     q.blocks.push_back(block);
                     if was_empty {
-                        if let Some(t) = q.head_time()? {
-                            self.heap.push(Reverse((t, thread, qi)));
+                        if let Some(time) = q.head_time()? {
+                            self.heads.push(Head {
+                                time,
+                                thread,
+                                queue: qi,
+                            });
                         }
                     }
                 }
@@ -513,40 +474,54 @@ impl<R: Read> Reader<R> {
             if room == 0 {
                 return Ok(());
             }
-            let Some(&Reverse((t, thread, qi))) = self.heap.peek() else {
+            let before_watermark = if self.eof {
+                u128::MAX
+            } else {
+                self.watermark as u128
+            };
+            let (heads, queues) = (&mut self.heads, &mut self.queues);
+            if heads.run_ahead(queues, batch, before_watermark, room, self.short_run) > 0 {
+                continue;
+            }
+            let Some(Head {
+                time,
+                thread,
+                queue,
+            }) = self.heads.top()
+            else {
                 if self.eof {
                     return self.end(batch.len() > start);
                 }
                 self.fill();
                 continue;
             };
-            if !(t < self.watermark || self.eof) {
+            if !(time < self.watermark || self.eof) {
                 if self.eof {
                     return self.end(batch.len() > start);
                 }
                 self.fill();
                 continue;
             }
-            self.heap.pop();
             // This thread may run until another thread's next event comes
             // first, and (before the end of the file) up to the watermark.
-            let mut limit = match self.heap.peek() {
-                Some(&Reverse((t2, th2, _))) => t2 as u128 + u128::from(thread < th2),
-                None => u128::MAX,
-            };
+            let mut limit = self
+                .heads
+                .second()
+                .map_or(u128::MAX, |h| h.limit_for(thread));
             if !self.eof {
                 limit = limit.min(self.watermark as u128);
             }
-            let q = &mut self.queues[qi];
-            let next = q.decode_run(batch, limit, room);
+            let q = &mut self.queues[queue];
+            let next = q.decode_run(batch, limit, room, thread, self.short_run);
             self.buffered -= std::mem::take(&mut q.released);
             for b in q.spent.drain(..) {
                 self.blocks.recycle(b);
             }
             match next {
-                Ok(Some(t)) => self.heap.push(Reverse((t, thread, qi))),
-                Ok(None) => {}
+                Ok(Some(t)) => self.heads.retime_top(t),
+                Ok(None) => self.heads.pop(),
                 Err(e) => {
+                    self.heads.pop();
                     let (block, offset) = (self.blocks.index(), self.blocks.offset());
                     let kind = ErrorKind::Corrupt(format!("thread {thread}: {e}"));
                     let e = Error::new(kind, &self.file, Some(block), Some(offset));

@@ -222,7 +222,7 @@ fn corrupt_columns_same_as_iterator() {
 }
 
 /// Recomputes every block's CRC, so damage reaches the decoders.
-fn fix_crcs(d: &mut [u8]) {
+pub fn fix_crcs(d: &mut [u8]) {
     let mut at = 12;
     while at + 16 <= d.len() {
         let stored = u32::from_le_bytes(d[at + 4..at + 8].try_into().unwrap()) as usize;

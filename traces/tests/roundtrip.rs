@@ -24,7 +24,7 @@ fn addr() -> impl Strategy<Value = u64> {
     ]
 }
 
-fn event() -> impl Strategy<Value = Event> {
+pub fn event() -> impl Strategy<Value = Event> {
     let stack = 0u32..40;
     prop_oneof![
         (

@@ -3,5 +3,6 @@
 mod batch;
 mod common;
 mod corruption;
+mod merge;
 mod prefetch;
 mod roundtrip;

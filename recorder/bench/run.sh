@@ -6,7 +6,8 @@
 #   cargo build --release -p recorder --example record
 #   NO_REPORT=1 recorder/bench/run.sh target/release/examples/record
 # (NO_REPORT=1 skips the "with report" column, which that binary cannot make.)
-# RUNS sets hyperfine's runs per command (default 3).
+# RUNS sets hyperfine's runs per command (default 3); RECORD_ARGS adds options
+# to every `record` (for example RECORD_ARGS="--time-resolution ns").
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 at=${1:-$here/../../target/release/alloctrace}
@@ -20,13 +21,13 @@ run() { # name, command...
     if [ -n "${NO_REPORT:-}" ]; then
         hyperfine -N --warmup 1 --runs "${RUNS:-3}" --export-json "$name.json" \
             -n untraced "$*" \
-            -n alloctrace "$at record --no-report -o $name.atrace -- $*" \
+            -n alloctrace "$at record --no-report ${RECORD_ARGS:-} -o $name.atrace -- $*" \
             -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
     else
         hyperfine -N --warmup 1 --runs "${RUNS:-3}" --export-json "$name.json" \
             -n untraced "$*" \
-            -n alloctrace "$at record --no-report -o $name.atrace -- $*" \
-            -n "alloctrace+report" "$at record -o $name.atrace -- $*" \
+            -n alloctrace "$at record --no-report ${RECORD_ARGS:-} -o $name.atrace -- $*" \
+            -n "alloctrace+report" "$at record ${RECORD_ARGS:-} -o $name.atrace -- $*" \
             -n heaptrack "heaptrack -o $work/$name.ht $*" >/dev/null 2>&1
     fi
     python3 - "$name" <<'PY'

@@ -1,6 +1,7 @@
 //! Arguments and entry points of the analysis subcommands. Each entry point
 //! takes its `clap::Args` struct and returns the process exit code.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::analysis::analyze_cached_warm;
@@ -55,7 +56,7 @@ pub fn summary(args: &SummaryArgs) -> anyhow::Result<i32> {
     if args.json {
         report_json::print(&s)?;
     } else {
-        cmd_summary::print_table(&s);
+        cmd_summary::print_table(&mut std::io::stdout().lock(), &s)?;
     }
     Ok(0)
 }
@@ -92,7 +93,7 @@ pub fn leaks(args: &LeaksArgs) -> anyhow::Result<i32> {
     if args.json {
         report_json::print(&r)?;
     } else {
-        cmd_leaks::print_table(&r, args.limit);
+        cmd_leaks::print_table(&mut std::io::stdout().lock(), &r, args.limit)?;
     }
     Ok(if r.leaks.is_empty() {
         0
@@ -126,7 +127,7 @@ pub fn errors(args: &ErrorsArgs) -> anyhow::Result<i32> {
     if args.json {
         report_json::print(&r)?;
     } else {
-        cmd_errors::print_table(&r);
+        cmd_errors::print_table(&mut std::io::stdout().lock(), &r)?;
     }
     Ok(if r.total == 0 { 0 } else { args.error_exitcode })
 }
@@ -144,13 +145,14 @@ pub struct ExportArgs {
 /// Runs `export`; returns the process exit code.
 pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
     let e = cmd_export::export_parquet(&args.trace, &args.parquet, true)?;
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "Wrote {} ({} allocations) and {} ({} frames).",
         e.allocations.display(),
         e.allocation_rows,
         e.stacks.display(),
         e.stack_rows
-    );
+    )?;
     Ok(0)
 }
 

@@ -1,6 +1,7 @@
 //! `alloctrace errors TRACE`: every heap error the pass found, with its stacks.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use serde::Serialize;
 
@@ -129,9 +130,9 @@ pub fn describe(e: &ErrorEntry) -> String {
 }
 
 /// Prints the report as a table.
-pub fn print_table(r: &ErrorReport) {
+pub fn print_table(out: &mut impl Write, r: &ErrorReport) -> std::io::Result<()> {
     if r.errors.is_empty() {
-        println!("No heap errors in {}.", r.trace);
+        writeln!(out, "No heap errors in {}.", r.trace)?;
     } else {
         let mut t = table(&["#", "error", "stacks"]);
         for (i, e) in r.errors.iter().enumerate() {
@@ -147,19 +148,21 @@ pub fn print_table(r: &ErrorReport) {
             }
             t.add_row(vec![(i + 1).to_string(), describe(e), cell.join("\n")]);
         }
-        println!("{t}");
+        writeln!(out, "{t}")?;
         let per: Vec<String> = r
             .counts
             .iter()
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| format!("{k}: {}", count(*n)))
             .collect();
-        println!("{} heap errors ({}).", count(r.total), per.join(", "));
+        writeln!(out, "{} heap errors ({}).", count(r.total), per.join(", "))?;
     }
     if r.unknown_before_attach > 0 {
-        println!(
+        writeln!(
+            out,
             "{} releases of blocks allocated before the trace started (attached; not errors).",
             count(r.unknown_before_attach)
-        );
+        )?;
     }
+    Ok(())
 }

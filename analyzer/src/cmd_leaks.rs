@@ -7,6 +7,7 @@
 //! `default.supp`) are counted apart and not listed.
 
 use serde::Serialize;
+use std::io::Write;
 use traces::StackId;
 
 use crate::analysis::Analysis;
@@ -94,9 +95,9 @@ pub fn leak_report(
 }
 
 /// Prints the report as a table; at most `limit` groups (0: all).
-pub fn print_table(r: &LeakReport, limit: usize) {
+pub fn print_table(out: &mut impl Write, r: &LeakReport, limit: usize) -> std::io::Result<()> {
     if r.leaks.is_empty() {
-        println!("No leaks in {}.", r.trace);
+        writeln!(out, "No leaks in {}.", r.trace)?;
     } else {
         let mut t = table(&["#", "blocks", "bytes", "allocated at"]);
         let shown = if limit == 0 {
@@ -113,26 +114,30 @@ pub fn print_table(r: &LeakReport, limit: usize) {
             ]);
         }
         align_right(&mut t, &[0, 1, 2]);
-        println!("{t}");
+        writeln!(out, "{t}")?;
         if shown < r.leaks.len() {
-            println!(
+            writeln!(
+                out,
                 "… {} more groups (--limit 0 shows all)",
                 r.leaks.len() - shown
-            );
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "{} leaked in {} blocks from {} stacks.",
             bytes(r.leaked_bytes),
             count(r.leaked_allocations),
             r.leaks.len()
-        );
+        )?;
     }
     if r.suppressed.count > 0 {
-        println!(
+        writeln!(
+            out,
             "Suppressed: {} in {} blocks from {} stacks (C library buffers; --no-default-suppressions shows them).",
             bytes(r.suppressed.bytes),
             count(r.suppressed.count),
             r.suppressed.groups
-        );
+        )?;
     }
+    Ok(())
 }

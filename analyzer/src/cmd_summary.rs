@@ -2,6 +2,7 @@
 //! size histogram, top sites, temporary allocations.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use serde::Serialize;
 use traces::{AllocFn, FreeFn, StackId};
@@ -220,8 +221,8 @@ fn histogram(h: &[u64]) -> Vec<Bucket> {
 }
 
 /// Prints the summary as tables.
-pub fn print_table(s: &SummaryReport) {
-    println!("Trace {} ({})", s.trace, s.command.join(" "));
+pub fn print_table(out: &mut impl Write, s: &SummaryReport) -> std::io::Result<()> {
+    writeln!(out, "Trace {} ({})", s.trace, s.command.join(" "))?;
     let funcs = |m: &BTreeMap<&str, u64>| {
         m.iter()
             .map(|(k, v)| format!("{k} {}", count(*v)))
@@ -258,7 +259,7 @@ pub fn print_table(s: &SummaryReport) {
         ("threads", count(s.threads)),
         ("duration", seconds(s.duration_ns)),
     ];
-    println!("{}", key_values(&rows));
+    writeln!(out, "{}", key_values(&rows))?;
     let mut h = table(&["size", "allocations"]);
     for b in &s.size_histogram {
         h.add_row(vec![
@@ -267,7 +268,7 @@ pub fn print_table(s: &SummaryReport) {
         ]);
     }
     align_right(&mut h, &[0, 1]);
-    println!("Sizes\n{h}");
+    writeln!(out, "Sizes\n{h}")?;
     for (title, sites) in [
         ("Top sites by allocations", &s.top_by_count),
         ("Top sites by bytes", &s.top_by_bytes),
@@ -282,7 +283,7 @@ pub fn print_table(s: &SummaryReport) {
             ]);
         }
         align_right(&mut t, &[0, 1, 2]);
-        println!("{title}\n{t}");
+        writeln!(out, "{title}\n{t}")?;
     }
     if !s.peak_contributors.is_empty() {
         let mut t = table(&["live bytes at peak", "allocated at"]);
@@ -290,6 +291,7 @@ pub fn print_table(s: &SummaryReport) {
             t.add_row(vec![bytes(p.bytes), stack_cell(&p.stack)]);
         }
         align_right(&mut t, &[0]);
-        println!("Peak contributors\n{t}");
+        writeln!(out, "Peak contributors\n{t}")?;
     }
+    Ok(())
 }

@@ -42,6 +42,9 @@ pub(crate) struct Prefetcher {
 impl Prefetcher {
     /// Starts a thread reading `blocks`; gives them back if no thread can be
     /// started.
+    // The error hands the block reader back (it is large): only when no
+    // thread can be started, once per reader.
+    #[allow(clippy::result_large_err)]
     pub fn spawn<R: Read + Send + 'static>(
         blocks: BlockReader<R>,
     ) -> std::result::Result<Prefetcher, BlockReader<R>> {

@@ -44,8 +44,19 @@ fn main() {
 }
 
 /// Whether rustc links with its own lld (`-fuse-ld=lld` through `cc`): the default
-/// for x86_64-unknown-linux-gnu from Rust 1.90 on.
+/// for x86_64-unknown-linux-gnu from Rust 1.90 on, unless the build names a linker
+/// or linker flavour of its own (then the portable spelling is used: a page more,
+/// but it links).
 fn uses_rust_lld() -> bool {
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if std::env::var_os("RUSTC_LINKER").is_some()
+        || flags.contains("linker")
+        || flags.contains("fuse-ld")
+        || flags.contains("link-self-contained")
+    {
+        return false;
+    }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let Ok(out) = Command::new(rustc).arg("--version").output() else {
         return false;

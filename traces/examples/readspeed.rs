@@ -1,10 +1,12 @@
 //! Reads a trace and prints events per second of CPU time (user + system),
 //! which stays meaningful on a busy machine where wall time does not.
 //!
-//! `cargo run --release -p traces --example readspeed -- TRACE [REPEATS] [batch|prefetch|iter-prefetch]`
+//! `cargo run --release -p traces --example readspeed -- TRACE [REPEATS] [batch|prefetch|iter-prefetch] [SHORT_RUN]`
 //! (`batch`: read with `Reader::next_batch` instead of the iterator;
 //! `prefetch`: the same with `Reader::with_prefetch`, blocks read and
-//! decompressed on a second thread; `iter-prefetch`: the iterator with it).
+//! decompressed on a second thread; `iter-prefetch`: the iterator with it;
+//! `SHORT_RUN`: threads whose runs are shorter are decoded ahead, see
+//! `Reader::set_short_run`).
 //! With prefetch, CPU time counts both threads.
 
 fn cpu_seconds() -> f64 {
@@ -43,6 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = args.next().ok_or("usage: readspeed TRACE [REPEATS]")?;
     let repeats: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
     let mode = args.next().unwrap_or_default();
+    // Merge tuning, for measurements: runs shorter than this are decoded ahead.
+    let short_run: Option<usize> = args.next().map(|s| s.parse()).transpose()?;
     let batched = mode == "batch" || mode == "prefetch";
     let prefetch = mode == "prefetch" || mode == "iter-prefetch";
     let bytes = std::fs::read(&path)?;
@@ -53,14 +57,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..repeats {
         n += if prefetch {
             let inner = std::io::Cursor::new(std::sync::Arc::clone(&shared));
-            let reader = traces::Reader::new(inner, path.clone())?.with_prefetch();
+            let mut reader = traces::Reader::new(inner, path.clone())?.with_prefetch();
+            if let Some(n) = short_run {
+                reader.set_short_run(n);
+            }
             read_all(reader, batched, &mut batch)?
         } else {
-            read_all(
-                traces::Reader::new(&bytes[..], path.clone())?,
-                batched,
-                &mut batch,
-            )?
+            let mut reader = traces::Reader::new(&bytes[..], path.clone())?;
+            if let Some(n) = short_run {
+                reader.set_short_run(n);
+            }
+            read_all(reader, batched, &mut batch)?
         };
     }
     let (cpu, wall) = (cpu_seconds() - c0, w0.elapsed().as_secs_f64());

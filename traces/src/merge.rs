@@ -48,6 +48,9 @@ pub(crate) struct Queue {
     ahead_err: Option<(Option<u64>, String)>,
     /// Whether the next events are decoded ahead.
     short_runs: bool,
+    /// Events of the run under way taken by [`Heads::run_ahead`] before the
+    /// events decoded ahead ran out (so the run is measured whole).
+    run_so_far: usize,
 }
 
 impl Queue {
@@ -96,18 +99,20 @@ impl Queue {
     ) -> Result<Option<u64>, String> {
         // The run is taken from events decoded ahead if there are, the fast
         // path when threads take turns: no call, no decoder set up.
-        let mut ran = 0;
+        let mut ran = std::mem::take(&mut self.run_so_far);
         if let Some(ahead) = self.ahead.as_deref_mut() {
             let (p, o) = (&mut self.ahead_pos, &mut self.ahead_other);
-            ran = out.take_run(ahead, p, o, limit, max, thread);
+            let k = out.take_run(ahead, p, o, limit, max, thread);
+            ran += k;
             if let Some(&t) = ahead.times().get(*p) {
-                if ran < max {
+                if k < max {
                     self.short_runs = ran < short_run;
                 }
                 return Ok(Some(t));
             }
+            return self.decode_run_slow(out, limit, max - k, thread, short_run, ran);
         }
-        self.decode_run_slow(out, limit, max - ran, thread, short_run, ran)
+        self.decode_run_slow(out, limit, max, thread, short_run, ran)
     }
 
     /// [`Queue::decode_run`] once events decoded ahead, if any, are used up
@@ -309,6 +314,8 @@ impl Heads {
             let k = out.take_run(ahead, p, o, limit.min(cap), room, top.thread);
             moved += k;
             let Some(&t) = ahead.times().get(*p) else {
+                // `decode_run` goes on with this run.
+                q.run_so_far = k;
                 break;
             };
             if k < room {

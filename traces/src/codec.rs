@@ -940,6 +940,9 @@ impl BlockEncoder {
 /// stack 5, alignment 10, bounded generously).
 const HEAP_EVENT_MAX_BYTES: usize = 80;
 
+/// The error of an events block whose times overflow.
+pub const TIME_OVERFLOW: &str = "events block: time overflow";
+
 /// Decodes an events block lazily, a batch at a time, so a reader holds the
 /// compact payload rather than decoded records.
 pub struct BlockDecoder {
@@ -1144,7 +1147,7 @@ impl BlockDecoder {
         self.time
             .checked_add(dt)
             .map(Some)
-            .ok_or_else(|| "events block: time overflow".to_string())
+            .ok_or_else(|| TIME_OVERFLOW.to_string())
     }
 
     /// Decodes up to `max` more events into `out` (and no more than it has
@@ -1154,7 +1157,8 @@ impl BlockDecoder {
     /// column included. On error, the events before the bad one are in `out`,
     /// and [`BlockDecoder::peek_time`] then gives the bad event's time if
     /// the event itself is bad (its opcode or a value), an error if its time
-    /// is, and `None` if the block was used up with column bytes left over.
+    /// is cut, and `None` if the block was used up with column bytes left
+    /// over; after [`TIME_OVERFLOW`], it reads on past the bad time.
     /// Checks, when the block is used up, that every column was consumed
     /// exactly.
     pub fn decode_into(
@@ -1247,10 +1251,7 @@ impl BlockDecoder {
                 break;
             };
             let Some(t) = time.checked_add(dt) else {
-                // Left unread, like a cut column: a later `peek_time` fails
-                // the same way.
-                times.set_pos(before);
-                result = Err("events block: time overflow".to_string());
+                result = Err(TIME_OVERFLOW.to_string());
                 break;
             };
             if t >= limit && !unlimited {

@@ -174,7 +174,14 @@ impl Queue {
                 (self.ahead_pos, self.ahead_other) = (0, 0);
                 let r = front.decode_into(&mut self.model, ahead, u128::MAX, AHEAD_EVENTS);
                 if let Err(e) = r {
-                    self.ahead_err = Some((front.peek_time().ok().flatten(), e));
+                    // Where the error is reported: when the bad event is
+                    // next, or (a bad time, leftover bytes) at once.
+                    let at = if e == codec::TIME_OVERFLOW {
+                        None
+                    } else {
+                        front.peek_time().ok().flatten()
+                    };
+                    self.ahead_err = Some((at, e));
                 }
                 continue;
             }

@@ -39,6 +39,10 @@ pub const ENV_COLLECTOR: &str = "ALLOCTRACE_COLLECTOR";
 /// only where the counter is invariant and the kernel's clock source; anything
 /// else means `CLOCK_MONOTONIC`.
 pub const ENV_CLOCK: &str = "ALLOCTRACE_CLOCK";
+/// Environment variable that, set to `1`, makes the preload verify every
+/// unwind memo hit against a full unwind and abort the program on the first
+/// difference (tests; slow).
+pub const ENV_CHECK_MEMO: &str = "ALLOCTRACE_CHECK_MEMO";
 
 /// `ProcHeader::magic`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATRCSHM1");

@@ -22,6 +22,9 @@ pub struct Process {
     pub fenceless: bool,
     /// Changes at every fork, so thread states can tell they are stale.
     pub epoch: u32,
+    /// Every unwind memo hit is checked against a full unwind
+    /// ([`abi::ENV_CHECK_MEMO`]).
+    pub check_memo: bool,
 }
 
 // SAFETY: the mapping is shared memory accessed through atomics and by the
@@ -137,6 +140,7 @@ impl Process {
         let collector = sys::getenv(b"ALLOCTRACE_COLLECTOR\0")
             .and_then(parse_u64)
             .unwrap_or(0) as i32;
+        let check_memo = sys::getenv(b"ALLOCTRACE_CHECK_MEMO\0") == Some(b"1".as_slice());
         let tsc = sys::use_tsc(sys::getenv(b"ALLOCTRACE_CLOCK\0") == Some(b"tsc".as_slice()));
         // Registration belongs to the address space: made again after fork.
         // SAFETY: membarrier with integer arguments only.
@@ -241,6 +245,7 @@ impl Process {
             collector,
             fenceless,
             epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
+            check_memo,
         })
     }
 

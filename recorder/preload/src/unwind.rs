@@ -78,6 +78,8 @@ struct MemoEntry {
     id: u32,
     nreads: u16,
     uses_bp: bool,
+    /// The hash of the frames (checked by [`verify`]).
+    hash: u64,
     /// Stack words read, as offsets from `sp` and values (two arrays, so
     /// the check is a tight loop of independent loads).
     offs: [u32; MAX_READS],
@@ -159,6 +161,7 @@ impl Unwinder {
                     tag: 0,
                     bp: 0,
                     id: 0,
+                    hash: 0,
                     nreads: 0,
                     uses_bp: true,
                     offs: [0; MAX_READS],
@@ -279,11 +282,39 @@ pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
         let set = memo_set(sp);
         for e in &u.memo[set..set + MEMO_WAYS] {
             if e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp) && e.unchanged(sp) {
+                if p.check_memo {
+                    let (id, hash) = (e.id, e.hash);
+                    return verify(ts, p, ip, sp, bp, id, hash);
+                }
                 return e.id;
             }
         }
     }
     unwind(ts, p, ip, sp, bp)
+}
+
+/// A memo hit with [`Process::check_memo`] on: unwinds anyway (from the
+/// same registers, as [`unwind`] does) and aborts the program when the stack
+/// found differs from the memo entry's (`hash`, that of the frames of stack
+/// `id`).
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn verify(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64, id: u32, hash: u64) -> u32 {
+    let Some(u) = ts.unwinder.as_mut() else {
+        return id;
+    };
+    let max = p.max_depth.min(MAX_DEPTH);
+    let (n, _, _, _) = u.walk(ip, sp, bp, max, Mode::Check);
+    if n == 0 || stacks::hash(&u.frames2[..n]) != hash {
+        let msg = b"alloctrace: an unwind memo hit differs from a full unwind\n";
+        // SAFETY: write(2) of a static buffer, then abort: both async-signal-safe.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::abort();
+        }
+    }
+    id
 }
 
 /// A memo miss: unwinds from `capture`'s registers and makes an entry.
@@ -338,6 +369,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         e.uses_bp = uses_bp;
         e.tag = tag(u.gen, epoch, ip);
         e.id = id;
+        e.hash = h;
         let mut m = 0;
         for (k, &(a, v)) in u.reads[..nreads].iter().enumerate() {
             if pruned && !u.keep[k] {

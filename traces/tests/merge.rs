@@ -159,3 +159,25 @@ fn damage_anywhere_in_alternating_threads() {
         read_every_way(&d);
     }
 }
+
+/// Times near the end of the clock, damaged so that some overflow: the same
+/// events and the same error (block and offset included) whether or not
+/// events are decoded ahead.
+#[test]
+fn overflowing_times_read_the_same_every_way() {
+    let start = u64::MAX - 1850;
+    let recs: Vec<Record> = (0..600u64)
+        .map(|i| alloc(start + i * 3, (i % 3) as u32 + 1, 0x1000 + i * 16, i % 50))
+        .collect();
+    let bytes = write_trace(&recs, &[], opts(256));
+    let mut overflows = 0;
+    for at in 40..bytes.len() {
+        let mut d = bytes.clone();
+        d[at] = 0x7f;
+        fix_crcs(&mut d);
+        let read = read_every_way(&d);
+        let error = read.and_then(|r| r.error).unwrap_or_default();
+        overflows += usize::from(error.contains(traces::codec::TIME_OVERFLOW));
+    }
+    assert!(overflows > 0, "no damage made a time overflow");
+}

@@ -213,7 +213,7 @@ impl Unwinder {
             return;
         };
         let mut fh = Fh::new();
-        let me = unwind as *const () as usize as u64;
+        let me = miss as *const () as usize as u64;
         for m in &mods {
             if me >= m.start && me < m.end {
                 self.own = (m.start, m.end);
@@ -286,7 +286,10 @@ fn memo_set(sp: u64) -> usize {
 /// event, and its return address was one more word to check). A miss
 /// unwinds out of line from those registers: the walk reads only the hook's
 /// frame (its return address and saved registers, written by its prologue)
-/// and its callers', which the call to [`unwind`] leaves as they are.
+/// and its callers', which the call to [`miss`] leaves as they are. Only the
+/// first entry whose key matches is checked inline, so each hook holds one
+/// small copy of the check: with every way's check inlined (4 copies per
+/// hook), sqlite3's simulated I1 misses rose from 17.7 M to 27.3 M.
 #[inline(always)]
 pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
     if p.max_depth == 0 {
@@ -301,10 +304,34 @@ pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
     }
     let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
     if let Some(u) = ts.unwinder.as_deref() {
-        let tag = tag(gen, u.stack_epoch, ip);
         // Optimised code often keeps data in rbp, so entries ignore it unless
         // the unwind depended on it (checked once, when the entry is made).
-        // An empty entry has sp 0, which no call has.
+        // An empty entry has sp 0, which no call has. Only the first entry
+        // whose key matches is checked here (one copy of the check loop per
+        // hook: the code stays small); others, rarely candidates, by `miss`.
+        let tag = tag(gen, u.stack_epoch, ip);
+        let set = memo_set(sp);
+        let first = u.memo[set..set + MEMO_WAYS]
+            .iter()
+            .find(|e| e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp));
+        if let Some(e) = first {
+            if e.unchanged(sp) && !p.check_memo {
+                return e.id;
+            }
+        }
+    }
+    miss(ts, p, ip, sp, bp)
+}
+
+/// No entry whose key matches holds, or one does that is not the first
+/// whose key matches (or memo hits are checked): every entry of the set is
+/// checked, then the stack is unwound.
+#[cold]
+#[inline(never)]
+fn miss(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
+    let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
+    if let Some(u) = ts.unwinder.as_deref() {
+        let tag = tag(gen, u.stack_epoch, ip);
         let set = memo_set(sp);
         for e in &u.memo[set..set + MEMO_WAYS] {
             if e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp) && e.unchanged(sp) {
@@ -346,7 +373,6 @@ fn verify(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64, id: u32,
 /// A memo miss: unwinds from the registers [`capture`] read in the hook
 /// and makes an entry.
 #[cold]
-#[inline(never)]
 fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if ts.unwinder.is_none() {
         ts.unwinder = Some(Unwinder::new());

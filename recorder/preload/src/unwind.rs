@@ -33,6 +33,7 @@ use crate::thread::ThreadState;
 pub const MAX_DEPTH: usize = 256;
 const MEMO_ENTRIES: usize = 128;
 const MEMO_WAYS: usize = 4;
+const MEMO_SETS: usize = MEMO_ENTRIES / MEMO_WAYS;
 const MAX_READS: usize = 128;
 /// Frames a walk may step through: the depth cap plus skipped frames.
 const MAX_STEPS: usize = MAX_DEPTH + 32;
@@ -110,7 +111,8 @@ impl MemoEntry {
             _mm_loadh_pd, _mm_loadl_epi64, _mm_movemask_epi8, _mm_or_si128, _mm_setzero_si128,
             _mm_xor_si128,
         };
-        let n = (self.ngroups as usize).min(MAX_READS / 4);
+        // Entries are made with at least one group (see `unwind`).
+        let n = (self.ngroups as usize).clamp(1, MAX_READS / 4);
         let at = |o: u32| (sp + o as u64) as *const u64;
         // SAFETY: SSE2 is part of x86-64. Every offset was read from this
         // thread's stack within [sp, top) by the unwind that made the entry;
@@ -118,7 +120,9 @@ impl MemoEntry {
         // 16-byte aligned (`Group`'s layout).
         unsafe {
             let mut acc = _mm_setzero_si128();
-            for g in &self.groups[..n] {
+            let mut i = 0;
+            loop {
+                let g = &self.groups[i];
                 let lo = _mm_castsi128_pd(_mm_loadl_epi64(at(g.offs[0]).cast::<__m128i>()));
                 let a = _mm_castpd_si128(_mm_loadh_pd(lo, at(g.offs[1]).cast::<f64>()));
                 let lo = _mm_castsi128_pd(_mm_loadl_epi64(at(g.offs[2]).cast::<__m128i>()));
@@ -129,6 +133,10 @@ impl MemoEntry {
                     acc,
                     _mm_or_si128(_mm_xor_si128(a, va), _mm_xor_si128(b, vb)),
                 );
+                i += 1;
+                if i >= n {
+                    break;
+                }
             }
             _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) == 0xffff
         }
@@ -151,7 +159,7 @@ pub struct Unwinder {
     stack_epoch: u64,
     own: (u64, u64),
     stack_top: u64,
-    memo: Box<[MemoEntry]>,
+    memo: Box<[[MemoEntry; MEMO_WAYS]; MEMO_SETS]>,
     frames: [u64; MAX_DEPTH],
     frames2: [u64; MAX_DEPTH],
     reads: [(u64, u64); MAX_READS],
@@ -166,31 +174,36 @@ pub struct Unwinder {
 }
 
 impl Unwinder {
-    fn new() -> Box<Unwinder> {
-        Box::new(Unwinder {
+    /// A new unwinder (`None` only if the memo's sets were not as many as
+    /// asked for, which cannot be).
+    fn new() -> Option<Box<Unwinder>> {
+        let empty = MemoEntry {
+            sp: 0,
+            tag: 0,
+            bp: 0,
+            id: 0,
+            hash: 0,
+            ngroups: 0,
+            uses_bp: true,
+            groups: [Group {
+                offs: [0; 4],
+                vals: [0; 4],
+            }; MAX_READS / 4],
+        };
+        // Built on the heap: the memo is 200 KB, more than a small thread
+        // stack may hold. A fixed-size array: no bounds check per probe.
+        let memo = vec![[empty; MEMO_WAYS]; MEMO_SETS]
+            .into_boxed_slice()
+            .try_into()
+            .ok()?;
+        Some(Box::new(Unwinder {
             fh: Fh::new(),
             cache: CacheX86_64::new_in(),
             gen: u64::MAX,
             stack_epoch: 1,
             own: (0, 0),
             stack_top: stack_top(),
-            memo: vec![
-                MemoEntry {
-                    sp: 0,
-                    tag: 0,
-                    bp: 0,
-                    id: 0,
-                    hash: 0,
-                    ngroups: 0,
-                    uses_bp: true,
-                    groups: [Group {
-                        offs: [0; 4],
-                        vals: [0; 4],
-                    }; MAX_READS / 4],
-                };
-                MEMO_ENTRIES
-            ]
-            .into_boxed_slice(),
+            memo,
             frames: [0; MAX_DEPTH],
             frames2: [0; MAX_DEPTH],
             reads: [(0, 0); MAX_READS],
@@ -199,7 +212,7 @@ impl Unwinder {
             nras: 0,
             nrec: 0,
             victim: 0,
-        })
+        }))
     }
 
     /// Invalidates memoised stack ids (after fork the stack table restarts).
@@ -273,7 +286,7 @@ fn stack_top() -> u64 {
 /// The memo set of stack pointer `sp`.
 #[inline(always)]
 fn memo_set(sp: u64) -> usize {
-    (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % (MEMO_ENTRIES / MEMO_WAYS) * MEMO_WAYS
+    (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % MEMO_SETS
 }
 
 /// The stack id of the current call stack (0 if none), sending its frames
@@ -311,7 +324,7 @@ pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
         // hook: the code stays small); others, rarely candidates, by `miss`.
         let tag = tag(gen, u.stack_epoch, ip);
         let set = memo_set(sp);
-        let first = u.memo[set..set + MEMO_WAYS]
+        let first = u.memo[set]
             .iter()
             .find(|e| e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp));
         if let Some(e) = first {
@@ -333,7 +346,7 @@ fn miss(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if let Some(u) = ts.unwinder.as_deref() {
         let tag = tag(gen, u.stack_epoch, ip);
         let set = memo_set(sp);
-        for e in &u.memo[set..set + MEMO_WAYS] {
+        for e in &u.memo[set] {
             if e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp) && e.unchanged(sp) {
                 if p.check_memo {
                     let (id, hash) = (e.id, e.hash);
@@ -375,7 +388,7 @@ fn verify(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64, id: u32,
 #[cold]
 fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if ts.unwinder.is_none() {
-        ts.unwinder = Some(Unwinder::new());
+        ts.unwinder = Unwinder::new();
     }
     let epoch = ts.unwinder.as_ref().map_or(0, |u| u.stack_epoch);
     let set = memo_set(sp);
@@ -416,7 +429,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
             )
         };
         u.victim = u.victim.wrapping_add(1);
-        let e = &mut u.memo[set + u.victim % MEMO_WAYS];
+        let e = &mut u.memo[set][u.victim % MEMO_WAYS];
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;
@@ -444,6 +457,12 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
             m += 1;
         }
         e.ngroups = (m / 4) as u16;
+        if m == 0 {
+            // No word to check (a walk that found frames read their return
+            // addresses, so this does not happen): no entry, as `unchanged`
+            // checks at least one group.
+            e.sp = 0;
+        }
     }
     if !known {
         let mut buf = [0u64; MAX_DEPTH];

@@ -58,16 +58,38 @@ pub fn stack_cell(frames: &[Frame]) -> String {
         s.push(format!("({hidden} allocator frame{plural} hidden)"));
     }
     s.extend(frames.iter().take(TABLE_FRAMES).map(|f| {
+        let line = table_frame(f);
         if f.inlined {
-            format!("{} [inlined]", f.display())
+            format!("{line} [inlined]")
         } else {
-            f.display()
+            line
         }
     }));
     if frames.len() > TABLE_FRAMES {
         s.push(format!("… {} more", frames.len() - TABLE_FRAMES));
     }
     s.join("\n")
+}
+
+/// Longest function name shown in a table cell, in characters: Rust's
+/// generic closures and C++ templates give names of thousands, which would
+/// make every table as wide as the longest (`--json` keeps them whole).
+pub const TABLE_FUNCTION_CHARS: usize = 100;
+
+/// [`Frame::display`] with the function name cut to
+/// [`TABLE_FUNCTION_CHARS`] (an ellipsis marks the cut).
+fn table_frame(f: &Frame) -> String {
+    match &f.function {
+        Some(name) if name.chars().count() > TABLE_FUNCTION_CHARS => {
+            let cut: String = name.chars().take(TABLE_FUNCTION_CHARS - 1).collect();
+            let short = Frame {
+                function: Some(format!("{cut}…")),
+                ..f.clone()
+            };
+            short.display()
+        }
+        _ => f.display(),
+    }
 }
 
 /// `1536` → `1.5 KiB`.
@@ -165,5 +187,20 @@ mod tests {
         assert_eq!(super::stack_cell(&own), "alloc (alloc.rs:7)");
         let only = vec![frame("__rust_alloc", None)];
         assert_eq!(super::stack_cell(&only), "__rust_alloc");
+    }
+
+    #[test]
+    fn long_function_names_are_cut_in_tables() {
+        let long = format!("{{closure#0}}<{}>", "alloc::vec::Vec<u8>, ".repeat(20));
+        let cell = super::stack_cell(&[frame(&long, Some("/src/app/src/main.rs"))]);
+        let name: String = long.chars().take(super::TABLE_FUNCTION_CHARS - 1).collect();
+        assert_eq!(cell, format!("{name}… (main.rs:7)"));
+        assert_eq!(
+            cell.chars().count(),
+            super::TABLE_FUNCTION_CHARS + " (main.rs:7)".len()
+        );
+        // Names up to the limit are shown whole.
+        let ok = "f".repeat(super::TABLE_FUNCTION_CHARS);
+        assert_eq!(super::stack_cell(&[frame(&ok, None)]), ok);
     }
 }

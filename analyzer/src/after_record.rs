@@ -41,8 +41,14 @@ pub fn report(trace: &Path) -> anyhow::Result<()> {
         count(errors)
     );
     if let Some(g) = leaks.leaks.first() {
-        if let Some(f) = crate::symbols::skip_plumbing(&g.stack).0.first() {
-            eprintln!("  largest leak: {} from {}", bytes(g.bytes), f.display());
+        let stack = crate::symbols::skip_plumbing(&g.stack).0;
+        if let Some(f) = stack.first() {
+            eprintln!(
+                "  largest leak: {} from {}{}",
+                bytes(g.bytes),
+                f.display(),
+                named_caller(stack)
+            );
         }
     }
     eprintln!("  more: alloctrace summary {p}");
@@ -53,4 +59,18 @@ pub fn report(trace: &Path) -> anyhow::Result<()> {
         eprintln!("        alloctrace errors {p}");
     }
     Ok(())
+}
+
+/// ` (called from NAME)` for a stack whose innermost frame has no name (a
+/// stripped or static function): the nearest caller that has one, so the
+/// one-line report still says where to look. Empty otherwise.
+fn named_caller(stack: &[crate::symbols::Frame]) -> String {
+    if stack.first().is_some_and(|f| f.function.is_some()) {
+        return String::new();
+    }
+    stack
+        .iter()
+        .find_map(|f| f.function.as_deref())
+        .map(|name| format!(" (called from {name})"))
+        .unwrap_or_default()
 }

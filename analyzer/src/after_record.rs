@@ -74,3 +74,37 @@ fn named_caller(stack: &[crate::symbols::Frame]) -> String {
         .map(|name| format!(" (called from {name})"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::symbols::Frame;
+
+    fn frame(function: Option<&str>) -> Frame {
+        Frame {
+            function: function.map(str::to_string),
+            file: None,
+            line: None,
+            module: Some("/usr/bin/python3.11".to_string()),
+            address: 0x1000,
+            offset: 0x62d1d9,
+            inlined: false,
+        }
+    }
+
+    #[test]
+    fn unnamed_innermost_frames_name_their_nearest_named_caller() {
+        let stack = [
+            frame(None),
+            frame(None),
+            frame(Some("_PyObject_GC_New")),
+            frame(Some("main")),
+        ];
+        assert_eq!(
+            super::named_caller(&stack),
+            " (called from _PyObject_GC_New)"
+        );
+        assert_eq!(super::named_caller(&stack[2..]), "");
+        assert_eq!(super::named_caller(&[frame(None)]), "");
+        assert_eq!(super::named_caller(&[]), "");
+    }
+}

@@ -26,7 +26,6 @@ set -euo pipefail
 n=$1; prog=$2; shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-progs=$root/allocator/tests/programs
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -o "$work/exactpeak" "$here/exactpeak.c"
@@ -34,23 +33,15 @@ for ((k = 0; k < n; k++)); do
   echo "char alloctrace_pad[$k * 4096 + 1];" >"$work/pad.c"
   cc -shared -fPIC -O2 -o "$work/pad$k.so" "$work/pad.c"
 done
-cc -O2 -o "$work/churn" "$here/churn.c"
-cc -O2 -pthread -o "$work/churn_mt" "$here/churn_mt.c"
-case $prog in
-  churn) cmd="$work/churn";;
-  churn_mt) cmd="$work/churn_mt";;
-  python3) cmd="python3 $progs/workload.py";;
-  sqlite3) cmd="sqlite3 :memory: .read\\ $progs/workload.sql";;
-  git) cmd="git -C $root log -p -n 300 --all";;
-  gcc) cmd="gcc -O2 -c $here/churn_mt.c -o $work/out.o";;
-  *) echo "unknown program: $prog" >&2; exit 2;;
-esac
+# shellcheck source=workloads.sh
+source "$here/workloads.sh"
+[ -n "${cmd[$prog]:-}" ] || { echo "unknown program: $prog" >&2; exit 2; }
 declare -A res
 for ((k = 0; k < n; k++)); do
   for lib in "$@"; do
     pre=$work/pad$k.so
     [ "$lib" != glibc ] && pre="$pre:$lib"
-    v=$(env LD_PRELOAD="$pre" bash -c "exec $work/exactpeak -R -- $cmd >/dev/null" 2>&1 \
+    v=$(env LD_PRELOAD="$pre" bash -c "exec $work/exactpeak -R -- ${cmd[$prog]} >/dev/null" 2>&1 \
       | sed -n 's/^exact peak \([0-9]*\) KiB.*/\1/p')
     res[$lib]+="$v "
   done

@@ -13,28 +13,19 @@ set -euo pipefail
 mode=$1; n=$2; prog=$3; shift 3
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-progs=$root/allocator/tests/programs
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -o "$work/churn" "$here/churn.c"
-cc -O2 -pthread -o "$work/churn_mt" "$here/churn_mt.c"
-case $prog in
-  churn) cmd="$work/churn";;
-  churn_mt) cmd="$work/churn_mt";;
-  python3) cmd="python3 $progs/workload.py";;
-  sqlite3) cmd="sqlite3 :memory: < $progs/workload.sql";;
-  git) cmd="git -C $root log -p -n 300 --all";;
-  gcc) cmd="gcc -O2 -c $here/churn_mt.c -o $work/out.o";;
-  *) echo "unknown program: $prog" >&2; exit 2;;
-esac
+# shellcheck source=workloads.sh
+source "$here/workloads.sh"
+[ -n "${cmd[$prog]:-}" ] || { echo "unknown program: $prog" >&2; exit 2; }
 declare -A res
 for ((i = 0; i < n; i++)); do
   for lib in "$@"; do
     l=$lib; [ "$lib" = glibc ] && l=""
     if [ "$mode" = off ]; then
-      env LD_PRELOAD="$l" /usr/bin/time -f %M -o "$work/rss" setarch "$(uname -m)" -R bash -c "$cmd >/dev/null"
+      env LD_PRELOAD="$l" /usr/bin/time -f %M -o "$work/rss" setarch "$(uname -m)" -R bash -c "${cmd[$prog]} >/dev/null"
     else
-      env LD_PRELOAD="$l" /usr/bin/time -f %M -o "$work/rss" bash -c "$cmd >/dev/null"
+      env LD_PRELOAD="$l" /usr/bin/time -f %M -o "$work/rss" bash -c "${cmd[$prog]} >/dev/null"
     fi
     res[$lib]+="$(cat "$work/rss") "
   done

@@ -22,8 +22,6 @@ trap 'rm -rf "$work"' EXIT
 
 cargo build -q --release -p alloctrace-malloc --manifest-path "$root/Cargo.toml"
 ours="$target/release/liballoctrace_malloc.so"
-cc -O2 -o "$work/churn" "$here/churn.c"
-cc -O2 -pthread -o "$work/churn_mt" "$here/churn_mt.c"
 exact="${EXACT:-0}"
 [ "$exact" = 1 ] && cc -O2 -o "$work/exactpeak" "$here/exactpeak.c"
 
@@ -35,16 +33,8 @@ declare -A lib=(
 )
 order=(glibc jemalloc mimalloc alloctrace)
 
-progs="$root/allocator/tests/programs"
-declare -A cmd=(
-  [churn]="$work/churn"
-  [churn_mt]="$work/churn_mt"
-  [python3]="python3 $progs/workload.py"
-  [sqlite3]="sqlite3 :memory: .read\ $progs/workload.sql"
-  [git]="git -C $root log -p -n 300 --all"
-  [gcc]="gcc -O2 -c $here/churn_mt.c -o $work/out.o"
-)
-workloads=(churn churn_mt python3 sqlite3 git gcc)
+# shellcheck source=workloads.sh
+source "$here/workloads.sh"
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g')"
 if [ "$exact" = 1 ]; then

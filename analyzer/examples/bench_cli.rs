@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
                 command,
                 max_depth: 64,
                 quiet: true,
+                time_resolution: recorder::DEFAULT_TIME_RESOLUTION,
             };
             let out = recorder::record(&opts)?;
             cli::after_record(&out.traces)?;

@@ -42,6 +42,7 @@ fn record(dir: &Path, cmd: &[&str]) -> Vec<PathBuf> {
         command: cmd.iter().map(OsString::from).collect(),
         max_depth: 64,
         quiet: true,
+        time_resolution: recorder::DEFAULT_TIME_RESOLUTION,
     };
     let out = recorder::record(&opts).expect("record");
     assert!(

@@ -49,8 +49,9 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<RecordOutcome> {
             args.max_depth.max(1)
         },
         quiet: false,
+        time_resolution: args.time_resolution,
     };
-    crate::record_with_resolution(&opts, args.time_resolution)
+    crate::record(&opts)
 }
 
 /// Parses a time resolution: `ns`, `us` (or `µs`), `ms`, `s`, or a whole

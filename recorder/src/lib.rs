@@ -20,7 +20,7 @@ mod session;
 mod shm;
 
 pub use preload_lib::preload_path;
-pub use session::{record, record_with_resolution, RecordOptions, DEFAULT_TIME_RESOLUTION};
+pub use session::{record, RecordOptions, DEFAULT_TIME_RESOLUTION};
 
 /// What a finished recording produced.
 #[derive(Debug)]

@@ -26,31 +26,25 @@ pub struct RecordOptions {
     pub max_depth: usize,
     /// Don't print where the traces went.
     pub quiet: bool,
+    /// Times of events a process records while it has a single thread are
+    /// rounded down to a multiple of this many ns (1 keeps every time to the
+    /// nanosecond; [`DEFAULT_TIME_RESOLUTION`] by default). Such times are
+    /// most of a trace's bytes when kept to the nanosecond (their low digits
+    /// are noise that does not compress), and their order does not depend on
+    /// them. From the moment a second thread of the process records anything,
+    /// its events keep their nanosecond times: order across threads comes
+    /// from times, and is exact. Each forked child and exec'd image starts
+    /// again with one thread.
+    pub time_resolution: u64,
 }
 
 /// Default time resolution of events recorded while a process has a single
-/// thread, in ns (see [`record_with_resolution`]).
+/// thread, in ns (see [`RecordOptions::time_resolution`]).
 pub const DEFAULT_TIME_RESOLUTION: u64 = 1000;
 
 /// Runs `opts.command` under the recorder and writes its traces. If the
 /// recorder cannot start, the program still runs (untraced) after one message.
-/// Times have the default resolution ([`DEFAULT_TIME_RESOLUTION`]).
 pub fn record(opts: &RecordOptions) -> anyhow::Result<RecordOutcome> {
-    record_with_resolution(opts, DEFAULT_TIME_RESOLUTION)
-}
-
-/// [`record`] with the times of events a process records while it has a
-/// single thread rounded down to a multiple of `time_resolution` ns (1 keeps
-/// every time to the nanosecond). Such times are most of a trace's bytes
-/// when kept to the nanosecond (their low digits are noise that does not
-/// compress), and their order does not depend on them. From the moment a
-/// second thread of the process records anything, its events keep their
-/// nanosecond times: order across threads comes from times, and is exact.
-/// Each forked child and exec'd image starts again with one thread.
-pub fn record_with_resolution(
-    opts: &RecordOptions,
-    time_resolution: u64,
-) -> anyhow::Result<RecordOutcome> {
     anyhow::ensure!(!opts.command.is_empty(), "no command to record");
     let setup = prepare(opts);
     let (dir, preload) = match setup {
@@ -75,7 +69,7 @@ pub fn record_with_resolution(
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
-    let result = run_session(opts, &dir, &preload, time_resolution.max(1));
+    let result = run_session(opts, &dir, &preload, opts.time_resolution.max(1));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -46,8 +46,9 @@ pub fn record_with(dir: &Path, cmd: &[&str], resolution: u64) -> Run {
         command: cmd.iter().map(Into::into).collect(),
         max_depth: 64,
         quiet: true,
+        time_resolution: resolution,
     };
-    let o = recorder::record_with_resolution(&opts, resolution).expect("record");
+    let o = recorder::record(&opts).expect("record");
     Run {
         traces: o.traces,
         exit_code: o.exit_code,

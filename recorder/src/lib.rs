@@ -18,6 +18,7 @@ pub mod collector;
 mod preload_lib;
 mod session;
 mod shm;
+mod signals;
 
 pub use preload_lib::preload_path;
 pub use session::{record, RecordOptions, DEFAULT_TIME_RESOLUTION};

@@ -147,6 +147,8 @@ fn run_session(
         cmd.env_remove(alloctrace_abi::ENV_CLOCK);
     }
     let mut clock = crate::clock::TimeMap::new();
+    // Ctrl-C and friends must not end the recording before the program.
+    let signals = crate::signals::Guard::install();
     // The program gets its own signal dispositions (as a shell would give it).
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -222,8 +224,11 @@ fn run_session(
                 Err(e) => errors.push(format!("{}: {e:#}", t.path.display())),
             }
         }
-        // 3. Reap.
+        // 3. Reap, and pass on signals meant for the program.
         reap(root_pid, &seen, &mut statuses, &mut root_exit);
+        if root_exit.is_none() {
+            signals.forward(root_pid);
+        }
         let keys: Vec<(u32, u32)> = live.keys().copied().collect();
         for key in keys {
             let newer = live.keys().any(|k| k.0 == key.0 && k.1 > key.1)
@@ -278,6 +283,7 @@ fn run_session(
         // SAFETY: our own descriptor.
         unsafe { libc::close(pidfd) };
     }
+    drop(signals);
     written.sort_by_key(|(root, _)| !*root);
     let traces: Vec<PathBuf> = written.into_iter().map(|(_, p)| p).collect();
     if traces.first().map(|p| p != &opts.output).unwrap_or(true) {

@@ -2,6 +2,7 @@
 //! [`recorder::record`], and their traces read back with `traces::Reader`.
 
 mod common;
+mod getattr;
 mod memo;
 mod programs;
 mod real_programs;

@@ -23,6 +23,8 @@ pub struct Tls {
     pub state: Cell<*mut ThreadState>,
     /// Thread id of the thread that created this one (0: unknown).
     pub parent: Cell<u32>,
+    /// The top of this thread's stack, when noted at its start (0: unknown).
+    stack_top: Cell<u64>,
 }
 
 // The block: `Tls`-sized, zero-initialised (`.tbss`).
@@ -92,6 +94,16 @@ impl Guard {
 /// Records which thread created this one (for its `ThreadStart` event).
 pub fn set_parent(tid: u32) {
     tls().parent.set(tid);
+}
+
+/// Records the top of this thread's stack (highest address + 1).
+pub fn set_stack_top(top: u64) {
+    tls().stack_top.set(top);
+}
+
+/// The top of this thread's stack noted by [`set_stack_top`], or 0.
+pub fn stack_top() -> u64 {
+    tls().stack_top.get()
 }
 
 impl Drop for Guard {

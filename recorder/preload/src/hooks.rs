@@ -474,6 +474,15 @@ unsafe extern "C" fn take_start(p: *mut c_void, out: *mut [usize; 2]) {
     // SAFETY: allocated with the real malloc below.
     unsafe { real::free(p) };
     crate::guard::set_parent(s.parent);
+    // The unwinder needs the stack's bounds. Asking for them here, before
+    // the thread runs any code of its own, keeps it from asking later inside
+    // a hook, which may have been called by `pthread_getattr_np` itself (it
+    // reallocates while holding the thread's lock: the JVM's threads
+    // deadlocked on their first allocation). Inside the guard, its own
+    // allocations pass through untraced.
+    if let Some(_g) = crate::guard::Guard::acquire() {
+        crate::guard::set_stack_top(crate::unwind::pthread_stack_top());
+    }
     // SAFETY: `out` points at two words on the caller's stack.
     unsafe { *out = [s.start as usize, s.arg as usize] };
 }

@@ -260,8 +260,19 @@ impl Unwinder {
     }
 }
 
-/// This thread's stack top (highest address + 1).
+/// This thread's stack top (highest address + 1): noted when the thread
+/// started (threads created through our `pthread_create`), else asked for.
 fn stack_top() -> u64 {
+    match crate::guard::stack_top() {
+        0 => pthread_stack_top(),
+        top => top,
+    }
+}
+
+/// This thread's stack top from `__libc_stack_end` (main thread) or
+/// `pthread_getattr_np`, which takes the thread's lock: not to be called
+/// from a hook that `pthread_getattr_np` may have called.
+pub fn pthread_stack_top() -> u64 {
     if crate::sys::gettid() == crate::sys::getpid() {
         extern "C" {
             static __libc_stack_end: *const core::ffi::c_void;

@@ -402,13 +402,16 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
 }
 
 /// Most runs one mixed span records (a class's successive runs that end up
-/// adjacent share one entry).
-pub(crate) const MAX_RUNS: usize = 256;
+/// adjacent share one entry). `sqlite3`, `python3`, `git log -p` and `gcc` fill a
+/// mixed span with 90 to 101 runs; a span whose table is full is left for a new
+/// one. (256 entries and 64-byte granules made the table 1.8 KiB, which sqlite3
+/// keeps resident as part of its runs' first page; now 1 KiB.)
+pub(crate) const MAX_RUNS: usize = 128;
 
 /// The granule table of a mixed span names, for every this many bytes, the run
 /// holding the granule's first byte, so [`mixed_block`] finds a run with one load
 /// (and a step or two when runs shorter than a granule share it).
-const GRANULE: usize = 64;
+const GRANULE: usize = 128;
 
 /// The run table of a mixed span, right after its header. Entries are appended
 /// under the heap lock and read without it: a block of a run is handed out only
@@ -431,7 +434,7 @@ pub(crate) struct RunTable {
 /// Offset of the first run in a mixed span: header and run table, granule-aligned.
 pub(crate) const MIXED_DATA: usize =
     (SPAN_HEADER + core::mem::size_of::<RunTable>()).next_multiple_of(GRANULE);
-const _: () = assert!(CHUNK <= 1 << 16 && MIXED_DATA < CHUNK / 8 && MAX_RUNS == 256);
+const _: () = assert!(CHUNK <= 1 << 16 && MIXED_DATA < CHUNK / 8 && MAX_RUNS <= 256);
 
 /// `start` value past every block start (blocks are at least 16 bytes).
 const NO_RUN: u16 = u16::MAX;
@@ -508,7 +511,7 @@ pub(crate) unsafe fn mixed_block(span: *const Span, p: usize) -> (usize, usize) 
     let off = p - span as usize;
     debug_assert!((MIXED_DATA..CHUNK).contains(&off));
     // SAFETY: `p` is in the span, so `off / GRANULE` indexes the granule table; a
-    // run index is a byte, below `MAX_RUNS` (256), and the runs after the one
+    // run index there is below `MAX_RUNS - 1` (`carve_run`), and the runs after the one
     // holding the granule's first byte that start at or below `off` exist, so the
     // entry after each is in the table (the last entry is never a run).
     let (class, start) = unsafe {

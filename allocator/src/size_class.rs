@@ -33,7 +33,9 @@
 //!   span left over after the 128-byte header, **1/8** for the purged classes (8 KiB
 //!   and up), checked by a unit test for every class. Only the tail's part in the
 //!   last block's page becomes resident: one 64 KiB chunk holds fourteen 4368-byte
-//!   blocks (a 6.5 % tail), five hold 74 (1.3 %).
+//!   blocks (a 6.5 % tail), five hold 74 (1.3 %). That class, whose spans a page
+//!   cache fills, is the exception: its spans are eight chunks, which 120 blocks
+//!   fill exactly (no tail at all).
 //!   A longer span costs nothing while partly used (blocks are handed out bottom up,
 //!   so untouched ones stay untouched).
 
@@ -168,6 +170,17 @@ const fn regular_class_of(size: usize) -> usize {
 
 const fn span_chunks_const(class: usize) -> usize {
     let size = class_size_const(class);
+    if class == EXTRA_CLASS {
+        // Page-cache pages fill their spans: as long as it takes for the blocks to
+        // fit exactly (eight chunks, 120 blocks). The five chunks of the rule below
+        // leave 224 bytes of a touched page and a header per 74 blocks: a page of
+        // sqlite3's peak over its eleven full spans.
+        let mut n = 1;
+        while (n * CHUNK - SPAN_HEADER) % size != 0 {
+            n += 1;
+        }
+        return n;
+    }
     // Below the purged classes, as long as it takes to waste at most 1/64 (bigger
     // blocks of a span that is not full are not touched, so cost nothing).
     let limit = if size < PURGE_MIN_BLOCK { 64 } else { 8 };
@@ -334,7 +347,10 @@ mod tests {
                 "class {c}: trim_top's bitmap holds a one-chunk span of 16-byte blocks"
             );
         }
-        assert_eq!(SPAN_CHUNKS[class_of(PAGE_PLUS_HEADER)], 5);
+        // The page-cache class fills its spans exactly.
+        let c = class_of(PAGE_PLUS_HEADER);
+        assert_eq!(SPAN_CHUNKS[c], 8);
+        assert_eq!(span_capacity(c) * PAGE_PLUS_HEADER, 8 * CHUNK - SPAN_HEADER);
         for c in PURGE_CLASS..NUM_CLASSES {
             assert!(
                 span_capacity(c) <= 64,

@@ -245,6 +245,14 @@ impl Heap {
                 b = unsafe { (*b).next };
             }
             ensure(
+                self.classes[class]
+                    .run_free_len
+                    .load(core::sync::atomic::Ordering::Relaxed) as usize
+                    == free,
+                "class free run block count disagrees with its list",
+                class,
+            )?;
+            ensure(
                 ci.used == t.used + (run_blocks - free) as u64,
                 "class used blocks disagree with the spans and runs",
                 class,

@@ -1,8 +1,10 @@
 //! The heap: one allocator instance. Central per-class span lists behind per-class
 //! locks, the span pool and large-block list behind the heap lock.
 //!
-//! Lock order: a class lock, then the heap lock. The fork handlers take every class
-//! lock in index order, then the heap lock.
+//! Lock order: class locks in ascending index order (a refill that borrows a
+//! larger class's free run block holds its own class's lock while it takes that
+//! one's, see [`Heap::borrow_run_block`]), then the heap lock. The fork handlers
+//! take every class lock in index order, then the heap lock.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -102,7 +104,8 @@ pub(crate) struct ClassInner {
     /// Blocks handed out, of spans and of runs.
     pub used: u64,
     /// Free blocks of the class's runs in mixed spans, linked through their first
-    /// word (runs are never given back, so their blocks stay with the class).
+    /// word (runs are never given back, so their blocks stay with the class, or
+    /// are lent to a smaller one, see [`Heap::borrow_run_block`]).
     pub run_free: *mut FreeBlock,
 }
 
@@ -119,6 +122,9 @@ pub(crate) struct Central {
     /// beside it, in what would be padding; read without it by thread caches, see
     /// [`Heap::in_runs`]).
     pub run_blocks: AtomicU8,
+    /// Blocks on [`ClassInner::run_free`] (written under the lock; read without it
+    /// by smaller classes looking for a block to borrow).
+    pub run_free_len: AtomicU8,
     /// The class's formatted spans (written under the lock, beside it in what would
     /// be padding; their blocks are this times [`span_capacity`]).
     pub spans: AtomicU32,
@@ -128,6 +134,14 @@ pub(crate) struct Central {
 const _: () = assert!(core::mem::size_of::<Central>() <= 32 && RUN_BLOCKS <= u8::MAX as usize);
 
 impl Central {
+    /// Adds `n` (+1 or -1) to the count of free run blocks. Class lock held: only
+    /// its holder writes the count.
+    fn add_run_free(&self, n: i8) {
+        let v = self.run_free_len.load(Ordering::Relaxed);
+        self.run_free_len
+            .store(v.wrapping_add_signed(n), Ordering::Relaxed);
+    }
+
     /// Adds `n` (+1 or -1) to the span count. Class lock held: only its holder
     /// writes the count.
     fn add_spans(&self, n: i32) {
@@ -194,6 +208,7 @@ impl Heap {
                         run_free: core::ptr::null_mut(),
                     }),
                     run_blocks: AtomicU8::new(0),
+                    run_free_len: AtomicU8::new(0),
                     spans: AtomicU32::new(0),
                 }
             }; NUM_CLASSES],
@@ -285,10 +300,17 @@ impl Heap {
     }
 
     /// Fetches up to `want` blocks of `class`, linked through their first word, into
-    /// `*out`. Returns how many it got (0 when out of memory).
-    pub(crate) fn refill(&self, class: usize, want: usize, out: &mut *mut FreeBlock) -> usize {
+    /// `*out`. Returns how many it got (0 when out of memory) and their class:
+    /// `class`, or, instead of a new run, the larger class of one free run block it
+    /// borrowed (see [`Heap::borrow_run_block`]).
+    pub(crate) fn refill(
+        &self,
+        class: usize,
+        want: usize,
+        out: &mut *mut FreeBlock,
+    ) -> (usize, usize) {
         if !self.ensure_init() {
-            return 0;
+            return (0, class);
         }
         let central = crate::at(&self.classes, class);
         let _g = central.lock.lock();
@@ -306,12 +328,24 @@ impl Heap {
                     ci.run_free = (*b).next;
                     (*b).next = *out;
                 }
+                central.add_run_free(-1);
                 *out = b;
                 got += 1;
                 continue;
             }
             let room = budget - central.run_blocks.load(Ordering::Relaxed) as usize;
             if room > 0 {
+                if got == 0 {
+                    // A free run block of a slightly larger class rather than
+                    // memory no block used yet.
+                    let (b, lender) = self.borrow_run_block(class);
+                    if !b.is_null() {
+                        // SAFETY: a free run block, now ours alone.
+                        unsafe { (*b).next = *out };
+                        *out = b;
+                        return (1, lender);
+                    }
+                }
                 // A few hundred bytes at a time: a class used for a block or two
                 // does not park (and touch) a batch of them in a thread cache.
                 let n = room
@@ -371,7 +405,43 @@ impl Heap {
             }
         }
         ci.used += got as u64;
-        got
+        (got, class)
+    }
+
+    /// Takes a free run block of the smallest class above `class` that has one and
+    /// whose blocks are at most twice as large, counted as handed out by that
+    /// class; null (and `class`) if there is none. The lender keeps the block: its
+    /// run table entry still names the lender's class, so the block goes back to
+    /// it when freed.
+    ///
+    /// A run block freed by its class (a buffer that grew past it, say) is
+    /// otherwise only reused by that class, while a smaller class touches new
+    /// memory for its next run. Called with `class`'s lock held: each lender's lock
+    /// is taken after it, so class locks nest in ascending index order only (as
+    /// the fork handlers take them), and no two threads can wait for each other.
+    #[inline(never)]
+    fn borrow_run_block(&self, class: usize) -> (*mut FreeBlock, usize) {
+        let limit = 2 * class_size(class);
+        let mut lender = class + 1;
+        while lender < NUM_CLASSES && class_size(lender) <= limit && run_budget(lender) > 0 {
+            let c = crate::at(&self.classes, lender);
+            // (A hint, read without the lender's lock.)
+            if c.run_free_len.load(Ordering::Relaxed) != 0 {
+                let _g = c.lock.lock();
+                // SAFETY: the lender's lock is held.
+                let ci = unsafe { &mut *c.inner.get() };
+                let b = ci.run_free;
+                if !b.is_null() {
+                    // SAFETY: free run blocks hold a valid link; lock held.
+                    ci.run_free = unsafe { (*b).next };
+                    c.add_run_free(-1);
+                    ci.used += 1;
+                    return (b, lender);
+                }
+            }
+            lender += 1;
+        }
+        (core::ptr::null_mut(), class)
     }
 
     /// Returns `count` blocks of `class`, linked through their first word from
@@ -399,6 +469,7 @@ impl Heap {
                     // A run block: back to the class's run list.
                     (*b).next = ci.run_free;
                     ci.run_free = b;
+                    central.add_run_free(1);
                     continue;
                 }
                 debug_assert_eq!((*s).class as usize, class);

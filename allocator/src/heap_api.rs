@@ -42,9 +42,9 @@ impl Heap {
         let size = size.max(1);
         let padded = size + (align - 16);
         if padded <= self.large_threshold {
-            let class = class_of(padded);
             let mut b: *mut FreeBlock = ptr::null_mut();
-            if self.refill(class, 1, &mut b) == 0 {
+            let (got, class) = self.refill(class_of(padded), 1, &mut b);
+            if got == 0 {
                 return ptr::null_mut();
             }
             self.counters.on_alloc(Heap::class_bytes(class), size);

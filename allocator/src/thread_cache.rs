@@ -398,10 +398,22 @@ impl ThreadCache {
         let bin = crate::at_mut(&mut self.bins, class);
         bin.set_limit(capped(heap, grown(bin.limit, class), class));
         let want = (bin.limit / 2).max(1) as usize;
-        let got = heap.refill(class, want, &mut bin.head);
+        let mut got_head = bin.head;
+        let (got, lender) = heap.refill(class, want, &mut got_head);
+        self.sync_map(heap);
+        if lender != class {
+            // A larger class's run block, borrowed: straight to the program, counted
+            // as taken from the lender's bin (it goes back there when freed).
+            let lent = crate::at_mut(&mut self.bins, lender);
+            lent.delta += 1;
+            self.allocs += 1;
+            self.requested += size as u64;
+            return got_head.cast();
+        }
+        let bin = crate::at_mut(&mut self.bins, class);
+        bin.head = got_head;
         bin.room -= got as i32;
         bin.delta += got as i64;
-        self.sync_map(heap);
         self.try_pop(size)
     }
 
@@ -626,6 +638,37 @@ mod tests {
         tc.flush_all(&heap);
         heap.check().expect("invariants");
         assert_eq!(heap.stats().live_blocks, 0);
+    }
+
+    #[test]
+    fn a_borrowed_run_block_is_counted_by_its_lender() {
+        let heap = Heap::new(Config::RESERVED).expect("heap");
+        let mut tc = ThreadCache::new();
+        tc.state = ACTIVE;
+        let (small, large) = (class_of(1000), class_of(1536));
+        let p = alloc(&mut tc, &heap, 1536);
+        // SAFETY: live run block of `heap`, not used afterwards.
+        assert!(unsafe { tc.try_free_mixed(&heap, p as usize) });
+        tc.flush_all(&heap);
+        // The smaller class has no free run block: it borrows the larger one's
+        // instead of carving a run, and the block stays the lender's.
+        let q = alloc(&mut tc, &heap, 1000);
+        assert_eq!(q, p);
+        let st = heap.stats();
+        assert_eq!(st.classes[small].run_blocks, 0, "no run carved");
+        assert_eq!(st.classes[large].used_blocks, 1);
+        assert_eq!(st.classes[small].used_blocks, 0);
+        assert_eq!(tc.bins[small].len(), 0, "nothing parked for the borrower");
+        // Freed, it goes back to the lender's bin.
+        // SAFETY: live block, not used afterwards.
+        assert!(unsafe { tc.try_free_mixed(&heap, q as usize) });
+        assert_eq!(tc.bins[large].len(), 1);
+        tc.flush_all(&heap);
+        heap.check().expect("invariants");
+        let st = heap.stats();
+        assert_eq!((st.live_blocks, st.live_bytes), (0, 0));
+        assert_eq!((st.allocs, st.frees), (2, 2));
+        assert!(st.classes.iter().all(|c| c.used_blocks == 0));
     }
 
     #[test]

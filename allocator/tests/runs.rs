@@ -179,6 +179,118 @@ fn a_span_reused_as_the_shared_chunk_loses_its_class_tag() {
 }
 
 #[test]
+fn a_freed_run_block_is_lent_to_a_smaller_class() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    let (small, large) = (class_of(1000), class_of(1536));
+    assert!(class_size(large) <= 2 * class_size(small));
+    let p = heap.malloc(1536);
+    // SAFETY: live block of 1536 bytes; freed once.
+    unsafe {
+        fill(p, 1536, 7);
+        heap.free(p);
+    }
+    // A class more than twice smaller carves its own run.
+    let tiny = heap.malloc(500);
+    assert_ne!(tiny, p);
+    // The 1024-byte class has no run block yet: it takes the free 1536-byte one.
+    let q = heap.malloc(1000);
+    assert_eq!(q, p);
+    // SAFETY: live block.
+    assert_eq!(unsafe { heap.usable_size(q) }, 1536);
+    let st = heap.stats();
+    assert_eq!(
+        st.classes[small].run_blocks, 0,
+        "no run carved for the borrower"
+    );
+    assert_eq!(
+        (st.classes[large].used_blocks, st.classes[small].used_blocks),
+        (1, 0)
+    );
+    heap.check().expect("invariants with a lent block");
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        fill(q, 1536, 8);
+        heap.free(q);
+        heap.free(tiny);
+    }
+    // Back with its lender: the lender's next block.
+    let again = heap.malloc(1536);
+    assert_eq!(again, p);
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(again) };
+    heap.check().expect("invariants");
+    let st = heap.stats();
+    assert_eq!((st.live_blocks, st.live_bytes), (0, 0));
+}
+
+/// Threads allocating every run class at once, each freeing the others' blocks, so
+/// blocks freed by one class are lent to smaller ones while their lenders refill
+/// and flush: class locks nest (a borrower holds its own while it takes a
+/// lender's), and no block may be handed out twice.
+#[test]
+fn run_blocks_lent_across_classes_under_threads() {
+    let heap = std::sync::Arc::new(Heap::new(Config::RESERVED).expect("heap"));
+    let classes = run_classes();
+    let (tx, rx) = mpsc::channel::<Vec<(usize, usize, u64)>>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let mut threads = Vec::new();
+    for t in 0..4u64 {
+        let (heap, classes, tx, rx) = (heap.clone(), classes.clone(), tx.clone(), rx.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut rng = Rng::new(t + 1);
+            let mut lent = 0;
+            for round in 0..300u64 {
+                let batch: Vec<_> = (0..24)
+                    .map(|i| {
+                        let c = classes[rng.below(classes.len() as u64) as usize];
+                        let len = class_size(c) - (rng.below(16) as usize).min(class_size(c) - 1);
+                        let p = heap.malloc(len);
+                        assert!(!p.is_null());
+                        // SAFETY: live block of at least `len` bytes.
+                        if unsafe { heap.usable_size(p) } > class_size(class_of(len)) {
+                            lent += 1;
+                        }
+                        let tag = t << 40 | round << 8 | i;
+                        // SAFETY: a fresh block of `len` bytes.
+                        unsafe { fill(p, len, tag) };
+                        (p as usize, len, tag)
+                    })
+                    .collect();
+                tx.send(batch).unwrap();
+                // Free somebody's batch (often another thread's).
+                let other = rx.lock().unwrap().try_recv();
+                if let Ok(batch) = other {
+                    for (p, len, tag) in batch {
+                        // SAFETY: live blocks filled with `tag`, freed once.
+                        unsafe {
+                            verify(p as *const u8, len, tag);
+                            heap.free(p as *mut u8);
+                        }
+                    }
+                }
+            }
+            lent
+        }));
+    }
+    drop(tx);
+    let lent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    for batch in rx.lock().unwrap().iter() {
+        for (p, len, tag) in batch {
+            // SAFETY: as above.
+            unsafe {
+                verify(p as *const u8, len, tag);
+                heap.free(p as *mut u8);
+            }
+        }
+    }
+    heap.check()
+        .expect("invariants after lending under threads");
+    let st = heap.stats();
+    assert_eq!((st.live_blocks, st.live_bytes), (0, 0));
+    assert!(lent > 0, "no block was lent");
+}
+
+#[test]
 fn run_blocks_freed_by_another_thread() {
     let _g = global_instance();
     let (tx, rx) = mpsc::channel::<Vec<(usize, usize)>>();

@@ -97,6 +97,27 @@ pub struct EventBatch {
     thread: Box<[ThreadId; CAP]>,
     cols: Box<Cols>,
     others: Vec<(u32, Event)>,
+    /// The decoder's working space (see [`Scratch`]).
+    scratch: Box<Scratch>,
+}
+
+/// Values of a run of events decoded column by column before the event loop
+/// reads them (`codec`'s fast path): at most [`Scratch::RUN`] of each.
+#[derive(Clone)]
+pub(crate) struct Scratch {
+    /// Sizes of the run's allocations.
+    pub(crate) size: [u64; Scratch::RUN],
+    /// Address codes of the run's allocations.
+    pub(crate) alloc: [u32; Scratch::RUN],
+    /// Address codes of the run's frees.
+    pub(crate) free: [u32; Scratch::RUN],
+    /// Stacks (stack codes of frees) of the run's events.
+    pub(crate) stack: [u32; Scratch::RUN],
+}
+
+impl Scratch {
+    /// Most events in a run (a power of two).
+    pub(crate) const RUN: usize = 256;
 }
 
 /// The columns the decoder writes per event, in one allocation so that its
@@ -126,6 +147,12 @@ impl Default for EventBatch {
                 stack: [0; CAP],
             }),
             others: Vec::new(),
+            scratch: Box::new(Scratch {
+                size: [0; Scratch::RUN],
+                alloc: [0; Scratch::RUN],
+                free: [0; Scratch::RUN],
+                stack: [0; Scratch::RUN],
+            }),
         }
     }
 }
@@ -301,6 +328,17 @@ impl EventBatch {
             cols: &mut self.cols,
             others: &mut self.others,
         }
+    }
+
+    /// [`EventBatch::slots`], and the decoder's working space.
+    #[inline]
+    pub(crate) fn slots_and_scratch(&mut self, base: usize) -> (Slots<'_>, &mut Scratch) {
+        let slots = Slots {
+            base: base.min(CAP),
+            cols: &mut self.cols,
+            others: &mut self.others,
+        };
+        (slots, &mut self.scratch)
     }
 
     /// Sets the length to `n` after slots were written, and the thread of

@@ -18,7 +18,7 @@
 //! index in the thread's list of live blocks, an allocated one as its position
 //! in the ring of the thread's recent frees; anything else is a literal delta.
 
-use crate::batch::{EventBatch, Kind, Slots};
+use crate::batch::{EventBatch, Kind, Scratch, Slots};
 use crate::event::{AllocFn, Event, FreeFn, Module, ThreadId};
 
 use crate::varint::{self, Cursor};
@@ -955,6 +955,9 @@ pub struct BlockDecoder {
     bounds: [(usize, usize); COLUMNS],
     /// Read position within each column.
     pos: [usize; COLUMNS],
+    /// Whether runs of plain mallocs and frees take [`Decoder::fast_runs`]
+    /// (always, but in tests comparing it with the general path).
+    fast: bool,
 }
 
 impl BlockDecoder {
@@ -996,6 +999,7 @@ impl BlockDecoder {
             time: first_time,
             bounds,
             pos: [0; COLUMNS],
+            fast: true,
         })
     }
 
@@ -1278,11 +1282,20 @@ impl BlockDecoder {
             extra: col(8),
             model,
         };
-        let mut slots = out.slots(start);
-        // One induction variable, and the opcode kept only in a register
-        // (the error message reads it again).
+        let (mut slots, scratch) = out.slots_and_scratch(start);
+        // Runs of plain mallocs and frees on the fast path; any other event,
+        // or one the fast path finds bad, the general way (which reports it).
         let mut done = 0;
-        while let Some(&opc) = ops.get(done) {
+        loop {
+            if self.fast {
+                done += d.fast_runs(
+                    ops.get(done..).unwrap_or_default(),
+                    &mut slots,
+                    scratch,
+                    done,
+                );
+            }
+            let Some(&opc) = ops.get(done) else { break };
             if d.event_into(opc, &mut slots, done).is_none() {
                 break;
             }
@@ -1329,6 +1342,218 @@ impl BlockDecoder {
             return Err("events block: columns hold more values than the events use".into());
         }
         Ok(done)
+    }
+}
+
+/// The length of the run of plain mallocs and frees (opcodes `0x00` and
+/// `0x20`) at the start of `ops`, and how many of them are mallocs.
+#[inline]
+fn malloc_free_prefix(ops: &[u8]) -> (usize, usize) {
+    const FREES: u64 = 0x2020_2020_2020_2020;
+    let (mut n, mut mallocs) = (0, 0);
+    // Eight at a time: each byte 0x00 or 0x20.
+    while let Some(w) = ops.get(n..).and_then(|s| s.first_chunk::<8>()) {
+        let w = u64::from_le_bytes(*w);
+        if w & !FREES != 0 {
+            break;
+        }
+        // The frees' bits, one per byte, summed into the top byte.
+        let frees = ((w >> 5).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize;
+        mallocs += 8 - frees;
+        n += 8;
+    }
+    while let Some(&b) = ops.get(n) {
+        if b & !op::FREE != 0 {
+            break;
+        }
+        mallocs += usize::from(b == op::ALLOC);
+        n += 1;
+    }
+    (n, mallocs)
+}
+
+impl Decoder<'_> {
+    /// Decodes the plain mallocs and frees (the bulk of most traces) at the
+    /// start of `ops` into slots from `at` on, [`Scratch::RUN`] at a time:
+    /// see [`Decoder::fast_run`]. Returns how many it decoded.
+    #[inline(never)]
+    fn fast_runs(&mut self, ops: &[u8], out: &mut Slots, sc: &mut Scratch, at: usize) -> usize {
+        let mut done = 0;
+        loop {
+            let run = ops.get(done..).unwrap_or_default();
+            let run = &run[..run.len().min(Scratch::RUN)];
+            let k = self.fast_run(run, out, sc, at + done);
+            done += k;
+            if k < Scratch::RUN {
+                return done;
+            }
+        }
+    }
+
+    /// Decodes the plain mallocs and frees at the start of `ops` (at most
+    /// [`Scratch::RUN`]) into slots from `at` on. Each column's values for
+    /// the run are read first in a loop of their own (stacks straight into
+    /// the slots, the rest into `sc`), so the event loop finds them with no
+    /// cursor, length test or error case. Returns how many events it
+    /// decoded: it stops before any other event, and before an event it
+    /// cannot decode, which it leaves untouched (address model and cursors
+    /// as after the events before it) for [`Decoder::event_into`] to decode
+    /// or report. Events it decodes come out exactly as `event_into` would
+    /// decode them.
+    #[inline(always)]
+    fn fast_run(&mut self, ops: &[u8], out: &mut Slots, sc: &mut Scratch, at: usize) -> usize {
+        let (n, mallocs) = malloc_free_prefix(ops);
+        if n == 0 {
+            return 0;
+        }
+        let frees = n - mallocs;
+        let starts = [
+            self.stacks.pos(),
+            self.sizes.pos(),
+            self.allocs.pos(),
+            self.frees.pos(),
+            self.frees_hi.pos(),
+        ];
+        let got_stacks = self.stacks.get_u32s(&mut sc.stack[..n], u32::MAX);
+        let got_sizes = self.sizes.get_u64s(&mut sc.size[..mallocs]);
+        let got_allocs = self.allocs.get_u32s(&mut sc.alloc[..mallocs], u32::MAX);
+        // Free codes: the high part's varints, then the low bytes put in
+        // (a code above `u32::MAX` is left to the general path).
+        let got_hi = self.frees_hi.get_u32s(&mut sc.free[..frees], 0xff_ffff);
+        let lo = self.frees.rest();
+        let got_frees = got_hi.min(lo.len());
+        for (c, &l) in sc.free[..got_frees].iter_mut().zip(lo) {
+            *c = *c << 8 | l as u32;
+        }
+        self.frees.skip(got_frees);
+        // Only the events whose values were all read (all of them, but in
+        // a damaged block).
+        let mut n = n;
+        if got_stacks < n || got_sizes.min(got_allocs) < mallocs || got_frees < frees {
+            let (mut a, mut f) = (0, 0);
+            n = 0;
+            for &opc in &ops[..got_stacks.min(ops.len())] {
+                if opc == op::ALLOC {
+                    if a >= got_sizes.min(got_allocs) {
+                        break;
+                    }
+                    a += 1;
+                } else {
+                    if f >= got_frees {
+                        break;
+                    }
+                    f += 1;
+                }
+                n += 1;
+            }
+        }
+        let m = &mut *self.model;
+        const MASK: usize = Scratch::RUN - 1;
+        // Mallocs taken so far (the rest of the events are frees).
+        let mut a = 0;
+        let mut i = 0;
+        while let Some(&opc) = ops[..n].get(i) {
+            let st = sc.stack[i & MASK];
+            if opc == op::ALLOC {
+                let size = sc.size[a & MASK];
+                let c = class(size);
+                let addr = match sc.alloc[a & MASK] {
+                    // The top of the class stack (see `allocated_code`).
+                    2 => {
+                        let top = m.ring_pos[c] as usize % RING;
+                        let x = m.rings[c][top];
+                        if x == 0 {
+                            break;
+                        }
+                        m.rings[c][top] = 0;
+                        m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+                        x
+                    }
+                    1 => {
+                        let x = m.last_freed;
+                        m.pop_if_top(c, x);
+                        x
+                    }
+                    0 => {
+                        let p = self.addrs.pos();
+                        let Some(x) = m.get_lit(&mut self.addrs) else {
+                            self.addrs.set_pos(p);
+                            break;
+                        };
+                        x
+                    }
+                    k => {
+                        let k = (k - 2) as usize;
+                        let Some(x) = m.ring_get(c, k) else { break };
+                        m.ring_remove(c, k);
+                        x
+                    }
+                };
+                if addr != 0 {
+                    m.push_live(addr, c, st);
+                }
+                out.set(at + i, Kind::Alloc(AllocFn::Malloc), addr, 0, size, st);
+                a += 1;
+            } else {
+                let code = sc.free[(i - a) & MASK];
+                let (addr, stack) = if code != 0 {
+                    // Every test before any change (see `take_live` and
+                    // `free_stack_decode`).
+                    let idx = (code - 1) as usize;
+                    let Some(e) = m.live.get_mut(idx) else { break };
+                    let (x, cls, alloc_stack) = *e;
+                    if x == 0 {
+                        break;
+                    }
+                    let site = &mut m.free_site[alloc_stack as usize % FREE_SITES];
+                    let stack = if st == 0 {
+                        if site.0 != alloc_stack {
+                            break;
+                        }
+                        site.1
+                    } else {
+                        *site = (alloc_stack, st - 1);
+                        st - 1
+                    };
+                    e.0 = 0;
+                    e.1 = m.free_head;
+                    m.free_head = idx as u32;
+                    m.push_freed(x, Some(cls));
+                    (x, stack)
+                } else {
+                    // A literal: its stack is never predicted.
+                    if st == 0 {
+                        break;
+                    }
+                    let p = self.addrs.pos();
+                    let Some(x) = m.get_lit(&mut self.addrs) else {
+                        self.addrs.set_pos(p);
+                        break;
+                    };
+                    m.push_freed(x, None);
+                    (x, st - 1)
+                };
+                out.set(at + i, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
+            }
+            i += 1;
+        }
+        let f = i - a;
+        // Cursors just after the values of the events decoded (where they
+        // are already, but in a damaged block).
+        let back = |c: &mut Cursor, start: usize, used: usize, read: usize| {
+            if used != read {
+                c.set_pos(start);
+                c.skip_varints(used);
+            }
+        };
+        back(&mut self.stacks, starts[0], i, got_stacks);
+        back(&mut self.sizes, starts[1], a, got_sizes);
+        back(&mut self.allocs, starts[2], a, got_allocs);
+        back(&mut self.frees_hi, starts[4], f, got_hi);
+        if f != got_frees {
+            self.frees.set_pos(starts[3] + f);
+        }
+        i
     }
 }
 
@@ -1425,6 +1650,7 @@ impl Decoder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Record;
 
     /// Allocation code 2 takes the top of the request's class stack, code
     /// `k + 2` the `k`-th entry; either is an error on an empty entry.
@@ -1627,6 +1853,174 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("ended early"), "{err}");
         assert_eq!(batch.len(), 19);
+    }
+
+    /// Churn with now and then another event, an unknown address, a failed
+    /// allocation, a wide stack or size, or a double free.
+    fn mixed_events(seed: u64, n: u64) -> Vec<(u64, Event)> {
+        use crate::synthetic::{Churn, ChurnConfig};
+        let cfg = ChurnConfig {
+            events: n,
+            working_set: 1 + (seed as usize * 37) % 300,
+            sizes: (1, if seed % 3 == 0 { 1 << 20 } else { 600 }),
+            sites: 100,
+            depth: (1, 3),
+            seed,
+        };
+        let mut rng = crate::synthetic::Rng::new(seed ^ 0x5eed);
+        let odds = 2 + seed % 40;
+        let mut out = Vec::new();
+        let mut last_free = 0;
+        for r in Churn::new(cfg) {
+            let mut ev = r.event;
+            if rng.next_u64() % odds == 0 {
+                let stack = [0, 5, 200, 70_000, u32::MAX][(rng.next_u64() % 5) as usize];
+                let addr = 0x7000_0000
+                    + (rng.next_u64() % (1 << 20)) * [1, 16][(rng.next_u64() % 2) as usize];
+                let extra = match rng.next_u64() % 10 {
+                    0 => Event::Alloc {
+                        func: AllocFn::Calloc,
+                        addr,
+                        size: u64::MAX - rng.range(0, 3),
+                        align: 0,
+                        stack,
+                    },
+                    1 => Event::Free {
+                        func: [FreeFn::Delete, FreeFn::DeleteSized][(rng.next_u64() % 2) as usize],
+                        addr,
+                        size: 24,
+                        align: 0,
+                        stack,
+                    },
+                    2 => Event::Realloc {
+                        func: AllocFn::Realloc,
+                        old_addr: last_free,
+                        new_addr: addr,
+                        size: 40,
+                        stack,
+                    },
+                    3 => Event::Marker {
+                        value: 7,
+                        label: "m".into(),
+                    },
+                    4 => Event::Free {
+                        func: FreeFn::Free,
+                        addr: [addr, last_free, 0][(rng.next_u64() % 3) as usize],
+                        size: 0,
+                        align: 0,
+                        stack,
+                    },
+                    5 => Event::Alloc {
+                        func: AllocFn::Malloc,
+                        addr: [0, addr, last_free][(rng.next_u64() % 3) as usize],
+                        size: [0, 1 << 14, 1 << 30, u64::MAX][(rng.next_u64() % 4) as usize],
+                        align: 0,
+                        stack,
+                    },
+                    _ => {
+                        // The churn event itself, with a wide stack.
+                        if let Event::Alloc { stack: s, .. } | Event::Free { stack: s, .. } =
+                            &mut ev
+                        {
+                            *s = stack;
+                        }
+                        ev.clone()
+                    }
+                };
+                out.push((r.time, extra));
+            }
+            if let Event::Free { addr, .. } = ev {
+                last_free = addr;
+            }
+            out.push((r.time, ev));
+        }
+        out
+    }
+
+    /// Decodes `block` with the fast path on or off, in steps of random
+    /// sizes and limits, into batches that do not start empty; returns every
+    /// observation (events, results, peeked times).
+    fn observe(block: &[u8], model: &mut AddrModel, fast: bool, seed: u64) -> Vec<String> {
+        let mut seen = Vec::new();
+        let Ok(mut dec) = BlockDecoder::new(block.to_vec()) else {
+            seen.push("bad header".to_string());
+            return seen;
+        };
+        dec.fast = fast;
+        let mut rng = crate::synthetic::Rng::new(seed);
+        let mut batch = EventBatch::new();
+        for _ in 0..10_000 {
+            batch.clear();
+            let pre = (rng.next_u64() % 3) as usize * 700;
+            for _ in 0..pre {
+                batch.push_record(&Record {
+                    time: 0,
+                    thread: 9,
+                    event: Event::ThreadExit,
+                });
+            }
+            let max = [1, 5, 300, 4096][(rng.next_u64() % 4) as usize];
+            let limit = match (rng.next_u64() % 3, dec.peek_time()) {
+                (0, Ok(Some(t))) => t as u128 + (rng.next_u64() % 500) as u128,
+                _ => u128::MAX,
+            };
+            let r = dec.decode_into(model, &mut batch, limit, max);
+            seen.push(format!("{r:?} {:?} {}", dec.peek_time(), dec.remaining()));
+            seen.extend((pre..batch.len()).map(|i| format!("{:?}", batch.record(i))));
+            match r {
+                Ok(0) if dec.remaining() == 0 => break,
+                Err(_) => break,
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn fast_path_decodes_as_the_general_path() {
+        // Whole blocks, then damaged ones: the same events, errors, peeked
+        // times and address model either way.
+        for seed in 0..40u64 {
+            let events = mixed_events(seed, 3000);
+            let mut enc = BlockEncoder::new(1);
+            let mut blocks = Vec::new();
+            let mut rng = crate::synthetic::Rng::new(seed);
+            for (t, ev) in &events {
+                enc.push(*t, ev);
+                if rng.next_u64() % 1500 == 0 {
+                    blocks.push(enc.finish());
+                }
+            }
+            blocks.push(enc.finish());
+            let (mut fast, mut slow) = (AddrModel::default(), AddrModel::default());
+            for (b, block) in blocks.iter().enumerate() {
+                let want = observe(block, &mut slow, false, seed + b as u64);
+                let got = observe(block, &mut fast, true, seed + b as u64);
+                assert_eq!(got, want, "seed {seed} block {b}");
+                for cut in 0..12u64 {
+                    let mut damaged = block.clone();
+                    let at = (rng.next_u64() % damaged.len().max(1) as u64) as usize;
+                    match cut % 3 {
+                        0 => damaged[at] ^= 1 << (rng.next_u64() % 8),
+                        1 => {
+                            damaged[at] =
+                                [0x00, 0x01, 0x20, 0x80, 0xff][(rng.next_u64() % 5) as usize]
+                        }
+                        _ => damaged.truncate(at),
+                    }
+                    let (mut f, mut s) = (fast.clone(), slow.clone());
+                    let want = observe(&damaged, &mut s, false, cut);
+                    let got = observe(&damaged, &mut f, true, cut);
+                    assert_eq!(got, want, "seed {seed} block {b} damage {cut} at {at}");
+                }
+            }
+            // The models agree: a block decoded after them reads the same.
+            let block = blocks.last().cloned().unwrap_or_default();
+            assert_eq!(
+                observe(&block, &mut fast, false, 1),
+                observe(&block, &mut slow, false, 1)
+            );
+        }
     }
 
     #[test]

@@ -184,6 +184,106 @@ impl<'a> Cursor<'a> {
         self.pos += n;
     }
 
+    /// Reads varints into `out`, in order, until it is full or a value is
+    /// cut, overlong or above `max` (the cursor then stays before it).
+    /// Returns how many were read. Runs of one-byte values are found eight
+    /// bytes at a time and widened in a loop of their own.
+    #[inline]
+    pub fn get_u32s(&mut self, out: &mut [u32], max: u32) -> usize {
+        let all = self.all;
+        let mut p = self.pos;
+        let mut i = 0;
+        while i < out.len() {
+            // One-byte values from `p` on, up to what `out` has room for.
+            let bytes = all.get(p..).unwrap_or_default();
+            let bytes = &bytes[..bytes.len().min(out.len() - i)];
+            let mut ones = 0;
+            while let Some(w) = bytes.get(ones..).and_then(|s| s.first_chunk::<8>()) {
+                let hi = u64::from_le_bytes(*w) & 0x8080_8080_8080_8080;
+                if hi != 0 {
+                    ones += hi.trailing_zeros() as usize / 8;
+                    break;
+                }
+                ones += 8;
+            }
+            if ones + 8 > bytes.len() {
+                while bytes.get(ones).is_some_and(|&b| b < 0x80) {
+                    ones += 1;
+                }
+            }
+            for (d, &b) in out[i..].iter_mut().zip(&bytes[..ones]) {
+                *d = b as u32;
+            }
+            p += ones;
+            i += ones;
+            // Then one longer value (or the end).
+            let Some(o) = out.get_mut(i) else { break };
+            let mut c = Cursor { all, pos: p };
+            match c.get().filter(|&v| v <= max as u64) {
+                Some(v) => *o = v as u32,
+                None => break,
+            }
+            p = c.pos;
+            i += 1;
+        }
+        self.pos = p;
+        i
+    }
+
+    /// Reads varints into `out`, in order, until it is full or a value is
+    /// cut or overlong (the cursor then stays before it). Returns how many
+    /// were read.
+    #[inline]
+    pub fn get_u64s(&mut self, out: &mut [u64]) -> usize {
+        let all = self.all;
+        let mut p = self.pos;
+        let mut i = 0;
+        while i < out.len() {
+            // One- and two-byte values, branch-free (as `get_wide`), while
+            // a word can be read: each takes at most two bytes, so as many
+            // as there are spare pairs of bytes are read without a test.
+            let room = all.len().saturating_sub(p + 6) / 2;
+            let k = room.min(out.len() - i);
+            for o in &mut out[i..i + k] {
+                let Some(w) = all.get(p..).and_then(|s| s.first_chunk::<8>()) else {
+                    break;
+                };
+                let w = u64::from_le_bytes(*w);
+                if w & 0x8080 == 0x8080 {
+                    break;
+                }
+                let two = (w >> 7) & 1;
+                *o = (w & 0x7f) | ((w >> 1) & 0x3f80 & two.wrapping_neg());
+                p += 1 + two as usize;
+                i += 1;
+            }
+            // Then one longer value, or one near the end.
+            let Some(o) = out.get_mut(i) else { break };
+            let mut c = Cursor { all, pos: p };
+            let Some(v) = c.get_wide() else { break };
+            *o = v;
+            p = c.pos;
+            i += 1;
+        }
+        self.pos = p;
+        i
+    }
+
+    /// Skips `n` varints (fewer if the slice ends or one is bad first).
+    pub fn skip_varints(&mut self, n: usize) {
+        for _ in 0..n {
+            if self.get().is_none() {
+                break;
+            }
+        }
+    }
+
+    /// The bytes from the read position on.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        self.all.get(self.pos..).unwrap_or_default()
+    }
+
     /// Reads one zigzag varint.
     #[inline]
     pub fn get_signed(&mut self) -> Option<i64> {
@@ -331,6 +431,73 @@ mod tests {
                 let mut c = Cursor::new(&b);
                 assert_eq!(c.get_wide(), Some(v), "{v:#x} then {after:#x}");
                 assert_eq!(c.pos(), n);
+            }
+        }
+    }
+
+    #[test]
+    fn bulk_reads_agree_with_one_at_a_time() {
+        // Random mixes of one- to ten-byte values, cut anywhere or followed
+        // by an overlong varint, read into slices of every length: the same
+        // values and position as `get` one at a time, stopping at the first
+        // value `get` refuses (or, for u32s, above the maximum).
+        let mut rng = crate::synthetic::Rng::new(3);
+        for round in 0..3000 {
+            let mut b = Vec::new();
+            let n = rng.next_u64() % 40;
+            for _ in 0..n {
+                let bits = match rng.next_u64() % 4 {
+                    0 | 1 => 7,
+                    2 => 14,
+                    _ => rng.next_u64() % 65,
+                };
+                put(&mut b, rng.next_u64() & (u64::MAX >> (64 - bits.max(1))));
+            }
+            if round % 5 == 0 {
+                b.extend([0x80; 11]);
+            }
+            let cut = (rng.next_u64() % (b.len() as u64 + 1)) as usize;
+            let b = &b[..if round % 2 == 0 { cut } else { b.len() }];
+            let start = (rng.next_u64() % 3).min(b.len() as u64) as usize;
+            for len in [0, 1, 7, 8, 9, 17, 64] {
+                let max = [u32::MAX, 0xff_ffff, 300][round % 3];
+                let mut one = Cursor::at(b, start);
+                let mut want = Vec::new();
+                let mut want_pos = one.pos();
+                while want.len() < len {
+                    match one.get() {
+                        Some(v) if v <= max as u64 => want.push(v as u32),
+                        _ => break,
+                    }
+                    want_pos = one.pos();
+                }
+                let mut c = Cursor::at(b, start);
+                let mut out = vec![0u32; len];
+                let k = c.get_u32s(&mut out, max);
+                assert_eq!(
+                    (&out[..k], c.pos()),
+                    (&want[..], want_pos),
+                    "round {round} len {len}"
+                );
+                let mut one = Cursor::at(b, start);
+                let mut want = Vec::new();
+                let mut want_pos = one.pos();
+                while want.len() < len {
+                    let Some(v) = one.get() else { break };
+                    want.push(v);
+                    want_pos = one.pos();
+                }
+                let mut c = Cursor::at(b, start);
+                let mut out = vec![0u64; len];
+                let k = c.get_u64s(&mut out);
+                assert_eq!(
+                    (&out[..k], c.pos()),
+                    (&want[..], want_pos),
+                    "round {round} len {len}"
+                );
+                let mut c = Cursor::at(b, start);
+                c.skip_varints(want.len());
+                assert_eq!(c.pos(), want_pos);
             }
         }
     }

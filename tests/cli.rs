@@ -151,3 +151,40 @@ fn bad_input_gives_one_line_errors() {
         }
     }
 }
+
+/// A reader that goes away (`alloctrace summary --json T | head -1`) ends
+/// the command quietly: no message, no panic, success.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let t = golden("threads.atrace");
+    let t = t.to_str().unwrap();
+    for args in [
+        vec!["summary", t],
+        vec!["summary", "--json", t],
+        vec!["leaks", "--json", t],
+        vec!["errors", "--json", t],
+        vec!["info", "--json", t],
+        vec!["dump", "--json", t],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // A copy per command: no analysis cache is shared between them.
+        let copy = dir.path().join("t.atrace");
+        std::fs::copy(t, &copy).unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == t { copy.to_str().unwrap() } else { a })
+            .collect();
+        let mut child = bin()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closing the read end first makes every write fail with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}

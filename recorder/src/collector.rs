@@ -18,6 +18,9 @@ use traces::{
 use crate::clock::{self, TimeMap};
 use crate::shm::{self, ProcMap};
 
+/// A realloc's begin record: `(time, func, old, size, stack)`.
+type PendingRealloc = (u64, u8, u64, u64, u32);
+
 /// One process image being collected.
 pub struct ProcTrace {
     /// Process id.
@@ -35,9 +38,11 @@ pub struct ProcTrace {
     /// Records decoded so far.
     pub events: u64,
     frames: Vec<u64>,
-    /// Per thread, a realloc whose begin record was seen but not its end:
-    /// `(time, func, old, size, stack)`.
-    pending_realloc: HashMap<u32, (u64, u8, u64, u64, u32)>,
+    /// Per thread, a realloc whose begin record was seen but not its end.
+    /// At most one per thread, and rarely more than one at a time (a begin
+    /// and its end are usually next to each other in a chunk): a short list
+    /// searched linearly costs less than a hash map insert and remove.
+    pending_realloc: Vec<(u32, PendingRealloc)>,
     /// Record times are counter ticks ([`abi::FLAG_TSC`]).
     tsc: bool,
     /// Busy flags are set without a fence ([`abi::FLAG_MEMBARRIER`]).
@@ -88,7 +93,8 @@ impl ProcTrace {
         let start = h.start_time;
         let tsc = h.flags & abi::FLAG_TSC != 0;
         let fenceless = h.flags & abi::FLAG_MEMBARRIER != 0;
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let file = crate::session::create_trace_file(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
         let opts = WriterOptions {
             compression_level: 1,
             ..WriterOptions::default()
@@ -107,7 +113,7 @@ impl ProcTrace {
             max_time: start,
             events: 0,
             frames: Vec::new(),
-            pending_realloc: HashMap::new(),
+            pending_realloc: Vec::new(),
             tsc,
             fenceless,
             resolution: resolution.max(1),
@@ -275,6 +281,7 @@ impl ProcTrace {
         let res = self.resolution;
         // Start of the last rounded time's interval (a multiple of `res`).
         let mut bucket = 0u64;
+        let step_limit = res.saturating_mul(8);
         let mut events = 0u64;
         let r = loop {
             if *at + abi::RECORD_HEADER > bytes.len() {
@@ -318,8 +325,19 @@ impl ProcTrace {
                     let t = if time < coarse_below {
                         // Most records fall in the previous one's
                         // microsecond: no division for them.
-                        if t.wrapping_sub(bucket) >= res {
-                            bucket = floor_to(t, res);
+                        let d = t.wrapping_sub(bucket);
+                        if d >= res {
+                            bucket = if d < step_limit {
+                                // A few intervals on (times grow): steps,
+                                // not a 64-bit division (~40 cycles).
+                                let mut b = bucket + res;
+                                while t - b >= res {
+                                    b += res;
+                                }
+                                b
+                            } else {
+                                floor_to(t, res)
+                            };
                         }
                         bucket
                     } else {
@@ -395,17 +413,20 @@ impl ProcTrace {
                 heap_event(kind, func, arg(0), arg(1), arg(2), stack)
             }
             abi::KIND_REALLOC_BEGIN => {
-                self.pending_realloc
-                    .insert(tid, (*last, func, arg(0), arg(1), stack));
+                let begin = (*last, func, arg(0), arg(1), stack);
+                match self.pending_realloc.iter_mut().find(|p| p.0 == tid) {
+                    Some(p) => p.1 = begin,
+                    None => self.pending_realloc.push((tid, begin)),
+                }
                 return Ok(true);
             }
             abi::KIND_REALLOC => {
                 // The begin record carried the stack (when the call had a block).
-                let begin = if self.pending_realloc.is_empty() {
-                    None
-                } else {
-                    self.pending_realloc.remove(&tid)
-                };
+                let begin = self
+                    .pending_realloc
+                    .iter()
+                    .position(|p| p.0 == tid)
+                    .map(|i| self.pending_realloc.swap_remove(i).1);
                 Event::Realloc {
                     func: AllocFn::from_u8(func).unwrap_or(AllocFn::Realloc),
                     old_addr: arg(0),
@@ -500,7 +521,7 @@ impl ProcTrace {
         // A realloc that never returned: the process died inside it (glibc
         // aborts on a realloc of freed memory). Record it as a realloc that
         // produced nothing, at the time it started.
-        let mut pending: Vec<_> = self.pending_realloc.drain().collect();
+        let mut pending = std::mem::take(&mut self.pending_realloc);
         pending.sort_unstable();
         for (tid, (time, func, old, size, stack)) in pending {
             let t = time
@@ -539,10 +560,18 @@ impl ProcTrace {
 #[inline(always)]
 fn floor_to(t: u64, res: u64) -> u64 {
     if res == 1000 {
-        t - t % 1000
+        floor_us(t)
     } else {
         t - t % res
     }
+}
+
+/// `t` rounded down to a multiple of 1000. Out of line: inlined, LLVM sees
+/// it equals the general case when `res` is 1000 and merges the two into
+/// one variable division (~40 cycles).
+#[inline(never)]
+fn floor_us(t: u64) -> u64 {
+    t - t % 1000
 }
 
 /// The event of a malloc-family (`KIND_ALLOC`) or free-family (`KIND_FREE`)

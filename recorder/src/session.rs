@@ -81,7 +81,7 @@ fn exit_code_of(s: std::process::ExitStatus) -> i32 {
 
 /// Checks the output is writable and creates the shared directory.
 fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::File::create(&opts.output)
+    create_trace_file(&opts.output)
         .with_context(|| format!("cannot write {}", opts.output.display()))?;
     let preload = crate::preload_path()?;
     let base = if Path::new("/dev/shm").is_dir() {
@@ -96,6 +96,44 @@ fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
     ));
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok((dir, preload))
+}
+
+/// Creates a trace file, empty. A trace left at that path by an earlier
+/// recording is not truncated in place: freeing the blocks of a file just
+/// written takes the file system a while (ext4 here: 1-3 ms for a 0.2 MB
+/// trace, 70-130 ms for 40 MB), all before the program starts. Instead, when
+/// it is a plain file of ours with one name, the name is removed and a new
+/// file made in its place (same permission bits), and the old file's last
+/// descriptor is closed on a thread of its own, while the program runs.
+/// Otherwise (or if any step fails) the file is truncated as usual.
+pub(crate) fn create_trace_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let detachable = std::fs::symlink_metadata(path).is_ok_and(|m| {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        m.file_type().is_file() && m.len() > 0 && m.nlink() == 1 && m.uid() == uid
+    });
+    if detachable {
+        if let (Ok(old), Ok(meta)) = (std::fs::File::open(path), std::fs::metadata(path)) {
+            if std::fs::remove_file(path).is_ok() {
+                let new = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(meta.mode() & 0o7777)
+                    .open(path);
+                // If no thread can be made, the closure (and the file) is
+                // dropped here.
+                let _ = std::thread::Builder::new()
+                    .name("alloctrace-unlink".into())
+                    .spawn(move || drop(old));
+                if let Ok(f) = new {
+                    let _ = f.set_permissions(meta.permissions());
+                    return Ok(f);
+                }
+            }
+        }
+    }
+    std::fs::File::create(path)
 }
 
 fn trace_path(root: &Path, pid: u32, image: u32, is_root: bool) -> PathBuf {

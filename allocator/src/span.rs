@@ -403,15 +403,16 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
 
 /// Most runs one mixed span records (a class's successive runs that end up
 /// adjacent share one entry). `sqlite3`, `python3`, `git log -p` and `gcc` fill a
-/// mixed span with 90 to 101 runs; a span whose table is full is left for a new
-/// one. (256 entries and 64-byte granules made the table 1.8 KiB, which sqlite3
-/// keeps resident as part of its runs' first page; now 1 KiB.)
-pub(crate) const MAX_RUNS: usize = 128;
+/// mixed span with 90 to 101 runs, `bench/churn.c` with about 240 (its classes'
+/// runs interleave); a span whose table is full is left for a new one.
+pub(crate) const MAX_RUNS: usize = 256;
 
 /// The granule table of a mixed span names, for every this many bytes, the run
 /// holding the granule's first byte, so [`mixed_block`] finds a run with one load
-/// (and a step or two when runs shorter than a granule share it).
-const GRANULE: usize = 128;
+/// (and a few steps when runs shorter than a granule share it). The table is part
+/// of the runs' first page, resident in every process: 64-byte granules, with the
+/// table aligned to them, made it 1.8 KiB (a page of sqlite3's peak); now 1.1 KiB.
+const GRANULE: usize = 256;
 
 /// The run table of a mixed span, right after its header. Entries are appended
 /// under the heap lock and read without it: a block of a run is handed out only
@@ -431,9 +432,11 @@ pub(crate) struct RunTable {
     granule: [AtomicU8; CHUNK / GRANULE],
 }
 
-/// Offset of the first run in a mixed span: header and run table, granule-aligned.
+/// Offset of the first run in a mixed span: after the header and run table, on a
+/// cache line. Not granule-aligned: the granule holding it names the first run
+/// (see [`format_mixed`]).
 pub(crate) const MIXED_DATA: usize =
-    (SPAN_HEADER + core::mem::size_of::<RunTable>()).next_multiple_of(GRANULE);
+    (SPAN_HEADER + core::mem::size_of::<RunTable>()).next_multiple_of(64);
 const _: () = assert!(CHUNK <= 1 << 16 && MIXED_DATA < CHUNK / 8 && MAX_RUNS <= 256);
 
 /// `start` value past every block start (blocks are at least 16 bytes).
@@ -462,6 +465,10 @@ pub(crate) unsafe fn format_mixed(span: *mut Span) {
         ptr::addr_of_mut!((*t).top).write(MIXED_DATA);
         ptr::addr_of_mut!((*t).len).write(0);
         (*t).start[0].store(NO_RUN, Ordering::Relaxed);
+        // The granule holding the first run's start begins in the table, so no
+        // run holds its first byte: it names the first run (entry 0), where the
+        // lookups of its blocks start.
+        (*t).granule[MIXED_DATA / GRANULE].store(0, Ordering::Relaxed);
     }
 }
 

@@ -179,6 +179,40 @@ fn a_span_reused_as_the_shared_chunk_loses_its_class_tag() {
 }
 
 #[test]
+fn a_dirty_chunk_reused_as_the_shared_chunk_maps_its_first_runs() {
+    // Emptied spans stay resident: the shared chunk is made of one that held
+    // 5000-byte blocks full of 0xff, over the run table too.
+    let heap = Heap::new(Config {
+        max_dirty: 1 << 20,
+        decay_ms: 1 << 30,
+        ..Config::RESERVED
+    })
+    .expect("heap");
+    let blocks: Vec<_> = (0..4).map(|_| heap.malloc(5000)).collect();
+    for &p in &blocks {
+        // SAFETY: live blocks of 5000 bytes, freed once.
+        unsafe {
+            std::ptr::write_bytes(p, 0xff, 5000);
+            heap.free(p);
+        }
+    }
+    // The first runs start inside a granule that begins in the table: their
+    // blocks are found from it (the checker looks every run block up).
+    let small: Vec<_> = (0..40).map(|i| heap.malloc(16 + 16 * (i % 5))).collect();
+    assert_eq!(
+        small[0] as usize >> 16,
+        blocks[0] as usize >> 16,
+        "the chunk was reused"
+    );
+    heap.check().expect("runs of a reused dirty chunk");
+    for &p in &small {
+        // SAFETY: live blocks, freed once.
+        unsafe { heap.free(p) };
+    }
+    heap.check().expect("invariants when empty");
+}
+
+#[test]
 fn a_freed_run_block_is_lent_to_a_smaller_class() {
     let heap = Heap::new(Config::RESERVED).expect("heap");
     let (small, large) = (class_of(1000), class_of(1536));

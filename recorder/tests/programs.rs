@@ -348,3 +348,34 @@ fn threads_know_their_parent() {
     want.sort_unstable();
     assert_eq!(parents, want);
 }
+
+#[test]
+fn a_second_recording_replaces_the_first_trace() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp();
+    let exe = compile("counts.c", d.path());
+    let first = record(d.path(), &[exe.to_str().unwrap()]);
+    let path = first.traces[0].clone();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut held = std::fs::File::open(&path).unwrap();
+    let mut old = Vec::new();
+    held.read_to_end(&mut old).unwrap();
+    assert!(!old.is_empty());
+    // /bin/true allocates nothing of its own: a different, smaller trace.
+    let second = record(d.path(), &["/bin/true"]);
+    assert_eq!(second.traces[0], path);
+    let t = read(&path);
+    assert!(
+        test_allocs(&t).0.is_empty(),
+        "the first trace's events are gone"
+    );
+    assert_eq!(t.trailer.expect("trailer").exit, ExitStatus::Code(0));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    // The first file was replaced, not truncated under a reader.
+    let mut again = Vec::new();
+    std::io::Seek::rewind(&mut held).unwrap();
+    held.read_to_end(&mut again).unwrap();
+    assert_eq!(again, old);
+}

@@ -141,7 +141,12 @@ impl ProcTrace {
                 wm = 0; // busy flags unordered: no watermark this round
             }
         }
-        for i in 0..abi::NSLOTS {
+        // Slots and chunks past the highest ever claimed were never used
+        // (read after the barrier or the busy flags' loads: see
+        // `abi::ProcHeader::slots_used`).
+        let header = self.map.header();
+        let slots = (header.slots_used.load(Ordering::SeqCst) as usize).min(abi::NSLOTS);
+        for i in 0..slots {
             let s = self.map.slot(i);
             if s.tid.load(Ordering::Acquire) != 0 && s.busy.load(Ordering::SeqCst) != 0 {
                 wm = wm.min(s.last_time.load(Ordering::Acquire));
@@ -156,7 +161,8 @@ impl ProcTrace {
         // the watermark (rounding is monotonic, so they stay above it).
         let wm = floor_to(wm, self.resolution);
         let mut order: Vec<(u64, usize, bool)> = Vec::new();
-        for i in 0..abi::NCHUNKS {
+        let chunks = (header.chunks_used.load(Ordering::Acquire) as usize).min(abi::NCHUNKS);
+        for i in 0..chunks {
             let c = self.map.chunk(i);
             let st = c.state.load(Ordering::Acquire);
             if st == abi::CHUNK_OWNED || st == abi::CHUNK_FULL {

@@ -47,7 +47,7 @@ pub const ENV_CHECK_MEMO: &str = "ALLOCTRACE_CHECK_MEMO";
 /// `ProcHeader::magic`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATRCSHM1");
 /// `ProcHeader::version`; bumped on any layout change.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Bytes reserved for the process header and its strings.
 pub const PROC_HEADER_SIZE: usize = 64 << 10;
@@ -137,6 +137,18 @@ pub struct ProcHeader {
     pub next_stack: AtomicU32,
     /// Collector round counter (written by the collector; a liveness hint).
     pub heartbeat: AtomicU32,
+    /// One more than the highest thread slot index ever claimed (raised by
+    /// the claiming thread before its first record): the collector reads
+    /// the busy flags of these slots only. Raised before the slot's first
+    /// busy flag, so a thread whose raise the collector does not see after
+    /// its barrier (or busy-flag loads) reads the clock after the
+    /// collector's watermark reading, like a thread not yet started.
+    pub slots_used: AtomicU32,
+    /// One more than the highest chunk index ever claimed (raised by the
+    /// claiming thread before it writes to the chunk): the collector reads
+    /// the headers of these chunks only. Threads claim the lowest free
+    /// chunk, so this is the most chunks ever in use at once.
+    pub chunks_used: AtomicU32,
     /// When the process became multi-threaded (on a cache line of its own:
     /// the collector writes `heartbeat` every round).
     pub threads: Threads,

@@ -292,6 +292,9 @@ impl Process {
             {
                 s.busy.store(0, Ordering::Relaxed);
                 s.last_time.store(0, Ordering::Release);
+                self.header()
+                    .slots_used
+                    .fetch_max(i as u32 + 1, Ordering::SeqCst);
                 true
             } else {
                 false
@@ -358,6 +361,9 @@ impl Process {
                 {
                     c.committed.store(0, Ordering::Relaxed);
                     c.tid.store(tid, Ordering::Relaxed);
+                    self.header()
+                        .chunks_used
+                        .fetch_max(i as u32 + 1, Ordering::SeqCst);
                     c.seq.store(
                         self.header().chunk_seq.fetch_add(1, Ordering::Relaxed),
                         Ordering::Relaxed,

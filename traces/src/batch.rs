@@ -111,8 +111,8 @@ pub(crate) struct Scratch {
     pub(crate) alloc: [u32; Scratch::RUN],
     /// Address codes of the run's frees.
     pub(crate) free: [u32; Scratch::RUN],
-    /// Stacks (stack codes of frees) of the run's events.
-    pub(crate) stack: [u32; Scratch::RUN],
+    /// Opcodes of the run's events, at their slots' indexes in the batch.
+    pub(crate) ops: [u8; CAP],
 }
 
 impl Scratch {
@@ -151,7 +151,7 @@ impl Default for EventBatch {
                 size: [0; Scratch::RUN],
                 alloc: [0; Scratch::RUN],
                 free: [0; Scratch::RUN],
-                stack: [0; Scratch::RUN],
+                ops: [0; CAP],
             }),
         }
     }
@@ -460,6 +460,43 @@ impl Slots<'_> {
         self.cols.aux[j] = aux;
         self.cols.size[j] = size;
         self.cols.stack[j] = stack;
+    }
+
+    /// The index in the batch of slot `i`.
+    #[inline(always)]
+    pub(crate) fn index(&self, i: usize) -> usize {
+        self.base + i
+    }
+
+    /// The stacks of slots `i..i + n` (fewer if that runs past the batch's end).
+    #[inline]
+    pub(crate) fn stacks_mut(&mut self, i: usize, n: usize) -> &mut [StackId] {
+        let from = (self.base + i).min(CAP);
+        let to = from.saturating_add(n).min(CAP);
+        &mut self.cols.stack[from..to]
+    }
+
+    /// The stack of the event at index `j` of the batch (see [`Slots::index`]).
+    #[inline(always)]
+    pub(crate) fn stack_at(&self, j: usize) -> StackId {
+        self.cols.stack[j & (CAP - 1)]
+    }
+
+    /// Writes the event at index `j` of the batch (all but its time and
+    /// stack; its `aux` is 0).
+    #[inline(always)]
+    pub(crate) fn set_at(&mut self, j: usize, kind: Kind, addr: u64, size: u64) {
+        let j = j & (CAP - 1);
+        self.cols.kind[j] = kind;
+        self.cols.addr[j] = addr;
+        self.cols.aux[j] = 0;
+        self.cols.size[j] = size;
+    }
+
+    /// Sets the stack of the event at index `j` of the batch.
+    #[inline(always)]
+    pub(crate) fn set_stack_at(&mut self, j: usize, stack: StackId) {
+        self.cols.stack[j & (CAP - 1)] = stack;
     }
 
     /// Writes slot `i` (but its time) from a whole event, keeping the event

@@ -267,6 +267,54 @@ impl AddrModel {
         }
     }
 
+    /// For the fast path ([`Decoder::fast_run`]): the address of an
+    /// allocation of class `c` coded other than `2`, as
+    /// [`AddrModel::allocated_code`] finds it, before it is stored; `None`
+    /// (and nothing changed, literal cursor included) if it is bad.
+    #[cold]
+    #[inline(never)]
+    fn allocated_other(&mut self, code: u32, lits: &mut Cursor, c: usize) -> Option<u64> {
+        match code {
+            0 => {
+                let p = lits.pos();
+                let x = self.get_lit(lits);
+                if x.is_none() {
+                    lits.set_pos(p);
+                }
+                x
+            }
+            1 => {
+                let x = self.last_freed;
+                self.pop_if_top(c, x);
+                Some(x)
+            }
+            k => {
+                let k = (k - 2) as usize;
+                let x = self.ring_get(c, k)?;
+                self.ring_remove(c, k);
+                Some(x)
+            }
+        }
+    }
+
+    /// For the fast path: a free coded as a literal, with stack code `st`
+    /// (which must not be 0: a literal's stack is never predicted); `None`
+    /// (and nothing changed) if it is bad.
+    #[cold]
+    #[inline(never)]
+    fn freed_literal(&mut self, st: u32, lits: &mut Cursor) -> Option<u64> {
+        if st == 0 {
+            return None;
+        }
+        let p = lits.pos();
+        let Some(x) = self.get_lit(lits) else {
+            lits.set_pos(p);
+            return None;
+        };
+        self.push_freed(x, None);
+        Some(x)
+    }
+
     #[inline]
     fn put_lit(&mut self, out: &mut Vec<u8>, a: u64) {
         let d = a.wrapping_sub(self.last_lit) as i64;
@@ -1414,7 +1462,14 @@ impl Decoder<'_> {
             self.frees.pos(),
             self.frees_hi.pos(),
         ];
-        let got_stacks = self.stacks.get_u32s(&mut sc.stack[..n], u32::MAX);
+        // The run's opcodes and stacks where the event loop reads them, at
+        // the index of each event's slot in the batch.
+        let j0 = out.index(at);
+        let Some(run_ops) = sc.ops.get_mut(j0..j0 + n) else {
+            return 0;
+        };
+        run_ops.copy_from_slice(&ops[..n]);
+        let got_stacks = self.stacks.get_u32s(out.stacks_mut(at, n), u32::MAX);
         let got_sizes = self.sizes.get_u64s(&mut sc.size[..mallocs]);
         let got_allocs = self.allocs.get_u32s(&mut sc.alloc[..mallocs], u32::MAX);
         // Free codes: the high part's varints, then the low bytes put in
@@ -1449,53 +1504,41 @@ impl Decoder<'_> {
         }
         let m = &mut *self.model;
         const MASK: usize = Scratch::RUN - 1;
-        // Mallocs taken so far (the rest of the events are frees).
-        let mut a = 0;
-        let mut i = 0;
-        while let Some(&opc) = ops[..n].get(i) {
-            let st = sc.stack[i & MASK];
-            if opc == op::ALLOC {
+        // Mallocs and frees taken so far; `j` is the event's index in the
+        // batch (and in `sc.ops`).
+        let (mut a, mut f) = (0, 0);
+        let mut j = j0;
+        let end = j0 + n;
+        while j < end {
+            if sc.ops[j & (EventBatch::CAPACITY - 1)] == op::ALLOC {
+                let st = out.stack_at(j);
                 let size = sc.size[a & MASK];
                 let c = class(size);
-                let addr = match sc.alloc[a & MASK] {
+                let code = sc.alloc[a & MASK];
+                let addr = if code == 2 {
                     // The top of the class stack (see `allocated_code`).
-                    2 => {
-                        let top = m.ring_pos[c] as usize % RING;
-                        let x = m.rings[c][top];
-                        if x == 0 {
-                            break;
-                        }
-                        m.rings[c][top] = 0;
-                        m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
-                        x
+                    let top = m.ring_pos[c] as usize % RING;
+                    let x = m.rings[c][top];
+                    if x == 0 {
+                        break;
                     }
-                    1 => {
-                        let x = m.last_freed;
-                        m.pop_if_top(c, x);
-                        x
-                    }
-                    0 => {
-                        let p = self.addrs.pos();
-                        let Some(x) = m.get_lit(&mut self.addrs) else {
-                            self.addrs.set_pos(p);
-                            break;
-                        };
-                        x
-                    }
-                    k => {
-                        let k = (k - 2) as usize;
-                        let Some(x) = m.ring_get(c, k) else { break };
-                        m.ring_remove(c, k);
-                        x
-                    }
+                    m.rings[c][top] = 0;
+                    m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+                    x
+                } else {
+                    let Some(x) = m.allocated_other(code, &mut self.addrs, c) else {
+                        break;
+                    };
+                    x
                 };
                 if addr != 0 {
                     m.push_live(addr, c, st);
                 }
-                out.set(at + i, Kind::Alloc(AllocFn::Malloc), addr, 0, size, st);
+                out.set_at(j, Kind::Alloc(AllocFn::Malloc), addr, size);
                 a += 1;
             } else {
-                let code = sc.free[(i - a) & MASK];
+                let st = out.stack_at(j);
+                let code = sc.free[f & MASK];
                 let (addr, stack) = if code != 0 {
                     // Every test before any change (see `take_live` and
                     // `free_stack_decode`).
@@ -1521,23 +1564,18 @@ impl Decoder<'_> {
                     m.push_freed(x, Some(cls));
                     (x, stack)
                 } else {
-                    // A literal: its stack is never predicted.
-                    if st == 0 {
-                        break;
-                    }
-                    let p = self.addrs.pos();
-                    let Some(x) = m.get_lit(&mut self.addrs) else {
-                        self.addrs.set_pos(p);
+                    let Some(x) = m.freed_literal(st, &mut self.addrs) else {
                         break;
                     };
-                    m.push_freed(x, None);
                     (x, st - 1)
                 };
-                out.set(at + i, Kind::Free(FreeFn::Free), addr, 0, 0, stack);
+                out.set_at(j, Kind::Free(FreeFn::Free), addr, 0);
+                out.set_stack_at(j, stack);
+                f += 1;
             }
-            i += 1;
+            j += 1;
         }
-        let f = i - a;
+        let i = j - j0;
         // Cursors just after the values of the events decoded (where they
         // are already, but in a damaged block).
         let back = |c: &mut Cursor, start: usize, used: usize, read: usize| {

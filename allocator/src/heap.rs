@@ -125,6 +125,13 @@ pub(crate) struct Central {
     /// Blocks on [`ClassInner::run_free`] (written under the lock; read without it
     /// by smaller classes looking for a block to borrow).
     pub run_free_len: AtomicU8,
+    /// Blocks the class borrowed from larger ones ([`Heap::borrow_run_block`]), up
+    /// to 255: then it takes blocks of its own. A borrowed block goes back to its
+    /// lender when freed, so a class that allocates and frees in a loop can borrow
+    /// the same block over and over, each time at the cost of two class locks
+    /// instead of a bin pop (sqlite3's 64-byte class borrowed a 112-byte block
+    /// 45,000 times: 2 % more instructions). Written under the class lock.
+    pub borrowed: AtomicU8,
     /// The class's formatted spans (written under the lock, beside it in what would
     /// be padding; their blocks are this times [`span_capacity`]).
     pub spans: AtomicU32,
@@ -209,6 +216,7 @@ impl Heap {
                     }),
                     run_blocks: AtomicU8::new(0),
                     run_free_len: AtomicU8::new(0),
+                    borrowed: AtomicU8::new(0),
                     spans: AtomicU32::new(0),
                 }
             }; NUM_CLASSES],
@@ -335,7 +343,8 @@ impl Heap {
             }
             let room = budget - central.run_blocks.load(Ordering::Relaxed) as usize;
             if room > 0 {
-                if got == 0 {
+                let borrowed = central.borrowed.load(Ordering::Relaxed);
+                if got == 0 && borrowed < u8::MAX {
                     // A free run block of a slightly larger class rather than
                     // memory no block used yet.
                     let (b, lender) = self.borrow_run_block(class);
@@ -343,6 +352,8 @@ impl Heap {
                         // SAFETY: a free run block, now ours alone.
                         unsafe { (*b).next = *out };
                         *out = b;
+                        // (Under the class lock: only the lock holder writes it.)
+                        central.borrowed.store(borrowed + 1, Ordering::Relaxed);
                         return (1, lender);
                     }
                 }

@@ -257,6 +257,31 @@ fn a_freed_run_block_is_lent_to_a_smaller_class() {
     assert_eq!((st.live_blocks, st.live_bytes), (0, 0));
 }
 
+#[test]
+fn a_class_borrows_at_most_255_times() {
+    let heap = Heap::new(Config::RESERVED).expect("heap");
+    let p = heap.malloc(1536);
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(p) };
+    // A 1000-byte buffer allocated and freed in a loop borrows the free 1536-byte
+    // block each time (without a cache, the free puts it straight back)...
+    for _ in 0..255 {
+        let q = heap.malloc(1000);
+        assert_eq!(q, p);
+        // SAFETY: live block, freed once.
+        unsafe { heap.free(q) };
+    }
+    // ...255 times; then its class takes a block of its own.
+    let q = heap.malloc(1000);
+    assert_ne!(q, p);
+    // SAFETY: live block.
+    assert_eq!(unsafe { heap.usable_size(q) }, 1024);
+    // SAFETY: live block, freed once.
+    unsafe { heap.free(q) };
+    heap.check().expect("invariants");
+    assert_eq!(heap.stats().live_blocks, 0);
+}
+
 /// Threads allocating every run class at once, each freeing the others' blocks, so
 /// blocks freed by one class are lent to smaller ones while their lenders refill
 /// and flush: class locks nest (a borrower holds its own while it takes a

@@ -1,64 +1,170 @@
 //! The short report `alloctrace record` prints about the run it just recorded.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::analysis::analyze_with;
 use crate::cmd_leaks::leak_report;
 use crate::report_table::{bytes, count};
 use crate::suppressions::Suppressions;
-use crate::symbols::Symbols;
+use crate::symbols::{SharedSymbolizer, Symbols};
 
-/// Analyses `trace` and prints allocations, peak, leaks, errors, where the
-/// trace is and the commands to dig deeper (to stderr, like the recorder's
-/// own messages, so the program's stdout stays its own).
-pub fn report(trace: &Path) -> anyhow::Result<()> {
+/// Traces that get the full report; past this many, the first trace gets it
+/// and the others one line each.
+const FULL_REPORTS: usize = 3;
+
+/// Lines for the other traces, at most (those with heap errors, then those
+/// leaking most, come first).
+const MAX_LINES: usize = 15;
+
+/// What the report says about one trace.
+struct Brief {
+    trace: PathBuf,
+    program: String,
+    allocations: u64,
+    frees: u64,
+    bytes_allocated: u64,
+    peak: u64,
+    leaked_bytes: u64,
+    leaked_blocks: u64,
+    leak_sites: usize,
+    errors: u64,
+    /// `BYTES from FRAME`: the largest leak group's size and innermost frame.
+    largest_leak: Option<String>,
+}
+
+/// Analyses every trace of a recording (the root's first) and prints, to
+/// stderr (like the recorder's own messages, so the program's stdout stays
+/// its own), for each: allocations, peak, leaks, errors and the commands to
+/// dig deeper; one line each when there are many. Each analysis is cached
+/// beside its trace, so the suggested commands start from it. A trace that
+/// cannot be analysed gets a warning; the recording never fails here.
+pub fn report_all(traces: &[PathBuf]) {
+    // Shell scripts and build tools run the same few programs many times:
+    // one symbolizer reads each module's debug info once for all of them.
+    let shared = SharedSymbolizer::new();
+    let mut briefs = Vec::new();
+    for t in traces {
+        match brief(t, &shared) {
+            Ok(b) => briefs.push(b),
+            Err(e) => eprintln!(
+                "alloctrace: warning: could not analyse {}: {e:#}",
+                t.display()
+            ),
+        }
+    }
+    if briefs.len() <= FULL_REPORTS {
+        briefs.iter().for_each(print_full);
+        return;
+    }
+    print_full(&briefs[0]);
+    let mut rest: Vec<&Brief> = briefs[1..].iter().collect();
+    rest.sort_by_key(|b| {
+        (
+            std::cmp::Reverse(b.errors),
+            std::cmp::Reverse(b.leaked_bytes),
+        )
+    });
+    eprintln!(
+        "alloctrace: {} more traces, one per process image (children, exec'd programs):",
+        rest.len()
+    );
+    eprintln!(
+        "  {:>11}  {:>10}  {:>10}  {:>8}  {:>6}  {:<12}  trace",
+        "allocations", "peak", "leaked", "blocks", "errors", "program"
+    );
+    for b in rest.iter().take(MAX_LINES) {
+        eprintln!(
+            "  {:>11}  {:>10}  {:>10}  {:>8}  {:>6}  {:<12}  {}",
+            count(b.allocations),
+            bytes(b.peak),
+            bytes(b.leaked_bytes),
+            count(b.leaked_blocks),
+            count(b.errors),
+            b.program,
+            b.trace.display()
+        );
+    }
+    if rest.len() > MAX_LINES {
+        eprintln!(
+            "  … and {} more with no more errors or leaks than those above",
+            rest.len() - MAX_LINES
+        );
+    }
+    eprintln!("  more: alloctrace summary|leaks|errors TRACE");
+}
+
+/// Analyses `trace`, caches the analysis beside it, and sums it up.
+fn brief(trace: &Path, shared: &SharedSymbolizer) -> anyhow::Result<Brief> {
     let a = analyze_with(trace, None, true)?;
-    // The commands suggested below then start from this analysis.
     crate::cache::save(trace, &a);
     a.warn_truncation();
     let t = &a.result.totals;
-    let mut syms = Symbols::new(&a.result.modules);
+    let mut syms = Symbols::shared(&a.result.modules, shared);
     let leaks = leak_report(
         &a,
         &mut syms,
         &Suppressions::parse(crate::suppressions::DEFAULT),
     )?;
-    let errors: u64 = t.errors_by_kind.values().sum();
-    let p = trace.display();
-    eprintln!("alloctrace: {}", p);
-    eprintln!(
-        "  {} allocations, {} frees, {} allocated, peak {} live",
-        count(t.allocations),
-        count(t.frees),
-        bytes(t.bytes_allocated),
-        bytes(t.peak_live_bytes)
-    );
-    eprintln!(
-        "  leaked {} in {} blocks from {} sites; {} heap errors",
-        bytes(leaks.leaked_bytes),
-        count(leaks.leaked_allocations),
-        leaks.leaks.len(),
-        count(errors)
-    );
-    if let Some(g) = leaks.leaks.first() {
+    let largest_leak = leaks.leaks.first().and_then(|g| {
         let stack = crate::symbols::skip_plumbing(&g.stack).0;
-        if let Some(f) = stack.first() {
-            eprintln!(
-                "  largest leak: {} from {}{}",
+        stack.first().map(|f| {
+            format!(
+                "{} from {}{}",
                 bytes(g.bytes),
                 f.display(),
                 named_caller(stack)
-            );
-        }
+            )
+        })
+    });
+    let program = a
+        .header
+        .cmdline
+        .first()
+        .map(|c| c.rsplit('/').next().unwrap_or(c).to_string())
+        .unwrap_or_default();
+    Ok(Brief {
+        trace: trace.to_path_buf(),
+        program,
+        allocations: t.allocations,
+        frees: t.frees,
+        bytes_allocated: t.bytes_allocated,
+        peak: t.peak_live_bytes,
+        leaked_bytes: leaks.leaked_bytes,
+        leaked_blocks: leaks.leaked_allocations,
+        leak_sites: leaks.leaks.len(),
+        errors: t.errors_by_kind.values().sum(),
+        largest_leak,
+    })
+}
+
+/// The full report of one trace.
+fn print_full(b: &Brief) {
+    let p = b.trace.display();
+    eprintln!("alloctrace: {p}");
+    eprintln!(
+        "  {} allocations, {} frees, {} allocated, peak {} live",
+        count(b.allocations),
+        count(b.frees),
+        bytes(b.bytes_allocated),
+        bytes(b.peak)
+    );
+    eprintln!(
+        "  leaked {} in {} blocks from {} sites; {} heap errors",
+        bytes(b.leaked_bytes),
+        count(b.leaked_blocks),
+        b.leak_sites,
+        count(b.errors)
+    );
+    if let Some(l) = &b.largest_leak {
+        eprintln!("  largest leak: {l}");
     }
     eprintln!("  more: alloctrace summary {p}");
-    if !leaks.leaks.is_empty() {
+    if b.leak_sites > 0 {
         eprintln!("        alloctrace leaks {p}");
     }
-    if errors > 0 {
+    if b.errors > 0 {
         eprintln!("        alloctrace errors {p}");
     }
-    Ok(())
 }
 
 /// ` (called from NAME)` for a stack whose innermost frame has no name (a

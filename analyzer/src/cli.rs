@@ -159,13 +159,6 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<i32> {
 /// Prints a short report after `record` (called by the binary). Never fails
 /// the recording: a trace that cannot be analysed gets a warning instead.
 pub fn after_record(traces: &[PathBuf]) -> anyhow::Result<()> {
-    for t in traces {
-        if let Err(e) = crate::after_record::report(t) {
-            eprintln!(
-                "alloctrace: warning: could not analyse {}: {e:#}",
-                t.display()
-            );
-        }
-    }
+    crate::after_record::report_all(traces);
     Ok(())
 }

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 
@@ -129,8 +130,9 @@ pub struct Symbols {
 
 /// Where addresses are resolved.
 enum Backend {
-    /// On this thread (the symbolizer is created at the first use).
-    Here(Option<Box<Symbolizer>>),
+    /// On this thread (the symbolizer is created at the first use, unless
+    /// one is shared: see [`SharedSymbolizer`]).
+    Here(Option<Rc<Symbolizer>>),
     /// On the thread of a [`Warmup`], which loaded the debug info early.
     Warm(Warmup),
 }
@@ -141,6 +143,26 @@ fn symbolizer() -> Symbolizer {
         .enable_inlined_fns(true)
         .enable_demangling(true)
         .build()
+}
+
+/// A symbolizer for several traces in turn (one thread): the debug info of
+/// a module is read and inflated once, not once per trace (`record`'s report
+/// on a shell script's hundred processes of the same few programs). Results
+/// are those of separate symbolizers: modules are looked up by path, and
+/// each is checked against the build id its trace recorded.
+pub struct SharedSymbolizer(Rc<Symbolizer>);
+
+impl SharedSymbolizer {
+    /// A symbolizer with nothing loaded yet.
+    pub fn new() -> Self {
+        SharedSymbolizer(Rc::new(symbolizer()))
+    }
+}
+
+impl Default for SharedSymbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A request to the warm-up thread: resolve these addresses of this module.
@@ -232,6 +254,14 @@ impl Symbols {
         }
     }
 
+    /// [`Symbols::new`] resolving with `shared`, whose debug info loaded for
+    /// other traces serves this one too.
+    pub fn shared(modules: &[Module], shared: &SharedSymbolizer) -> Self {
+        let mut s = Symbols::new(modules);
+        s.backend = Backend::Here(Some(shared.0.clone()));
+        s
+    }
+
     /// [`Symbols::new`] resolving on the thread of `warmup` (if any), which
     /// may have loaded the debug info needed already. Same results.
     pub fn warmed(modules: &[Module], warmup: Option<Warmup>) -> Self {
@@ -287,7 +317,7 @@ impl Symbols {
         let Backend::Here(sym) = &mut self.backend else {
             unreachable!("set above")
         };
-        let sym = sym.get_or_insert_with(|| Box::new(symbolizer()));
+        let sym = sym.get_or_insert_with(|| Rc::new(symbolizer()));
         resolve(sym, &self.modules[i], addrs)
     }
 

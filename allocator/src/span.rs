@@ -13,7 +13,9 @@
 //! [`RUN_BYTES`](crate::size_class::RUN_BYTES)) from runs, so the twenty classes a
 //! small program uses a few blocks of share pages instead of each keeping a partly
 //! used page of its own span. Runs are never given back: their free blocks stay
-//! with their class (on its central list of run blocks).
+//! with their class (on its central list of run blocks), which lends them to
+//! slightly smaller classes about to carve runs of their own (see
+//! `Heap::borrow_run_block`; a lent block goes back to its class when freed).
 
 use core::ptr;
 use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};

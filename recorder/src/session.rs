@@ -105,10 +105,23 @@ fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// it is a plain file of ours with one name, the name is removed and a new
 /// file made in its place (same permission bits), and the old file's last
 /// descriptor is closed on a thread of its own, while the program runs.
-/// Otherwise (or if any step fails) the file is truncated as usual.
+/// Otherwise (or if any step fails) the file is truncated as usual. An
+/// empty file (the root trace, made so by the check that the output is
+/// writable) is opened as it is: truncating it would make ext4 start
+/// writing the whole trace back when it is closed (its guard for files
+/// rewritten in place), ~1.5-5 ms for a 40 MB trace at the end of `record`.
 pub(crate) fn create_trace_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let detachable = std::fs::symlink_metadata(path).is_ok_and(|m| {
+    let meta = std::fs::symlink_metadata(path);
+    if meta
+        .as_ref()
+        .is_ok_and(|m| m.file_type().is_file() && m.len() == 0)
+    {
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+            return Ok(f);
+        }
+    }
+    let detachable = meta.is_ok_and(|m| {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         m.file_type().is_file() && m.len() > 0 && m.nlink() == 1 && m.uid() == uid

@@ -100,6 +100,12 @@ fn many_processes_get_one_line_each_errors_first() {
     }
     assert_eq!(program(&rows[0]), "dfree", "{err}");
     assert_eq!(errors(&rows[0]), 1, "{err}");
+    // Then the busiest first.
+    let allocs: Vec<u64> = rows[1..]
+        .iter()
+        .map(|r| r[0].replace(',', "").parse().unwrap())
+        .collect();
+    assert!(allocs.windows(2).all(|w| w[0] >= w[1]), "{err}");
     let leaky: Vec<&Vec<&str>> = rows.iter().filter(|r| program(r) == "leaky").collect();
     assert_eq!(leaky.len(), 4, "{err}");
     for r in leaky {

@@ -12,8 +12,9 @@ use crate::symbols::{SharedSymbolizer, Symbols};
 /// and the others one line each.
 const FULL_REPORTS: usize = 3;
 
-/// Lines for the other traces, at most (those with heap errors, then those
-/// leaking most, come first).
+/// Lines for the other traces, at most (those with heap errors, then the
+/// busiest, come first: a wrapper script's program is not lost among the
+/// script's small helpers).
 const MAX_LINES: usize = 15;
 
 /// What the report says about one trace.
@@ -61,7 +62,7 @@ pub fn report_all(traces: &[PathBuf]) {
     rest.sort_by_key(|b| {
         (
             std::cmp::Reverse(b.errors),
-            std::cmp::Reverse(b.leaked_bytes),
+            std::cmp::Reverse(b.allocations),
         )
     });
     eprintln!(
@@ -86,7 +87,7 @@ pub fn report_all(traces: &[PathBuf]) {
     }
     if rest.len() > MAX_LINES {
         eprintln!(
-            "  … and {} more with no more errors or leaks than those above",
+            "  … and {} more with no heap errors and fewer allocations",
             rest.len() - MAX_LINES
         );
     }

@@ -482,15 +482,28 @@ impl Slots<'_> {
         self.cols.stack[j & (CAP - 1)]
     }
 
-    /// Writes the event at index `j` of the batch (all but its time and
-    /// stack; its `aux` is 0).
+    /// Sets 0 as the `aux` and size of the events at indexes `j..j + n` of
+    /// the batch (a run of plain mallocs and frees, whose kinds, addresses
+    /// and mallocs' sizes are then set one by one).
+    #[inline]
+    pub(crate) fn clear_aux_and_sizes(&mut self, j: usize, n: usize) {
+        let (from, to) = (j.min(CAP), (j + n).min(CAP));
+        self.cols.aux[from..to].fill(0);
+        self.cols.size[from..to].fill(0);
+    }
+
+    /// Sets the kind and address of the event at index `j` of the batch.
     #[inline(always)]
-    pub(crate) fn set_at(&mut self, j: usize, kind: Kind, addr: u64, size: u64) {
+    pub(crate) fn set_kind_addr_at(&mut self, j: usize, kind: Kind, addr: u64) {
         let j = j & (CAP - 1);
         self.cols.kind[j] = kind;
         self.cols.addr[j] = addr;
-        self.cols.aux[j] = 0;
-        self.cols.size[j] = size;
+    }
+
+    /// Sets the size of the event at index `j` of the batch.
+    #[inline(always)]
+    pub(crate) fn set_size_at(&mut self, j: usize, size: u64) {
+        self.cols.size[j & (CAP - 1)] = size;
     }
 
     /// Sets the stack of the event at index `j` of the batch.

@@ -275,14 +275,7 @@ impl AddrModel {
     #[inline(never)]
     fn allocated_other(&mut self, code: u32, lits: &mut Cursor, c: usize) -> Option<u64> {
         match code {
-            0 => {
-                let p = lits.pos();
-                let x = self.get_lit(lits);
-                if x.is_none() {
-                    lits.set_pos(p);
-                }
-                x
-            }
+            0 => self.allocated_literal(lits),
             1 => {
                 let x = self.last_freed;
                 self.pop_if_top(c, x);
@@ -295,6 +288,18 @@ impl AddrModel {
                 Some(x)
             }
         }
+    }
+
+    /// [`AddrModel::allocated_other`] for a literal, out of line (it needs
+    /// more registers than the rest).
+    #[inline(never)]
+    fn allocated_literal(&mut self, lits: &mut Cursor) -> Option<u64> {
+        let p = lits.pos();
+        let x = self.get_lit(lits);
+        if x.is_none() {
+            lits.set_pos(p);
+        }
+        x
     }
 
     /// For the fast path: a free coded as a literal, with stack code `st`
@@ -1293,6 +1298,30 @@ impl BlockDecoder {
                         continue;
                     }
                     if ones == 8 {
+                        // A run of one-byte deltas: sixteen at a time while
+                        // it lasts, with one test of the bytes and one of
+                        // the limit (on the last).
+                        while let (Some(bytes), Some(chunk)) = (
+                            times.peek16(),
+                            slots.get_mut(m..).and_then(|s| s.first_chunk_mut::<16>()),
+                        ) {
+                            if u128::from_le_bytes(*bytes) & (0x80 * (u128::MAX / 0xff)) != 0
+                                || time > u64::MAX - (1 << 15)
+                            {
+                                break;
+                            }
+                            let mut t = time;
+                            for (slot, &b) in chunk.iter_mut().zip(bytes) {
+                                t += b as u64;
+                                *slot = t;
+                            }
+                            if t >= limit {
+                                break;
+                            }
+                            time = t;
+                            m += 16;
+                            times.skip(16);
+                        }
                         continue;
                     }
                 }
@@ -1469,6 +1498,7 @@ impl Decoder<'_> {
             return 0;
         };
         run_ops.copy_from_slice(&ops[..n]);
+        out.clear_aux_and_sizes(j0, n);
         let got_stacks = self.stacks.get_u32s(out.stacks_mut(at, n), u32::MAX);
         let got_sizes = self.sizes.get_u64s(&mut sc.size[..mallocs]);
         let got_allocs = self.allocs.get_u32s(&mut sc.alloc[..mallocs], u32::MAX);
@@ -1534,7 +1564,8 @@ impl Decoder<'_> {
                 if addr != 0 {
                     m.push_live(addr, c, st);
                 }
-                out.set_at(j, Kind::Alloc(AllocFn::Malloc), addr, size);
+                out.set_kind_addr_at(j, Kind::Alloc(AllocFn::Malloc), addr);
+                out.set_size_at(j, size);
                 a += 1;
             } else {
                 let st = out.stack_at(j);
@@ -1569,7 +1600,7 @@ impl Decoder<'_> {
                     };
                     (x, st - 1)
                 };
-                out.set_at(j, Kind::Free(FreeFn::Free), addr, 0);
+                out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
                 out.set_stack_at(j, stack);
                 f += 1;
             }
@@ -1813,7 +1844,7 @@ mod tests {
             u64::MAX - 2050,
             u64::MAX - 1030,
         ];
-        for (start, wide) in starts.iter().flat_map(|&s| [(s, 1), (s, 5)]) {
+        for (start, wide) in starts.iter().flat_map(|&s| [(s, 0), (s, 1), (s, 5)]) {
             let mut times = vec![start];
             let mut t = start;
             for i in 0..300u64 {

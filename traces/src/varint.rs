@@ -177,6 +177,13 @@ impl<'a> Cursor<'a> {
         self.all.get(self.pos..)?.first_chunk::<8>()
     }
 
+    /// The next 16 bytes, without consuming them; `None` when fewer than 16
+    /// are left.
+    #[inline(always)]
+    pub fn peek16(&self) -> Option<&'a [u8; 16]> {
+        self.all.get(self.pos..)?.first_chunk::<16>()
+    }
+
     /// Skips `n` bytes, which must not be more than are left (else the
     /// cursor is past its end: every read then returns `None`).
     #[inline(always)]

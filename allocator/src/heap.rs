@@ -130,7 +130,10 @@ pub(crate) struct Central {
     /// lender when freed, so a class that allocates and frees in a loop can borrow
     /// the same block over and over, each time at the cost of two class locks
     /// instead of a bin pop (sqlite3's 64-byte class borrowed a 112-byte block
-    /// 45,000 times: 2 % more instructions). Written under the class lock.
+    /// 45,000 times: 2 % more instructions). A thread cache takes such a block
+    /// back from the lender's bin itself (`ThreadCache::pop_lender`); the bound
+    /// covers the blocks that reach the lender's central list. Written under the
+    /// class lock.
     pub borrowed: AtomicU8,
     /// The class's formatted spans (written under the lock, beside it in what would
     /// be padding; their blocks are this times [`span_capacity`]).
@@ -525,6 +528,15 @@ impl Heap {
     pub(crate) fn in_runs(&self, class: usize) -> bool {
         let c = crate::at(&self.classes, class);
         (c.run_blocks.load(Ordering::Relaxed) as usize) < run_budget(class)
+    }
+
+    /// Whether a refill of `class` would borrow or carve a new run: the class
+    /// still takes new blocks from runs and has no free run block (a hint, read
+    /// without the class lock).
+    #[inline]
+    pub(crate) fn would_carve(&self, class: usize) -> bool {
+        let c = crate::at(&self.classes, class);
+        self.in_runs(class) && c.run_free_len.load(Ordering::Relaxed) == 0
     }
 
     /// Carves a run of `n` blocks of `class` from the mixed span (a new one when it

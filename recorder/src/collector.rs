@@ -93,7 +93,9 @@ impl ProcTrace {
         let start = h.start_time;
         let tsc = h.flags & abi::FLAG_TSC != 0;
         let fenceless = h.flags & abi::FLAG_MEMBARRIER != 0;
-        let file = crate::session::create_trace_file(&path)
+        // A replaced trace of a child process is closed at once: this
+        // thread is not the program's.
+        let (file, _replaced) = crate::session::create_trace_file(&path)
             .with_context(|| format!("creating {}", path.display()))?;
         let opts = WriterOptions {
             compression_level: 1,

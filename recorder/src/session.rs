@@ -47,7 +47,7 @@ pub const DEFAULT_TIME_RESOLUTION: u64 = 1000;
 pub fn record(opts: &RecordOptions) -> anyhow::Result<RecordOutcome> {
     anyhow::ensure!(!opts.command.is_empty(), "no command to record");
     let setup = prepare(opts);
-    let (dir, preload) = match setup {
+    let (dir, preload, old_trace) = match setup {
         Ok(s) => s,
         Err(e) => {
             eprintln!("alloctrace: cannot record ({e:#}); running the program untraced");
@@ -69,7 +69,7 @@ pub fn record(opts: &RecordOptions) -> anyhow::Result<RecordOutcome> {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
-    let result = run_session(opts, &dir, &preload, opts.time_resolution.max(1));
+    let result = run_session(opts, &dir, &preload, old_trace, opts.time_resolution.max(1));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -79,9 +79,11 @@ fn exit_code_of(s: std::process::ExitStatus) -> i32 {
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
-/// Checks the output is writable and creates the shared directory.
-fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
-    create_trace_file(&opts.output)
+/// Checks the output is writable and creates the shared directory; returns
+/// it, the preload library, and the trace the output replaces, if any, to
+/// be closed once the program runs (see [`create_trace_file`]).
+fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf, Option<std::fs::File>)> {
+    let (_, old_trace) = create_trace_file(&opts.output)
         .with_context(|| format!("cannot write {}", opts.output.display()))?;
     let preload = crate::preload_path()?;
     let base = if Path::new("/dev/shm").is_dir() {
@@ -95,7 +97,7 @@ fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
         crate::shm::now() % 1_000_000_007
     ));
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok((dir, preload))
+    Ok((dir, preload, old_trace))
 }
 
 /// Creates a trace file, empty. A trace left at that path by an earlier
@@ -103,14 +105,17 @@ fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// written takes the file system a while (ext4 here: 1-3 ms for a 0.2 MB
 /// trace, 70-130 ms for 40 MB), all before the program starts. Instead, when
 /// it is a plain file of ours with one name, the name is removed and a new
-/// file made in its place (same permission bits), and the old file's last
-/// descriptor is closed on a thread of its own, while the program runs.
-/// Otherwise (or if any step fails) the file is truncated as usual. An
+/// file made in its place (same permission bits), and the old file is
+/// returned open: its last descriptor, closed by the caller when it suits
+/// (`record`: once the program runs), frees it. Otherwise (or if any step
+/// fails) the file is truncated as usual. An
 /// empty file (the root trace, made so by the check that the output is
 /// writable) is opened as it is: truncating it would make ext4 start
 /// writing the whole trace back when it is closed (its guard for files
 /// rewritten in place), ~1.5-5 ms for a 40 MB trace at the end of `record`.
-pub(crate) fn create_trace_file(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn create_trace_file(
+    path: &Path,
+) -> std::io::Result<(std::fs::File, Option<std::fs::File>)> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let meta = std::fs::symlink_metadata(path);
     if meta
@@ -118,7 +123,7 @@ pub(crate) fn create_trace_file(path: &Path) -> std::io::Result<std::fs::File> {
         .is_ok_and(|m| m.file_type().is_file() && m.len() == 0)
     {
         if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
-            return Ok(f);
+            return Ok((f, None));
         }
     }
     let detachable = meta.is_ok_and(|m| {
@@ -134,19 +139,14 @@ pub(crate) fn create_trace_file(path: &Path) -> std::io::Result<std::fs::File> {
                     .create_new(true)
                     .mode(meta.mode() & 0o7777)
                     .open(path);
-                // If no thread can be made, the closure (and the file) is
-                // dropped here.
-                let _ = std::thread::Builder::new()
-                    .name("alloctrace-unlink".into())
-                    .spawn(move || drop(old));
                 if let Ok(f) = new {
                     let _ = f.set_permissions(meta.permissions());
-                    return Ok(f);
+                    return Ok((f, Some(old)));
                 }
             }
         }
     }
-    std::fs::File::create(path)
+    std::fs::File::create(path).map(|f| (f, None))
 }
 
 fn trace_path(root: &Path, pid: u32, image: u32, is_root: bool) -> PathBuf {
@@ -173,6 +173,7 @@ fn run_session(
     opts: &RecordOptions,
     dir: &Path,
     preload: &Path,
+    old_trace: Option<std::fs::File>,
     time_resolution: u64,
 ) -> anyhow::Result<RecordOutcome> {
     // Orphaned descendants are re-parented to us, so we learn how they ended.
@@ -213,6 +214,8 @@ fn run_session(
         .with_context(|| format!("cannot run {}", opts.command[0].to_string_lossy()))?;
     let root_pid = child.id();
     drop(child);
+    // Freeing the replaced trace's blocks now overlaps the program's start.
+    drop(old_trace);
     // The collector sleeps between rounds; a pidfd wakes it as soon as the
     // program exits, instead of up to one sleep later.
     // SAFETY: pidfd_open with integer arguments; the descriptor is closed below.

@@ -44,16 +44,26 @@ fn interrupted(sig: &str, to_group: bool) -> (i32, usize, ExitStatus) {
     let d = tempfile::tempdir().unwrap();
     let exe = compile(d.path());
     let out = d.path().join("w.atrace");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alloctrace"))
-        .args(["record", "--no-report", "-o"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alloctrace"));
+    cmd.args(["record", "--no-report", "-o"])
         .arg(&out)
         .arg("--")
         .arg(&exe)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+        .process_group(0);
+    // The default dispositions, as at a terminal: a test run started in the
+    // background by a shell inherits SIGINT ignored, and `record` and the
+    // program would keep ignoring it (as they should).
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -69,11 +79,22 @@ fn interrupted(sig: &str, to_group: bool) -> (i32, usize, ExitStatus) {
         .status()
         .unwrap();
     assert!(st.success());
-    let code = child
-        .wait()
-        .unwrap()
-        .code()
-        .expect("record exits, not killed");
+    // A minute at most: a recording that outlives its signal fails the test
+    // instead of hanging it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            panic!("record still runs a minute after SIG{sig}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let code = status.code().expect("record exits, not killed");
     let mut r = Reader::open(&out).expect("a finished trace");
     let allocs = r
         .by_ref()

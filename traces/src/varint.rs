@@ -201,6 +201,22 @@ impl<'a> Cursor<'a> {
         let mut p = self.pos;
         let mut i = 0;
         while i < out.len() {
+            // A value of two bytes, or one alone before a longer one:
+            // branch-free, without the setup of a run.
+            if let Some(w) = all.get(p..).and_then(|s| s.first_chunk::<8>()) {
+                let x = u64::from_le_bytes(*w);
+                if x & 0x8080 != 0x8080 && x & 0x8080 != 0 {
+                    let two = (x >> 7) & 1;
+                    let v = (x & 0x7f) | ((x >> 1) & 0x3f80 & two.wrapping_neg());
+                    if v > max as u64 {
+                        break;
+                    }
+                    out[i] = v as u32;
+                    p += 1 + two as usize;
+                    i += 1;
+                    continue;
+                }
+            }
             // One-byte values from `p` on, up to what `out` has room for.
             let bytes = all.get(p..).unwrap_or_default();
             let bytes = &bytes[..bytes.len().min(out.len() - i)];

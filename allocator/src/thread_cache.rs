@@ -736,6 +736,168 @@ mod tests {
         assert_eq!((st.allocs, st.frees), (3, 3));
     }
 
+    /// Frees `p` as the global instance does: the fast path, the run table, else
+    /// the block's class from its span.
+    ///
+    /// # Safety
+    /// `p` must be a live block of `heap`, not used afterwards.
+    unsafe fn free_through(tc: &mut ThreadCache, heap: &Heap, p: *mut u8) {
+        // SAFETY: caller's promise.
+        if unsafe { tc.try_free(heap, p as usize) || tc.try_free_mixed(heap, p as usize) } {
+            return;
+        }
+        let (start, _, class) = Heap::small_block(heap.map.lookup(p as usize), p as usize);
+        tc.sync_map(heap);
+        tc.push(heap, class, start);
+    }
+
+    /// Fills `len` bytes at `p` with a pattern of `tag`, or checks them.
+    ///
+    /// # Safety
+    /// `p` must be valid for `len` bytes.
+    unsafe fn pattern(p: *mut u8, len: usize, tag: u64, check: bool) {
+        for i in 0..len {
+            let v = (tag as u8) ^ (i as u8).wrapping_mul(31) ^ (tag >> 8) as u8;
+            // SAFETY: caller's promise.
+            unsafe {
+                if check {
+                    assert_eq!(*p.add(i), v, "block {p:p} changed at byte {i} of {len}");
+                } else {
+                    *p.add(i) = v;
+                }
+            }
+        }
+    }
+
+    /// Threads with caches of their own over one fresh heap take blocks of every
+    /// run class in a random order (a class's first refill often finds a larger
+    /// class's blocks free, trimmed from a bin or flushed by a thread that
+    /// exited), grow some to their usable size in place, and hand half of them to
+    /// the next thread to free into its cache (a borrowed block goes to its
+    /// lender's bin there), while another thread runs the invariant checker,
+    /// which takes every class lock in index order as the fork handlers do. Waves
+    /// of threads exit flushing their caches; the last blocks are freed without a
+    /// cache. No block may be handed out twice, lost or counted by the wrong class.
+    #[test]
+    fn lending_under_threads_with_caches_frees_and_checks() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{mpsc, Arc, Mutex};
+        let classes: Vec<usize> = (0..NUM_CLASSES)
+            .filter(|&c| crate::size_class::run_budget(c) > 0)
+            .collect();
+        let mut lent = 0;
+        for seed in 0..6u64 {
+            let heap = Arc::new(Heap::new(Config::RESERVED).expect("heap"));
+            let done = Arc::new(AtomicBool::new(false));
+            let checker = {
+                let (heap, done) = (heap.clone(), done.clone());
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        heap.check().expect("invariants while threads lend");
+                        std::thread::yield_now();
+                    }
+                })
+            };
+            const T: usize = 4;
+            let (txs, rxs): (Vec<_>, Vec<_>) = (0..T)
+                .map(|_| mpsc::channel::<Vec<(usize, usize, u64)>>())
+                .unzip();
+            let rxs: Vec<_> = rxs.into_iter().map(|r| Arc::new(Mutex::new(r))).collect();
+            for wave in 0..3u64 {
+                let threads: Vec<_> = (0..T)
+                    .map(|t| {
+                        let (heap, classes) = (heap.clone(), classes.clone());
+                        let (tx, rx) = (txs[(t + 1) % T].clone(), rxs[t].clone());
+                        std::thread::spawn(move || {
+                            let mut tc = ThreadCache::new();
+                            tc.state = ACTIVE;
+                            let mut x =
+                                (seed << 32 | wave << 8 | t as u64).wrapping_mul(0x9e37_79b9) | 1;
+                            let mut rnd = move |n: usize| {
+                                x ^= x << 13;
+                                x ^= x >> 7;
+                                x ^= x << 17;
+                                (x % n as u64) as usize
+                            };
+                            let mut lent = 0;
+                            for round in 0..60u64 {
+                                let mut mine = Vec::new();
+                                let mut theirs = Vec::new();
+                                for i in 0..16u64 {
+                                    let c = classes[rnd(classes.len())];
+                                    let low = if c == 0 { 1 } else { class_size(c - 1) + 1 };
+                                    let mut len = low + rnd(class_size(c) - low + 1);
+                                    let p = alloc(&mut tc, &heap, len);
+                                    // SAFETY: a live block of `heap`.
+                                    let usable = unsafe { heap.usable_size(p) };
+                                    assert!(usable >= len);
+                                    if usable > class_size(c) {
+                                        lent += 1;
+                                        // A borrowed block is its lender's size: it
+                                        // grows to it in place.
+                                        // SAFETY: as above.
+                                        match unsafe { heap.resize_in_place(p, usable) } {
+                                            crate::heap_api::Resize::Done(q) => assert_eq!(q, p),
+                                            crate::heap_api::Resize::Move(_) => {
+                                                panic!("a lent block moved to grow to its size")
+                                            }
+                                        }
+                                        len = usable;
+                                    }
+                                    let tag =
+                                        seed << 40 | wave << 32 | (t as u64) << 24 | round << 8 | i;
+                                    // SAFETY: `len` bytes of a live block.
+                                    unsafe { pattern(p, len, tag, false) };
+                                    if rnd(2) == 0 {
+                                        mine.push((p as usize, len, tag));
+                                    } else {
+                                        theirs.push((p as usize, len, tag));
+                                    }
+                                }
+                                let _ = tx.send(theirs);
+                                let got: Vec<_> = rx.lock().unwrap().try_iter().collect();
+                                for (p, len, tag) in
+                                    mine.into_iter().chain(got.into_iter().flatten())
+                                {
+                                    // SAFETY: live blocks filled with `tag`, freed once.
+                                    unsafe {
+                                        pattern(p as *mut u8, len, tag, true);
+                                        free_through(&mut tc, &heap, p as *mut u8);
+                                    }
+                                }
+                            }
+                            // Thread exit.
+                            tc.flush_all(&heap);
+                            lent
+                        })
+                    })
+                    .collect();
+                lent += threads
+                    .into_iter()
+                    .map(|t| t.join().unwrap())
+                    .sum::<usize>();
+            }
+            done.store(true, Ordering::Relaxed);
+            checker.join().unwrap();
+            drop(txs);
+            for rx in rxs {
+                for (p, len, tag) in rx.lock().unwrap().try_iter().flatten() {
+                    // SAFETY: as above, freed without a cache.
+                    unsafe {
+                        pattern(p as *mut u8, len, tag, true);
+                        heap.free(p as *mut u8);
+                    }
+                }
+            }
+            heap.check().expect("invariants");
+            let st = heap.stats();
+            assert_eq!((st.live_blocks, st.live_bytes), (0, 0));
+            assert_eq!(st.allocs, st.frees);
+            assert!(st.classes.iter().all(|c| c.used_blocks == 0));
+        }
+        assert!(lent > 0, "no block was lent");
+    }
+
     #[test]
     fn a_sparse_class_parks_few_blocks() {
         let heap = Heap::new(Config::RESERVED).expect("heap");

@@ -242,6 +242,30 @@ fn runs_under_threads_and_the_map_move() {
     }
 }
 
+/// Run blocks lent to smaller classes under threads with caches of their own:
+/// cross-thread frees, waves of threads exiting (their caches flushed), blocks
+/// grown to their usable size by realloc (in place), and forks while the other
+/// threads lend (the child takes blocks of every run class). Several fresh
+/// processes: a class borrows while it has no run of its own, early in a
+/// process's life.
+#[test]
+fn lending_under_threads_and_fork() {
+    let exe = compile(&programs_dir().join("lending_mt.c"));
+    let mut lent = 0;
+    for _ in 0..6 {
+        let out = run(Command::new(&exe), true, Duration::from_secs(60));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+        lent += err
+            .lines()
+            .find_map(|l| l.strip_prefix("lent "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("the lent count");
+    }
+    assert!(lent > 0, "no block was lent");
+}
+
 /// A mapping right above the program break stops `sbrk`: malloc must carry on with
 /// memory mapped elsewhere, as glibc's does, not return null.
 #[test]

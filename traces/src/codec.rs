@@ -1364,7 +1364,8 @@ impl BlockDecoder {
         // or one the fast path finds bad, the general way (which reports it).
         let mut done = 0;
         loop {
-            if self.fast {
+            // (Only from a plain malloc or free: a C++ trace may hold few.)
+            if self.fast && matches!(ops.get(done), Some(&(op::ALLOC | op::FREE))) {
                 done += d.fast_runs(
                     ops.get(done..).unwrap_or_default(),
                     &mut slots,

@@ -249,6 +249,19 @@ fn run_session(
                 }
                 let path = e.path();
                 match ProcMap::open(&path).ok().filter(|m| m.ready()) {
+                    Some(map) if map.header().version != alloctrace_abi::VERSION => {
+                        // A library from another build (`ALLOCTRACE_PRELOAD`)
+                        // lays the file out differently: reading it would
+                        // give a wrong or empty trace.
+                        seen.insert(key);
+                        errors.push(format!(
+                            "process {}: its preload library writes events in layout version {}, this recorder reads version {} (ALLOCTRACE_PRELOAD names a library from another build?); not recorded",
+                            key.0,
+                            map.header().version,
+                            alloctrace_abi::VERSION
+                        ));
+                        let _ = std::fs::remove_file(&path);
+                    }
                     Some(map) => {
                         seen.insert(key);
                         let is_root = key == (root_pid, 0);

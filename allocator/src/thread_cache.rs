@@ -63,6 +63,13 @@ use crate::stats::LocalCounts;
 /// Bytes of blocks a bin may hold at its full cap.
 const CLASS_BYTES: u32 = 4 * 1024;
 
+/// The most blocks a bin ever holds (the cap of its 16-byte class).
+const MAX_LIMIT: usize = 256;
+
+// A bin keeps its cap in 16 bits and its lender's class in a byte (0: none; a
+// lender is larger than its borrower, so never class 0).
+const _: () = assert!(MAX_LIMIT <= u16::MAX as usize && NUM_CLASSES <= u8::MAX as usize + 1);
+
 /// Cached-block limit per class.
 static LIMIT: [u32; NUM_CLASSES] = {
     let mut t = [0u32; NUM_CLASSES];
@@ -71,8 +78,8 @@ static LIMIT: [u32; NUM_CLASSES] = {
         let n = (CLASS_BYTES / crate::size_class::CLASS_SIZE[i]) as usize;
         t[i] = if n < 1 {
             1
-        } else if n > 256 {
-            256
+        } else if n > MAX_LIMIT {
+            MAX_LIMIT as u32
         } else {
             n as u32
         };
@@ -115,6 +122,7 @@ impl Bin {
     }
 
     fn set_limit(&mut self, limit: u32) {
+        debug_assert!(limit as usize <= MAX_LIMIT);
         self.room += limit as i32 - self.limit as i32;
         self.limit = limit as u16;
     }

@@ -394,3 +394,170 @@ fn run_blocks_freed_by_another_thread() {
         .check()
         .expect("invariants after cross-thread frees");
 }
+
+/// Lending through the global instance's thread caches, in a fresh process (a
+/// class borrows while it has no run of its own: the test process's instance is
+/// past that): see [`lending_global_child`].
+#[test]
+fn lending_through_the_global_instance() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "runs::lending_global_child",
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("ALLOCTRACE_TEST_LENDING_CHILD", "1")
+        .output()
+        .expect("run child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 passed"),
+        "child did not run the test: {text}"
+    );
+}
+
+/// Waves of threads take blocks of every run class from the global instance in a
+/// random order, grow the lent ones to their usable size with `realloc` (in
+/// place), and free half of them on the next thread; their caches are flushed by
+/// the thread-exit hook. One thread of each wave forks while the others lend: the
+/// child takes and frees blocks of every run class (a lock the fork handlers left
+/// held would hang it: it is alarmed after 20 s). In the end nothing is live,
+/// every class's count is back to zero and the invariants hold.
+#[test]
+#[ignore = "run by lending_through_the_global_instance in a child process"]
+fn lending_global_child() {
+    if std::env::var_os("ALLOCTRACE_TEST_LENDING_CHILD").is_none() {
+        return;
+    }
+    global::set_backend(allocator::Backend::Reserved);
+    let classes = run_classes();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| mpsc::channel::<Vec<(usize, usize, u64)>>())
+        .unzip();
+    let rxs: Vec<_> = rxs
+        .into_iter()
+        .map(|r| std::sync::Arc::new(std::sync::Mutex::new(r)))
+        .collect();
+    let mut lent = 0;
+    for wave in 0..4u64 {
+        let threads: Vec<_> = (0..4usize)
+            .map(|t| {
+                let classes = classes.clone();
+                let (tx, rx) = (txs[(t + 1) % 4].clone(), rxs[t].clone());
+                std::thread::spawn(move || {
+                    let mut rng = Rng::new((wave << 8 | t as u64) + 1);
+                    let mut lent = 0;
+                    for round in 0..100u64 {
+                        let mut mine = Vec::new();
+                        let mut theirs = Vec::new();
+                        for i in 0..16u64 {
+                            let c = classes[rng.below(classes.len() as u64) as usize];
+                            let low = if c == 0 { 1 } else { class_size(c - 1) + 1 };
+                            let mut len =
+                                low + rng.below((class_size(c) - low + 1) as u64) as usize;
+                            let mut p = global::malloc(len);
+                            assert!(!p.is_null());
+                            // SAFETY: a live block of the global instance.
+                            let usable = unsafe { global::usable_size(p) };
+                            assert!(usable >= len);
+                            if usable > class_size(c) {
+                                lent += 1;
+                                // SAFETY: as above; `p` is not used if it moved.
+                                let q = unsafe { global::realloc(p, usable) };
+                                assert_eq!(q, p, "a lent block grows in place to its size");
+                                (p, len) = (q, usable);
+                            }
+                            let tag = wave << 32 | (t as u64) << 24 | round << 8 | i;
+                            // SAFETY: `len` bytes of a live block.
+                            unsafe { fill(p, len, tag) };
+                            if rng.below(2) == 0 {
+                                mine.push((p as usize, len, tag));
+                            } else {
+                                theirs.push((p as usize, len, tag));
+                            }
+                        }
+                        let _ = tx.send(theirs);
+                        let got: Vec<_> = rx.lock().unwrap().try_iter().collect();
+                        for (p, len, tag) in mine.into_iter().chain(got.into_iter().flatten()) {
+                            // SAFETY: live blocks filled with `tag`, freed once.
+                            unsafe {
+                                verify(p as *const u8, len, tag);
+                                global::free(p as *mut u8);
+                            }
+                        }
+                        if t == 0 && round == 50 {
+                            fork_and_allocate();
+                        }
+                    }
+                    lent
+                })
+            })
+            .collect();
+        lent += threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum::<usize>();
+    }
+    drop(txs);
+    for rx in rxs {
+        for (p, len, tag) in rx.lock().unwrap().try_iter().flatten() {
+            // SAFETY: as above.
+            unsafe {
+                verify(p as *const u8, len, tag);
+                global::free(p as *mut u8);
+            }
+        }
+    }
+    let st = global::stats();
+    global::heap().check().expect("invariants");
+    assert_eq!((st.live_blocks, st.live_bytes), (0, 0), "{st:?}");
+    assert!(st.classes.iter().all(|c| c.used_blocks == 0), "{st:?}");
+    println!("lent {lent}");
+    assert!(lent > 0, "no block was lent");
+}
+
+/// Forks; the child takes, grows and frees blocks of every run class through the
+/// global instance and exits, alarmed after 20 s. Asserts it exited with 0.
+fn fork_and_allocate() {
+    // SAFETY: the child only uses the allocator and async-signal-safe calls.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe { libc::alarm(20) };
+        for round in 0..3 {
+            let ps: Vec<_> = (0..200)
+                .map(|i| {
+                    let p = global::malloc(1 + (i * 15 + round) % RUN_BYTES);
+                    // SAFETY: a live block, grown to twice its size (or null).
+                    let q = unsafe { global::realloc(p, 2 + 2 * ((i * 15 + round) % RUN_BYTES)) };
+                    if p.is_null() || q.is_null() {
+                        // SAFETY: leaving the child.
+                        unsafe { libc::_exit(2) };
+                    }
+                    q
+                })
+                .collect();
+            for p in ps {
+                // SAFETY: live blocks, freed once.
+                unsafe { global::free(p) };
+            }
+        }
+        // SAFETY: leaving the child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "fork child: status {status:#x}"
+    );
+}

@@ -98,7 +98,7 @@ pub fn report_all(traces: &[PathBuf]) {
 fn brief(trace: &Path, shared: &SharedSymbolizer) -> anyhow::Result<Brief> {
     let a = analyze_with(trace, None, true)?;
     crate::cache::save(trace, &a);
-    a.warn_truncation();
+    a.warn_incomplete();
     let t = &a.result.totals;
     let mut syms = Symbols::shared(&a.result.modules, shared);
     let leaks = leak_report(

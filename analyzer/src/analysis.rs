@@ -48,10 +48,20 @@ impl Analysis {
         end.saturating_sub(start)
     }
 
-    /// Prints the truncation warning, if any, to stderr.
-    pub fn warn_truncation(&self) {
+    /// Prints to stderr what the trace lacks, if anything: the part cut off
+    /// (truncation), and events the recorder could not record (then heap
+    /// errors and leaks may be artifacts of the lost events).
+    pub fn warn_incomplete(&self) {
         if let Some(t) = &self.truncation {
             eprintln!("alloctrace: warning: {}: {t}", self.path);
+        }
+        let dropped = self.trailer.as_ref().map_or(0, |t| t.dropped_events);
+        if dropped > 0 {
+            eprintln!(
+                "alloctrace: warning: {}: {dropped} events were lost while recording (no room for \
+                 the recorder's shared file, or no collector): heap errors and leaks may be artifacts",
+                self.path
+            );
         }
     }
 }

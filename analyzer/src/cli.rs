@@ -49,7 +49,7 @@ pub struct SummaryArgs {
 pub fn summary(args: &SummaryArgs) -> anyhow::Result<i32> {
     let sup = args.suppress.load()?;
     let (a, warmup) = analyze_cached_warm(&args.trace, !args.no_cache, true)?;
-    a.warn_truncation();
+    a.warn_incomplete();
     let mut syms = Symbols::warmed(&a.result.modules, warmup);
     let leaks = cmd_leaks::leak_report(&a, &mut syms, &sup)?;
     let s = cmd_summary::summary_report(&a, &mut syms, &leaks, args.top)?;
@@ -87,7 +87,7 @@ pub struct LeaksArgs {
 pub fn leaks(args: &LeaksArgs) -> anyhow::Result<i32> {
     let sup = args.suppress.load()?;
     let (a, warmup) = analyze_cached_warm(&args.trace, !args.no_cache, false)?;
-    a.warn_truncation();
+    a.warn_incomplete();
     let mut syms = Symbols::warmed(&a.result.modules, warmup);
     let r = cmd_leaks::leak_report(&a, &mut syms, &sup)?;
     if args.json {
@@ -121,7 +121,7 @@ pub struct ErrorsArgs {
 /// Runs `errors`; returns the process exit code.
 pub fn errors(args: &ErrorsArgs) -> anyhow::Result<i32> {
     let (a, warmup) = analyze_cached_warm(&args.trace, !args.no_cache, false)?;
-    a.warn_truncation();
+    a.warn_incomplete();
     let mut syms = Symbols::warmed(&a.result.modules, warmup);
     let r = cmd_errors::error_report(&a, &mut syms);
     if args.json {

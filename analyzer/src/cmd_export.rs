@@ -37,7 +37,7 @@ pub fn export_parquet(trace: &Path, dir: &Path, progress: bool) -> anyhow::Resul
     let allocations = dir.join("allocations.parquet");
     let mut writer = RowWriter::create(&allocations)?;
     let a = analyze_with(trace, Some(&mut |row| writer.push(row)), progress)?;
-    a.warn_truncation();
+    a.warn_incomplete();
     let allocation_rows = writer.finish()?;
     let stacks = dir.join("stacks.parquet");
     let stack_rows = write_stacks(&a, &stacks)?;

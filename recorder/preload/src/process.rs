@@ -1,7 +1,7 @@
 //! This process image's shared file: creation at start and after fork, and
 //! claiming thread slots and chunks in it.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use abi::{ChunkHeader, ProcHeader, ThreadSlot};
 use alloctrace_abi as abi;
@@ -25,6 +25,29 @@ pub struct Process {
     /// Every unwind memo hit is checked against a full unwind
     /// ([`abi::ENV_CHECK_MEMO`]).
     pub check_memo: bool,
+    /// A bit per chunk whose data is backed by memory ([`Process::back_chunk`]).
+    backed: [AtomicU64; abi::NCHUNKS / 64],
+}
+
+/// Backs `len` bytes of the shared mapping at `addr` with memory now
+/// (`MADV_POPULATE_WRITE`, Linux 5.14). False if the file system has no
+/// room: the file is sparse, and a first write to such a page would have
+/// been a SIGBUS in the program. On older kernels (`EINVAL`) nothing can be
+/// checked, and pages are backed when first written, as before.
+fn populate(addr: *mut libc::c_void, len: usize) -> bool {
+    for _ in 0..8 {
+        // SAFETY: `addr..addr + len` lies in our shared mapping.
+        if unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) } == 0 {
+            return true;
+        }
+        // SAFETY: reading errno after a failed call.
+        match unsafe { *libc::__errno_location() } {
+            libc::EINTR | libc::EAGAIN => continue,
+            libc::EINVAL => return true,
+            _ => return false,
+        }
+    }
+    false
 }
 
 // SAFETY: the mapping is shared memory accessed through atomics and by the
@@ -42,6 +65,9 @@ static STATE: AtomicU32 = AtomicU32::new(UNINIT);
 static PROCESS: AtomicPtr<Process> = AtomicPtr::new(core::ptr::null_mut());
 static EPOCH: AtomicU32 = AtomicU32::new(1);
 static COLLECTOR_GONE: AtomicU32 = AtomicU32::new(0);
+/// Until this time (monotonic ns), no chunk is backed ([`Process::back_chunk`]):
+/// the recording directory's file system had no room.
+static NO_ROOM_UNTIL: AtomicU64 = AtomicU64::new(0);
 
 /// The current process, initialising on first use; `None` while recording is
 /// off (not started yet on another thread, or disabled).
@@ -203,6 +229,16 @@ impl Process {
         if base == libc::MAP_FAILED || (base as isize) < 0 && (base as isize) > -4096 {
             return Err("cannot size or map the shared event file (no space in /dev/shm?)");
         }
+        // The file is sparse: a page touched when its file system is full
+        // would be a SIGBUS in the program. Its header part is backed now.
+        if !populate(base.cast(), abi::DATA_OFFSET) {
+            // SAFETY: our mapping, unused; `path` is NUL-terminated.
+            unsafe {
+                crate::real::munmap(base, abi::FILE_SIZE);
+                libc::unlink(path.as_ptr().cast());
+            }
+            return Err("no space for the shared event file in the recording directory");
+        }
         let base = base.cast::<u8>();
         // SAFETY: the page size query has no preconditions.
         let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
@@ -246,6 +282,7 @@ impl Process {
             fenceless,
             epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
             check_memo,
+            backed: [const { AtomicU64::new(0) }; abi::NCHUNKS / 64],
         })
     }
 
@@ -359,6 +396,10 @@ impl Process {
                     )
                     .is_ok()
                 {
+                    if !self.back_chunk(i) {
+                        c.state.store(abi::CHUNK_FREE, Ordering::Release);
+                        return None;
+                    }
                     c.committed.store(0, Ordering::Relaxed);
                     c.tid.store(tid, Ordering::Relaxed);
                     self.header()
@@ -385,6 +426,27 @@ impl Process {
             }
             sys::sleep_us(50);
         }
+    }
+
+    /// Backs chunk `i`'s data with memory before its first use (see
+    /// [`populate`]); false, and the event is dropped (counted), when the
+    /// file system has no room: then no chunk is tried again for 50 ms.
+    fn back_chunk(&self, i: usize) -> bool {
+        let bit = 1u64 << (i % 64);
+        let word = &self.backed[i / 64];
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return true;
+        }
+        let now = sys::monotonic();
+        if now < NO_ROOM_UNTIL.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !populate(self.chunk_data(i).cast(), abi::CHUNK_SIZE) {
+            NO_ROOM_UNTIL.store(now + 50_000_000, Ordering::Relaxed);
+            return false;
+        }
+        word.fetch_or(bit, Ordering::Relaxed);
+        true
     }
 
     fn collector_alive(&self) -> bool {

@@ -1,0 +1,62 @@
+//! A recording directory with no room left must not crash the program: the
+//! recorder's shared file is sparse, and a page first written on a full
+//! tmpfs is a SIGBUS. The recorder backs each part before using it and
+//! drops (and counts) the events it has no room for.
+
+use std::process::Command;
+
+const PROGRAM: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    void *p[64];
+    for (int r = 0; r < 2000; r++) {
+        for (int i = 0; i < 64; i++) p[i] = malloc(16 + i);
+        for (int i = 0; i < 64; i++) free(p[i]);
+    }
+    puts("done");
+    return 0;
+}
+"#;
+
+#[test]
+fn a_full_dev_shm_drops_events_instead_of_killing_the_program() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("churn.c");
+    std::fs::write(&src, PROGRAM).unwrap();
+    let exe = d.path().join("churn");
+    assert!(Command::new("cc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let trace = d.path().join("t.atrace");
+    // A private mount namespace with a 200 KiB /dev/shm: room for the shared
+    // file's header, not for one 256 KiB chunk of events.
+    let script = format!(
+        "mount -t tmpfs -o size=200k tmpfs /dev/shm || exit 77; exec {} record -o {} -- {}",
+        env!("CARGO_BIN_EXE_alloctrace"),
+        trace.display(),
+        exe.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(77) || (!out.status.success() && err.contains("unshare")) {
+        eprintln!("skipped: needs a private mount namespace (root): {err}");
+        return;
+    }
+    // The program ran to its end (not 135, SIGBUS).
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let r = traces::Reader::open(&trace).expect("trace");
+    let mut r = r;
+    r.by_ref().for_each(|x| drop(x.expect("record")));
+    let dropped = r.trailer().expect("trailer").dropped_events;
+    assert!(dropped >= 256_000, "{dropped}");
+    assert!(err.contains("events were lost while recording"), "{err}");
+}

@@ -1362,16 +1362,22 @@ impl BlockDecoder {
         let (mut slots, scratch) = out.slots_and_scratch(start);
         // Runs of plain mallocs and frees on the fast path; any other event,
         // or one the fast path finds bad, the general way (which reports it).
-        let mut done = 0;
+        let (mut done, mut general_until) = (0, 0);
         loop {
-            // (Only from a plain malloc or free: a C++ trace may hold few.)
-            if self.fast && matches!(ops.get(done), Some(&(op::ALLOC | op::FREE))) {
-                done += d.fast_runs(
+            // (Only from a plain malloc or free, and not again within a run
+            // too short for it: a trace may hold few.)
+            if self.fast
+                && done >= general_until
+                && matches!(ops.get(done), Some(&(op::ALLOC | op::FREE)))
+            {
+                let (k, short) = d.fast_runs(
                     ops.get(done..).unwrap_or_default(),
                     &mut slots,
                     scratch,
                     done,
                 );
+                done += k;
+                general_until = done + short;
             }
             let Some(&opc) = ops.get(done) else { break };
             if d.event_into(opc, &mut slots, done).is_none() {
@@ -1423,6 +1429,10 @@ impl BlockDecoder {
     }
 }
 
+/// Fewest plain mallocs and frees in a row that take the fast path
+/// ([`Decoder::fast_runs`]); shorter runs cost less the general way.
+const MIN_RUN: usize = 16;
+
 /// The length of the run of plain mallocs and frees (opcodes `0x00` and
 /// `0x20`) at the start of `ops`, and how many of them are mallocs.
 #[inline]
@@ -1455,15 +1465,21 @@ impl Decoder<'_> {
     /// start of `ops` into slots from `at` on, [`Scratch::RUN`] at a time:
     /// see [`Decoder::fast_run`]. Returns how many it decoded.
     #[inline(never)]
-    fn fast_runs(&mut self, ops: &[u8], out: &mut Slots, sc: &mut Scratch, at: usize) -> usize {
+    fn fast_runs(
+        &mut self,
+        ops: &[u8],
+        out: &mut Slots,
+        sc: &mut Scratch,
+        at: usize,
+    ) -> (usize, usize) {
         let mut done = 0;
         loop {
             let run = ops.get(done..).unwrap_or_default();
             let run = &run[..run.len().min(Scratch::RUN)];
-            let k = self.fast_run(run, out, sc, at + done);
+            let (k, short) = self.fast_run(run, out, sc, at + done);
             done += k;
             if k < Scratch::RUN {
-                return done;
+                return (done, short);
             }
         }
     }
@@ -1479,10 +1495,17 @@ impl Decoder<'_> {
     /// or report. Events it decodes come out exactly as `event_into` would
     /// decode them.
     #[inline(always)]
-    fn fast_run(&mut self, ops: &[u8], out: &mut Slots, sc: &mut Scratch, at: usize) -> usize {
+    fn fast_run(
+        &mut self,
+        ops: &[u8],
+        out: &mut Slots,
+        sc: &mut Scratch,
+        at: usize,
+    ) -> (usize, usize) {
         let (n, mallocs) = malloc_free_prefix(ops);
-        if n == 0 {
-            return 0;
+        if n < MIN_RUN {
+            // Too short to pay for the columns' loops: the general path's.
+            return (0, n);
         }
         let frees = n - mallocs;
         let starts = [
@@ -1496,7 +1519,7 @@ impl Decoder<'_> {
         // the index of each event's slot in the batch.
         let j0 = out.index(at);
         let Some(run_ops) = sc.ops.get_mut(j0..j0 + n) else {
-            return 0;
+            return (0, n);
         };
         run_ops.copy_from_slice(&ops[..n]);
         out.clear_aux_and_sizes(j0, n);
@@ -1623,7 +1646,7 @@ impl Decoder<'_> {
         if f != got_frees {
             self.frees.set_pos(starts[3] + f);
         }
-        i
+        (i, 0)
     }
 }
 

@@ -117,3 +117,92 @@ fn sigterm_to_record_is_passed_on_to_the_program() {
         (143, 100, ExitStatus::Signal(15))
     );
 }
+
+/// Records a shell that leaves a `sleep` running in the background (which,
+/// as a background job of a script, ignores SIGINT) and ends; once the
+/// shell is gone, sends `sig` (to the group or to `record` alone) and
+/// returns record's exit code and its messages (which name the processes
+/// still running whose traces the collector had started: the sleep's, if it
+/// saw the sleep's file before the signal). The sleep is killed after.
+fn signal_after_the_program(sig: &str, to_group: bool) -> (i32, String) {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("sh.atrace");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alloctrace"));
+    cmd.args(["record", "--no-report", "-o"])
+        .arg(&out)
+        .args(["--", "sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $$ $!"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pids: Vec<&str> = line.split_whitespace().collect();
+    let (shell, sleeper) = (pids[0].to_string(), pids[1].to_string());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let group = child.id();
+    let kill_all = || {
+        let _ = Command::new("kill").args(["-KILL", &sleeper]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{group}")])
+            .status();
+    };
+    // The shell has ended once `record` has reaped it.
+    while Path::new(&format!("/proc/{shell}")).exists() {
+        if std::time::Instant::now() > deadline {
+            kill_all();
+            panic!("the shell still runs after a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let target = if to_group {
+        format!("-{}", child.id())
+    } else {
+        child.id().to_string()
+    };
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), "--", &target])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            kill_all();
+            panic!("record still waits for the sleep after SIG{sig}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let sleeping = Path::new(&format!("/proc/{sleeper}")).exists();
+    kill_all();
+    assert!(sleeping, "the sleep was not stopped by SIG{sig}");
+    let mut msgs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut msgs).unwrap();
+    let root = Reader::open(&out).expect("the shell's trace");
+    assert_eq!(root.header().pid.to_string(), shell);
+    (status.code().expect("record exits, not killed"), msgs)
+}
+
+#[test]
+fn sigterm_to_record_after_the_program_ended_stops_waiting_for_what_outlives_it() {
+    let (code, msgs) = signal_after_the_program("TERM", false);
+    assert_eq!(code, 0, "{msgs}");
+}
+
+#[test]
+fn ctrl_c_after_the_program_ended_stops_waiting_for_what_outlives_it() {
+    let (code, msgs) = signal_after_the_program("INT", true);
+    assert_eq!(code, 0, "{msgs}");
+}

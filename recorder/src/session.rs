@@ -299,10 +299,17 @@ fn run_session(
                 Err(e) => errors.push(format!("{}: {e:#}", t.path.display())),
             }
         }
-        // 3. Reap, and pass on signals meant for the program.
+        // 3. Reap, and pass on signals meant for the program. Once it has
+        // ended, a signal stops the wait for what outlives it.
+        let was_running = root_exit.is_none();
         reap(root_pid, &seen, &mut statuses, &mut root_exit);
+        let mut stop = false;
         if root_exit.is_none() {
             signals.forward(root_pid);
+        } else if was_running {
+            signals.clear(); // the program's own (it got them, or they were passed on)
+        } else {
+            stop = signals.take();
         }
         let keys: Vec<(u32, u32)> = live.keys().copied().collect();
         for key in keys {
@@ -314,6 +321,12 @@ fn run_session(
                 Some(*s)
             } else if key.0 != root_pid && !alive(key.0) {
                 Some(zombie_status(key.0))
+            } else if stop {
+                errors.push(format!(
+                    "process {} still runs; its trace ends where the recording was stopped",
+                    key.0
+                ));
+                Some(ExitStatus::Unknown)
             } else {
                 None
             };
@@ -329,7 +342,7 @@ fn run_session(
                 }
             }
         }
-        if root_exit.is_some() && live.is_empty() && !has_unseen(dir, &seen) {
+        if root_exit.is_some() && (stop || live.is_empty() && !has_unseen(dir, &seen)) {
             break;
         }
         if work < 1000 {

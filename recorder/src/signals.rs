@@ -13,6 +13,11 @@
 //! recorded to its end. (A signal sent from outside to the whole process
 //! group reaches the program twice.)
 //!
+//! Once the program has ended, `record` may still wait for descendants that
+//! outlive it (a daemon, a background job that ignores SIGINT): a caught
+//! signal then stops that wait ([`Guard::take`]), and their traces end
+//! there, instead of `record` answering only to SIGKILL.
+//!
 //! The handler only stores what arrived; [`Guard::forward`] acts on it from
 //! the session loop. Handlers are reset to the default by `exec`, so the
 //! program starts with the dispositions `record` was started with.
@@ -101,6 +106,26 @@ impl Guard {
                 libc::kill(pid as libc::pid_t, sig);
             }
         }
+    }
+}
+
+impl Guard {
+    /// Forgets the signals that arrived so far (those of the program's
+    /// lifetime, once it has ended).
+    pub(crate) fn clear(&self) {
+        for p in &PENDING {
+            p.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any caught signal arrived since the last call (or
+    /// [`Guard::clear`]); forgets them.
+    pub(crate) fn take(&self) -> bool {
+        let mut any = false;
+        for p in &PENDING {
+            any |= p.swap(0, Ordering::Relaxed) != 0;
+        }
+        any
     }
 }
 

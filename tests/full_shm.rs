@@ -60,3 +60,37 @@ fn a_full_dev_shm_drops_events_instead_of_killing_the_program() {
     assert!(dropped >= 256_000, "{dropped}");
     assert!(err.contains("events were lost while recording"), "{err}");
 }
+
+/// A process file the collector finds after it was sized and before its
+/// header was backed (or while a writer that found no room removes it) is
+/// all holes: on a full tmpfs, the collector's first read of it through a
+/// mapping was a SIGBUS, which ended `record`. Here the program leaves such
+/// a file (sized, never written) in the recording directory for a second,
+/// with /dev/shm full.
+#[test]
+fn an_unbacked_process_file_on_a_full_dev_shm_does_not_kill_the_recorder() {
+    let d = tempfile::tempdir().unwrap();
+    let trace = d.path().join("t.atrace");
+    // 1 GiB: more than any layout's file size, all holes.
+    let program = "dd if=/dev/zero of=/dev/shm/fill bs=4k 2>/dev/null; \
+        truncate -s 1G \"$ALLOCTRACE_DIR\"/999999.0.proc; sleep 1; \
+        rm \"$ALLOCTRACE_DIR\"/999999.0.proc; echo done";
+    let script = format!(
+        "mount -t tmpfs -o size=200k tmpfs /dev/shm || exit 77; exec {} record --no-report -o {} -- sh -c '{}'",
+        env!("CARGO_BIN_EXE_alloctrace"),
+        trace.display(),
+        program
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(77) || (!out.status.success() && err.contains("unshare")) {
+        eprintln!("skipped: needs a private mount namespace (root): {err}");
+        return;
+    }
+    // `record` ran to the program's end (not 135, SIGBUS).
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+}

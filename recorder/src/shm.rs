@@ -22,6 +22,13 @@ impl ProcMap {
         if len < abi::FILE_SIZE as u64 {
             return Err(std::io::Error::other("process file not sized yet"));
         }
+        // The file is sparse, and on a tmpfs even a read through a mapping
+        // makes a page: with no room left, that is a SIGBUS here. Its header
+        // part is backed before the writer marks it ready, so the mark is
+        // read first with `pread`, which reads holes as zeros.
+        if !header_ready(&f)? {
+            return Err(std::io::Error::other("process file not ready yet"));
+        }
         // SAFETY: mapping an open file of at least FILE_SIZE bytes; the
         // mapping outlives the descriptor.
         let p = unsafe {
@@ -108,6 +115,19 @@ impl ProcMap {
             )
         }
     }
+}
+
+/// Whether the header of the process file `f` is marked ready (read with
+/// `pread`, not through a mapping: see [`ProcMap::open`]).
+fn header_ready(f: &std::fs::File) -> std::io::Result<bool> {
+    use std::mem::offset_of;
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; std::mem::size_of::<ProcHeader>()];
+    f.read_exact_at(&mut head, 0)?;
+    let at = |o: usize, n: usize| &head[o..o + n];
+    let magic = u64::from_ne_bytes(at(offset_of!(ProcHeader, magic), 8).try_into().unwrap());
+    let state = u32::from_ne_bytes(at(offset_of!(ProcHeader, state), 4).try_into().unwrap());
+    Ok(magic == abi::MAGIC && state & abi::PROC_READY_BIT != 0)
 }
 
 impl Drop for ProcMap {

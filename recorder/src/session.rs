@@ -104,50 +104,79 @@ fn prepare(opts: &RecordOptions) -> anyhow::Result<(PathBuf, PathBuf, Option<std
 /// recording is not truncated in place: freeing the blocks of a file just
 /// written takes the file system a while (ext4 here: 1-3 ms for a 0.2 MB
 /// trace, 70-130 ms for 40 MB), all before the program starts. Instead, when
-/// it is a plain file of ours with one name, the name is removed and a new
-/// file made in its place (same permission bits), and the old file is
-/// returned open: its last descriptor, closed by the caller when it suits
+/// it is a plain file of ours with one name that we may write, a new file
+/// with its group and permission bits is renamed over it, and the old file
+/// is returned open: its last descriptor, closed by the caller when it suits
 /// (`record`: on a thread of its own once the program runs), frees it.
-/// Otherwise (or if any step
-/// fails) the file is truncated as usual. An
-/// empty file (the root trace, made so by the check that the output is
-/// writable) is opened as it is: truncating it would make ext4 start
-/// writing the whole trace back when it is closed (its guard for files
-/// rewritten in place), ~1.5-5 ms for a 40 MB trace at the end of `record`.
+/// Otherwise (or if any step fails) the file is truncated as usual: a trace
+/// made read-only is refused, as before. An empty file (the root trace, made
+/// so by the check that the output is writable) is opened as it is:
+/// truncating it would make ext4 start writing the whole trace back when it
+/// is closed (its guard for files rewritten in place), ~1.5-5 ms for a 40 MB
+/// trace at the end of `record`.
 pub(crate) fn create_trace_file(
     path: &Path,
 ) -> std::io::Result<(std::fs::File, Option<std::fs::File>)> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(path);
     if meta
         .as_ref()
         .is_ok_and(|m| m.file_type().is_file() && m.len() == 0)
     {
         if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
-            return Ok((f, None));
+            // Checked on the open file too: bytes written there meanwhile
+            // would be left past the end of a shorter trace.
+            if f.metadata().is_ok_and(|m| m.len() == 0) || f.set_len(0).is_ok() {
+                return Ok((f, None));
+            }
         }
     }
-    let detachable = meta.is_ok_and(|m| {
+    if let Ok(m) = &meta {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
-        m.file_type().is_file() && m.len() > 0 && m.nlink() == 1 && m.uid() == uid
-    });
-    if detachable {
-        if let (Ok(old), Ok(meta)) = (std::fs::File::open(path), std::fs::metadata(path)) {
-            if std::fs::remove_file(path).is_ok() {
-                let new = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(meta.mode() & 0o7777)
-                    .open(path);
-                if let Ok(f) = new {
-                    let _ = f.set_permissions(meta.permissions());
-                    return Ok((f, Some(old)));
-                }
+        if m.file_type().is_file() && m.len() > 0 && m.nlink() == 1 && m.uid() == uid {
+            if let Some((new, old)) = replace_trace_file(path, m) {
+                return Ok((new, Some(old)));
             }
         }
     }
     std::fs::File::create(path).map(|f| (f, None))
+}
+
+/// Renames a new empty file, with the group and permission bits of the one
+/// at `path` (`meta`), over it; returns the new file and the old one, open.
+/// `None` (and nothing changed) if any step fails.
+fn replace_trace_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Option<(std::fs::File, std::fs::File)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    // Opened for writing: one we may not write is not ours to replace.
+    let old = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+    let om = old.metadata().ok()?;
+    if (om.dev(), om.ino()) != (meta.dev(), meta.ino()) {
+        return None;
+    }
+    let mut name = OsString::from(".");
+    name.push(path.file_name()?);
+    name.push(format!(".{}.new", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let new = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .ok()?;
+    // The group before the bits: a change of group clears set-id bits.
+    let done = new.metadata().is_ok_and(|m| {
+        m.gid() == om.gid() || std::os::unix::fs::fchown(&new, None, Some(om.gid())).is_ok()
+    }) && new.set_permissions(om.permissions()).is_ok()
+        && std::fs::rename(&tmp, path).is_ok();
+    if !done {
+        let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
+    Some((new, old))
 }
 
 fn trace_path(root: &Path, pid: u32, image: u32, is_root: bool) -> PathBuf {
@@ -487,5 +516,92 @@ fn zombie_status(pid: u32) -> ExitStatus {
         Some(st) if libc::WIFEXITED(st) => ExitStatus::Code(libc::WEXITSTATUS(st)),
         Some(st) if libc::WIFSIGNALED(st) => ExitStatus::Signal(libc::WTERMSIG(st)),
         _ => ExitStatus::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::create_trace_file;
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn old_trace(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
+        let p = dir.join("t.atrace");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(b"an earlier trace")
+            .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_replaced_trace_keeps_its_group_and_bits() {
+        let d = tempfile::tempdir().unwrap();
+        let p = old_trace(d.path(), 0o640);
+        // Another group than ours: only root may give it (else the test
+        // keeps our own group, which still checks the bits).
+        let _ = std::os::unix::fs::chown(&p, None, Some(4242));
+        let gid = std::fs::metadata(&p).unwrap().gid();
+        let (new, old) = create_trace_file(&p).unwrap();
+        let old = old.expect("replaced, not truncated");
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.ino(), new.metadata().unwrap().ino());
+        assert_eq!((m.len(), m.gid(), m.mode() & 0o7777), (0, gid, 0o640));
+        // The old file, unlinked, keeps its bytes until closed.
+        let o = old.metadata().unwrap();
+        assert_eq!((o.len(), o.nlink()), (16, 0));
+        // Nothing else left in the directory.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_read_only_trace_is_refused_not_replaced() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // Root may write anything: run this test again as nobody.
+            use std::os::unix::process::CommandExt;
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "session::tests::a_read_only_trace_is_refused_not_replaced",
+                ])
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let p = old_trace(d.path(), 0o444);
+        let e = create_trace_file(&p).map(|_| ()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(std::fs::read(&p).unwrap(), b"an earlier trace");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_symlinked_trace_is_written_through_the_link() {
+        let d = tempfile::tempdir().unwrap();
+        let target = old_trace(d.path(), 0o644);
+        let link = d.path().join("link.atrace");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let (mut f, old) = create_trace_file(&link).unwrap();
+        assert!(old.is_none());
+        f.write_all(b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_directory_is_no_trace() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(create_trace_file(d.path()).is_err());
+        assert!(d.path().is_dir());
     }
 }

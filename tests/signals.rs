@@ -206,3 +206,50 @@ fn ctrl_c_after_the_program_ended_stops_waiting_for_what_outlives_it() {
     let (code, msgs) = signal_after_the_program("INT", true);
     assert_eq!(code, 0, "{msgs}");
 }
+
+/// The signal mask and dispositions of `grep` reading its own status, run
+/// with SIGINT and SIGTERM at their defaults, SIGQUIT ignored, and SIGHUP
+/// and SIGUSR1 blocked; under `record` if `under_record`.
+fn signal_state(under_record: bool) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let mut cmd = if under_record {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alloctrace"));
+        c.args(["record", "--no-report", "-o"])
+            .arg(d.path().join("g.atrace"))
+            .args(["--", "grep"]);
+        c
+    } else {
+        Command::new("grep")
+    };
+    cmd.args(["-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"])
+        .stderr(Stdio::null());
+    // SAFETY: only signal(2) and sigprocmask(2), async-signal-safe, between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `record` blocks the signals it catches while it starts the program (so
+/// that the child, until its `exec`, cannot run `record`'s handler and
+/// swallow a Ctrl-C): the program must still start with the mask and
+/// dispositions `record` was given.
+#[test]
+fn the_program_starts_with_the_signal_state_record_was_given() {
+    let direct = signal_state(false);
+    assert!(direct.contains("SigBlk:\t0000000000000201"), "{direct}");
+    assert_eq!(signal_state(true), direct);
+}

@@ -231,17 +231,20 @@ fn run_session(
     let mut clock = crate::clock::TimeMap::new();
     // Ctrl-C and friends must not end the recording before the program.
     let signals = crate::signals::Guard::install();
+    let blocked = signals.block();
     // The program gets its own signal dispositions (as a shell would give it).
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            blocked.in_child();
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", opts.command[0].to_string_lossy()))?;
+    let spawned = cmd.spawn();
+    blocked.restore();
+    let child =
+        spawned.with_context(|| format!("cannot run {}", opts.command[0].to_string_lossy()))?;
     let root_pid = child.id();
     drop(child);
     // Freeing a replaced trace's blocks took ext4 ~70 ms for 40 MB here,

@@ -20,7 +20,12 @@
 //!
 //! The handler only stores what arrived; [`Guard::forward`] acts on it from
 //! the session loop. Handlers are reset to the default by `exec`, so the
-//! program starts with the dispositions `record` was started with.
+//! program starts with the dispositions `record` was started with. Between
+//! `fork` and `exec`, though, the child would still run the handler, and
+//! swallow a Ctrl-C meant for it: so the caught signals are blocked around
+//! the spawn ([`Guard::block`]), and the child resets them to the default
+//! and restores the mask before `exec` ([`Spawn::in_child`]); one that came
+//! meanwhile then acts on the child as on the program.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,6 +90,27 @@ impl Guard {
         Guard { old }
     }
 
+    /// Blocks the caught signals until [`Spawn::restore`]; returns what the
+    /// child must undo before `exec`.
+    pub(crate) fn block(&self) -> Spawn {
+        let mut sigs = [0; 4];
+        for (to, (sig, _)) in sigs.iter_mut().zip(&self.old) {
+            *to = *sig;
+        }
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset;
+        // pthread_sigmask writes the previous mask to `mask`.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &sig in sigs.iter().filter(|&&s| s != 0) {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut mask);
+            Spawn { sigs, mask }
+        }
+    }
+
     /// Passes the signals that arrived since the last call on to `pid`,
     /// except those the program got itself (see the module's notes).
     pub(crate) fn forward(&self, pid: u32) {
@@ -126,6 +152,33 @@ impl Guard {
             any |= p.swap(0, Ordering::Relaxed) != 0;
         }
         any
+    }
+}
+
+/// The caught signals blocked around a spawn, and the mask before.
+#[derive(Clone, Copy)]
+pub(crate) struct Spawn {
+    sigs: [libc::c_int; 4],
+    mask: libc::sigset_t,
+}
+
+impl Spawn {
+    /// In the child, between `fork` and `exec` (async-signal-safe calls
+    /// only): the caught signals back to their default, and the mask
+    /// `record` had.
+    pub(crate) fn in_child(&self) {
+        for &sig in self.sigs.iter().filter(|&&s| s != 0) {
+            // SAFETY: signal(2) with a valid signal and SIG_DFL.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+        // SAFETY: a mask read by pthread_sigmask.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) };
+    }
+
+    /// In `record`, once the child is spawned (or not): the mask before.
+    pub(crate) fn restore(&self) {
+        // SAFETY: a mask read by pthread_sigmask.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) };
     }
 }
 

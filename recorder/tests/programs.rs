@@ -379,3 +379,25 @@ fn a_second_recording_replaces_the_first_trace() {
     held.read_to_end(&mut again).unwrap();
     assert_eq!(again, old);
 }
+
+#[test]
+fn an_image_whose_file_the_collector_gave_up_on_runs_to_its_end() {
+    let d = tmp();
+    let exe = compile("abandoned.c", d.path());
+    let dir = d.path().to_str().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(record(
+            std::path::Path::new(&dir),
+            &[exe.to_str().unwrap(), &dir],
+        ));
+    });
+    // One 10 s wait for a chunk, then the events are dropped without
+    // waiting (was 10 s per event: the test fails instead of hanging).
+    let run = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the program still runs after two minutes");
+    assert_eq!(run.exit_code, 0);
+    // The first image's trace only: the second one's could not be made.
+    assert_eq!(run.traces.len(), 1, "{:?}", run.traces);
+}

@@ -27,6 +27,9 @@ pub struct Process {
     pub check_memo: bool,
     /// A bit per chunk whose data is backed by memory ([`Process::back_chunk`]).
     backed: [AtomicU64; abi::NCHUNKS / 64],
+    /// A wait for a free chunk timed out, and none was claimed since: claims
+    /// do not wait ([`Process::claim_chunk`]).
+    starved: AtomicU32,
 }
 
 /// Backs `len` bytes of the shared mapping at `addr` with memory now
@@ -283,6 +286,7 @@ impl Process {
             epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
             check_memo,
             backed: [const { AtomicU64::new(0) }; abi::NCHUNKS / 64],
+            starved: AtomicU32::new(0),
         })
     }
 
@@ -378,6 +382,10 @@ impl Process {
 
     /// Claims a free chunk for `tid`, waiting for the collector to free one
     /// when all are in use; `None` if the collector is gone or too slow.
+    /// Once a wait has timed out, claims only look for a free chunk, without
+    /// waiting, until one is found: a file the collector gave up on (its
+    /// trace could not be made, or another build's library wrote it) would
+    /// otherwise cost the program 10 s per event once its chunks are full.
     pub fn claim_chunk(&self, tid: u32) -> Option<usize> {
         let start = sys::monotonic();
         let mut spins = 0u64;
@@ -410,10 +418,15 @@ impl Process {
                         Ordering::Relaxed,
                     );
                     c.state.store(abi::CHUNK_OWNED, Ordering::Release);
+                    if self.starved.load(Ordering::Relaxed) != 0 {
+                        self.starved.store(0, Ordering::Relaxed);
+                    }
                     return Some(i);
                 }
             }
-            if COLLECTOR_GONE.load(Ordering::Relaxed) != 0 {
+            if COLLECTOR_GONE.load(Ordering::Relaxed) != 0
+                || self.starved.load(Ordering::Relaxed) != 0
+            {
                 return None;
             }
             spins += 1;
@@ -422,6 +435,7 @@ impl Process {
                 return None;
             }
             if sys::monotonic().saturating_sub(start) > 10_000_000_000 {
+                self.starved.store(1, Ordering::Relaxed);
                 return None;
             }
             sys::sleep_us(50);

@@ -19,6 +19,27 @@ int main(void) {
 }
 "#;
 
+/// Runs `record_args` of `alloctrace` in a private mount namespace whose
+/// /dev/shm is a 200 KiB tmpfs: room for the shared file's header, not for
+/// one 256 KiB chunk of events. `None` (after saying so) when no namespace
+/// can be made (not root).
+fn record_with_full_dev_shm(record_args: &str) -> Option<std::process::Output> {
+    let script = format!(
+        "mount -t tmpfs -o size=200k tmpfs /dev/shm || exit 77; exec {} record {record_args}",
+        env!("CARGO_BIN_EXE_alloctrace"),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(77) || (!out.status.success() && err.contains("unshare")) {
+        eprintln!("skipped: needs a private mount namespace (root): {err}");
+        return None;
+    }
+    Some(out)
+}
+
 #[test]
 fn a_full_dev_shm_drops_events_instead_of_killing_the_program() {
     let d = tempfile::tempdir().unwrap();
@@ -33,28 +54,16 @@ fn a_full_dev_shm_drops_events_instead_of_killing_the_program() {
         .unwrap()
         .success());
     let trace = d.path().join("t.atrace");
-    // A private mount namespace with a 200 KiB /dev/shm: room for the shared
-    // file's header, not for one 256 KiB chunk of events.
-    let script = format!(
-        "mount -t tmpfs -o size=200k tmpfs /dev/shm || exit 77; exec {} record -o {} -- {}",
-        env!("CARGO_BIN_EXE_alloctrace"),
-        trace.display(),
-        exe.display()
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(77) || (!out.status.success() && err.contains("unshare")) {
-        eprintln!("skipped: needs a private mount namespace (root): {err}");
+    let Some(out) =
+        record_with_full_dev_shm(&format!("-o {} -- {}", trace.display(), exe.display()))
+    else {
         return;
-    }
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
     // The program ran to its end (not 135, SIGBUS).
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
-    let r = traces::Reader::open(&trace).expect("trace");
-    let mut r = r;
+    let mut r = traces::Reader::open(&trace).expect("trace");
     r.by_ref().for_each(|x| drop(x.expect("record")));
     let dropped = r.trailer().expect("trailer").dropped_events;
     assert!(dropped >= 256_000, "{dropped}");
@@ -75,21 +84,13 @@ fn an_unbacked_process_file_on_a_full_dev_shm_does_not_kill_the_recorder() {
     let program = "dd if=/dev/zero of=/dev/shm/fill bs=4k 2>/dev/null; \
         truncate -s 1G \"$ALLOCTRACE_DIR\"/999999.0.proc; sleep 1; \
         rm \"$ALLOCTRACE_DIR\"/999999.0.proc; echo done";
-    let script = format!(
-        "mount -t tmpfs -o size=200k tmpfs /dev/shm || exit 77; exec {} record --no-report -o {} -- sh -c '{}'",
-        env!("CARGO_BIN_EXE_alloctrace"),
-        trace.display(),
-        program
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(77) || (!out.status.success() && err.contains("unshare")) {
-        eprintln!("skipped: needs a private mount namespace (root): {err}");
+    let Some(out) = record_with_full_dev_shm(&format!(
+        "--no-report -o {} -- sh -c '{program}'",
+        trace.display()
+    )) else {
         return;
-    }
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
     // `record` ran to the program's end (not 135, SIGBUS).
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");

@@ -36,39 +36,8 @@ fn compile(dir: &Path) -> std::path::PathBuf {
     exe
 }
 
-/// Records the waiter, sends `sig` with `kill ARGS` once it is ready (`to_group`:
-/// to the process group of `record` and the program, as a terminal's Ctrl-C
-/// does; else to `record` alone), and returns record's exit code and the
-/// trace's allocations of 4242 bytes and exit status.
-fn interrupted(sig: &str, to_group: bool) -> (i32, usize, ExitStatus) {
-    let d = tempfile::tempdir().unwrap();
-    let exe = compile(d.path());
-    let out = d.path().join("w.atrace");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alloctrace"));
-    cmd.args(["record", "--no-report", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(&exe)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
-    // The default dispositions, as at a terminal: a test run started in the
-    // background by a shell inherits SIGINT ignored, and `record` and the
-    // program would keep ignoring it (as they should).
-    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+/// Sends SIG`sig` to `record` (`child`), or to its whole process group.
+fn send(child: &std::process::Child, sig: &str, to_group: bool) {
     let target = if to_group {
         format!("-{}", child.id())
     } else {
@@ -79,20 +48,73 @@ fn interrupted(sig: &str, to_group: bool) -> (i32, usize, ExitStatus) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// `child`'s exit status, or `None` if it still runs at `deadline`.
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+) -> Option<std::process::ExitStatus> {
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `alloctrace record --no-report -o OUT -- PROGRAM...` in a process group of
+/// its own, its stdout piped, with SIGINT and SIGTERM at their defaults as
+/// at a terminal (a test run started in the background by a shell inherits
+/// SIGINT ignored, and `record` and the program would rightly keep ignoring
+/// it).
+fn record_in_own_group(out: &Path, program: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alloctrace"));
+    cmd.args(["record", "--no-report", "-o"])
+        .arg(out)
+        .arg("--")
+        .args(program)
+        .stdout(Stdio::piped())
+        .process_group(0);
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Records the waiter, sends `sig` with `kill ARGS` once it is ready (`to_group`:
+/// to the process group of `record` and the program, as a terminal's Ctrl-C
+/// does; else to `record` alone), and returns record's exit code and the
+/// trace's allocations of 4242 bytes and exit status.
+fn interrupted(sig: &str, to_group: bool) -> (i32, usize, ExitStatus) {
+    let d = tempfile::tempdir().unwrap();
+    let exe = compile(d.path());
+    let out = d.path().join("w.atrace");
+    let mut cmd = record_in_own_group(&out, &[exe.as_os_str()]);
+    cmd.stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    send(&child, sig, to_group);
     // A minute at most: a recording that outlives its signal fails the test
     // instead of hanging it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            panic!("record still runs a minute after SIG{sig}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let Some(status) = wait_until(&mut child, deadline) else {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+        panic!("record still runs a minute after SIG{sig}");
     };
     let code = status.code().expect("record exits, not killed");
     let mut r = Reader::open(&out).expect("a finished trace");
@@ -127,21 +149,10 @@ fn sigterm_to_record_is_passed_on_to_the_program() {
 fn signal_after_the_program(sig: &str, to_group: bool) -> (i32, String) {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("sh.atrace");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alloctrace"));
-    cmd.args(["record", "--no-report", "-o"])
-        .arg(&out)
-        .args(["--", "sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $$ $!"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    let program = ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $$ $!"];
+    let program: Vec<&std::ffi::OsStr> = program.iter().map(std::ffi::OsStr::new).collect();
+    let mut cmd = record_in_own_group(&out, &program);
+    cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
@@ -165,25 +176,10 @@ fn signal_after_the_program(sig: &str, to_group: bool) -> (i32, String) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let target = if to_group {
-        format!("-{}", child.id())
-    } else {
-        child.id().to_string()
-    };
-    let st = Command::new("kill")
-        .args([&format!("-{sig}"), "--", &target])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            kill_all();
-            panic!("record still waits for the sleep after SIG{sig}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    send(&child, sig, to_group);
+    let Some(status) = wait_until(&mut child, deadline) else {
+        kill_all();
+        panic!("record still waits for the sleep after SIG{sig}");
     };
     let sleeping = Path::new(&format!("/proc/{sleeper}")).exists();
     kill_all();

@@ -154,7 +154,9 @@ fn touch_modes_change_rss() {
     };
     let none = run(Touch::None);
     let full = run(Touch::Full);
-    assert!(full >= 60 << 20, "full touch: {full}");
+    // 64 MiB touched; the peak is sampled, and other tests running in this
+    // process move the baseline (a CI run measured 59.8 MiB): three quarters.
+    assert!(full >= 48 << 20, "full touch: {full}");
     // Other tests run in this process at the same time: compare loosely.
     assert!(none < full / 2, "no touch: {none}, full: {full}");
     let _ = OpKind::Malloc;

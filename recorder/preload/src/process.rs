@@ -27,6 +27,9 @@ pub struct Process {
     pub check_memo: bool,
     /// A bit per chunk whose data is backed by memory ([`Process::back_chunk`]).
     backed: [AtomicU64; abi::NCHUNKS / 64],
+    /// Until this time (monotonic ns), no chunk is backed: the recording
+    /// directory's file system had no room ([`Process::back_chunk`]).
+    no_room_until: AtomicU64,
     /// A wait for a free chunk timed out, and none was claimed since: claims
     /// do not wait ([`Process::claim_chunk`]).
     starved: AtomicU32,
@@ -68,9 +71,6 @@ static STATE: AtomicU32 = AtomicU32::new(UNINIT);
 static PROCESS: AtomicPtr<Process> = AtomicPtr::new(core::ptr::null_mut());
 static EPOCH: AtomicU32 = AtomicU32::new(1);
 static COLLECTOR_GONE: AtomicU32 = AtomicU32::new(0);
-/// Until this time (monotonic ns), no chunk is backed ([`Process::back_chunk`]):
-/// the recording directory's file system had no room.
-static NO_ROOM_UNTIL: AtomicU64 = AtomicU64::new(0);
 
 /// The current process, initialising on first use; `None` while recording is
 /// off (not started yet on another thread, or disabled).
@@ -286,6 +286,7 @@ impl Process {
             epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
             check_memo,
             backed: [const { AtomicU64::new(0) }; abi::NCHUNKS / 64],
+            no_room_until: AtomicU64::new(0),
             starved: AtomicU32::new(0),
         })
     }
@@ -452,11 +453,12 @@ impl Process {
             return true;
         }
         let now = sys::monotonic();
-        if now < NO_ROOM_UNTIL.load(Ordering::Relaxed) {
+        if now < self.no_room_until.load(Ordering::Relaxed) {
             return false;
         }
         if !populate(self.chunk_data(i).cast(), abi::CHUNK_SIZE) {
-            NO_ROOM_UNTIL.store(now + 50_000_000, Ordering::Relaxed);
+            self.no_room_until
+                .store(now + 50_000_000, Ordering::Relaxed);
             return false;
         }
         word.fetch_or(bit, Ordering::Relaxed);

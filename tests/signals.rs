@@ -36,6 +36,16 @@ fn compile(dir: &Path) -> std::path::PathBuf {
     exe
 }
 
+/// Starts `cmd` (stdout piped) and reads the first line it prints.
+fn spawn_reading_a_line(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 /// Sends SIG`sig` to `record` (`child`), or to its whole process group.
 fn send(child: &std::process::Child, sig: &str, to_group: bool) {
     let target = if to_group {
@@ -100,11 +110,7 @@ fn interrupted(sig: &str, to_group: bool) -> (i32, usize, ExitStatus) {
     let out = d.path().join("w.atrace");
     let mut cmd = record_in_own_group(&out, &[exe.as_os_str()]);
     cmd.stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_reading_a_line(&mut cmd);
     assert_eq!(line, "ready\n");
     send(&child, sig, to_group);
     // A minute at most: a recording that outlives its signal fails the test
@@ -153,11 +159,7 @@ fn signal_after_the_program(sig: &str, to_group: bool) -> (i32, String) {
     let program: Vec<&std::ffi::OsStr> = program.iter().map(std::ffi::OsStr::new).collect();
     let mut cmd = record_in_own_group(&out, &program);
     cmd.stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_reading_a_line(&mut cmd);
     let pids: Vec<&str> = line.split_whitespace().collect();
     let (shell, sleeper) = (pids[0].to_string(), pids[1].to_string());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -19,7 +19,75 @@ pub const DEFAULT: &str = include_str!("../default.supp");
 /// A set of `leak:` patterns.
 #[derive(Clone, Debug, Default)]
 pub struct Suppressions {
-    patterns: Vec<String>,
+    patterns: Vec<Pattern>,
+}
+
+/// One `leak:` pattern, split once into its literal parts (each with a
+/// prepared substring searcher): a report checks every pattern against every
+/// frame of every leak group, thousands of times for a large program.
+#[derive(Clone, Debug)]
+struct Pattern {
+    text: String,
+    anchored_start: bool,
+    anchored_end: bool,
+    /// The literal parts between `*`s, in order; empty ones dropped.
+    parts: Vec<memchr::memmem::Finder<'static>>,
+    /// Whether the pattern ends with `*` (then `$` anchors nothing).
+    ends_with_star: bool,
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Self {
+        let (anchored_start, p) = match pattern.strip_prefix('^') {
+            Some(p) => (true, p),
+            None => (false, pattern),
+        };
+        let (anchored_end, p) = match p.strip_suffix('$') {
+            Some(p) => (true, p),
+            None => (false, p),
+        };
+        Pattern {
+            text: pattern.to_string(),
+            // A leading `*` unanchors the first part, as a leading empty part did.
+            anchored_start: anchored_start && !p.starts_with('*'),
+            anchored_end,
+            parts: p
+                .split('*')
+                .filter(|s| !s.is_empty())
+                .map(|s| memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+                .collect(),
+            ends_with_star: p.ends_with('*'),
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        let text = text.as_bytes();
+        let n = self.parts.len();
+        let mut pos = 0;
+        for (i, part) in self.parts.iter().enumerate() {
+            let needle = part.needle();
+            let last = i + 1 == n;
+            if i == 0 && self.anchored_start {
+                if !text.starts_with(needle) {
+                    return false;
+                }
+                pos = needle.len();
+                if last && self.anchored_end && !self.ends_with_star {
+                    return pos == text.len();
+                }
+            } else if last && self.anchored_end && !self.ends_with_star {
+                return text.len() >= pos + needle.len() && text.ends_with(needle);
+            } else {
+                match part.find(&text[pos..]) {
+                    Some(at) => pos += at + needle.len(),
+                    None => return false,
+                }
+            }
+        }
+        // `^$`-style patterns with no literal part match only the empty text.
+        !(n == 0 && self.anchored_start && self.anchored_end && !self.ends_with_star)
+            || text.is_empty()
+    }
 }
 
 impl Suppressions {
@@ -52,7 +120,7 @@ impl Suppressions {
             if let Some(p) = line.strip_prefix("leak:") {
                 let p = p.trim();
                 if !p.is_empty() {
-                    self.patterns.push(p.to_string());
+                    self.patterns.push(Pattern::new(p));
                 }
             }
         }
@@ -77,51 +145,16 @@ impl Suppressions {
                     [&f.function, &f.file, &f.module]
                         .into_iter()
                         .flatten()
-                        .any(|s| matches(p, s))
+                        .any(|s| p.matches(s))
                 })
             })
-            .map(String::as_str)
+            .map(|p| p.text.as_str())
     }
 }
 
 /// Whether LSan-style `pattern` matches `text`.
 pub fn matches(pattern: &str, text: &str) -> bool {
-    let (anchored_start, p) = match pattern.strip_prefix('^') {
-        Some(p) => (true, p),
-        None => (false, pattern),
-    };
-    let (anchored_end, p) = match p.strip_suffix('$') {
-        Some(p) => (true, p),
-        None => (false, p),
-    };
-    let parts: Vec<&str> = p.split('*').collect();
-    let mut pos = 0;
-    for (i, part) in parts.iter().enumerate() {
-        if part.is_empty() {
-            continue;
-        }
-        let last = i == parts.len() - 1;
-        if i == 0 && anchored_start {
-            if !text.starts_with(part) {
-                return false;
-            }
-            pos = part.len();
-        } else if last && anchored_end {
-            if text.len() < pos + part.len() || !text.ends_with(part) {
-                return false;
-            }
-            pos = text.len();
-        } else {
-            match text[pos..].find(part) {
-                Some(at) => pos += at + part.len(),
-                None => return false,
-            }
-        }
-    }
-    if anchored_end && !parts.last().is_some_and(|p| p.is_empty()) {
-        return pos == text.len();
-    }
-    true
+    Pattern::new(pattern).matches(text)
 }
 
 #[cfg(test)]
@@ -140,5 +173,17 @@ mod tests {
         assert!(!matches("^a*c$", "abbbcd"));
         assert!(matches("libc.so*", "/lib/x86_64-linux-gnu/libc.so.6"));
         assert!(!matches("zzz", "abc"));
+        assert!(matches("^*foo", "xfoox"));
+        assert!(matches("^foo*$", "foobar"));
+        assert!(matches("^foo$", "foo"));
+        assert!(!matches("^foo$", "foox"));
+        assert!(matches("^a*b*c$", "aXbYc"));
+        assert!(!matches("^a*b*c$", "aXcYb"));
+        assert!(matches("ab*ab", "abab"));
+        assert!(!matches("ab*ab", "aba"));
+        assert!(matches("*", "anything"));
+        assert!(matches("^$", ""));
+        assert!(!matches("^$", "x"));
+        assert!(matches("é*ü", "xéyüz"));
     }
 }

@@ -51,6 +51,9 @@ struct Integrity {
     /// "complete", "no-trailer" or "truncated".
     status: &'static str,
     exit: Option<String>,
+    /// How the process ended, as a sentence (the table's form of `exit`).
+    #[serde(skip)]
+    ended: Option<String>,
     dropped_events: u64,
     truncated_bytes: u64,
     message: Option<String>,
@@ -95,6 +98,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<i32> {
         (Some(t), _) => Integrity {
             status: "truncated",
             exit: None,
+            ended: None,
             dropped_events: 0,
             truncated_bytes: t.dropped_bytes,
             message: Some(t.to_string()),
@@ -102,6 +106,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<i32> {
         (None, Some(tr)) => Integrity {
             status: "complete",
             exit: Some(format!("{:?}", tr.exit)),
+            ended: Some(tr.exit.to_string()),
             dropped_events: tr.dropped_events,
             truncated_bytes: 0,
             message: None,
@@ -109,6 +114,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<i32> {
         (None, None) => Integrity {
             status: "no-trailer",
             exit: None,
+            ended: None,
             dropped_events: 0,
             truncated_bytes: 0,
             message: Some("the recording did not finish cleanly".into()),
@@ -199,8 +205,8 @@ fn print_text(out: &mut impl Write, i: &Info) -> std::io::Result<()> {
     match g.status {
         "complete" => writeln!(
             out,
-            "integrity:     complete; exit {}; {} events dropped by the recorder",
-            g.exit.as_deref().unwrap_or("?"),
+            "integrity:     complete; {}; {} events dropped by the recorder",
+            g.ended.as_deref().unwrap_or("?"),
             g.dropped_events
         ),
         _ => writeln!(

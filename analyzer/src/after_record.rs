@@ -31,6 +31,9 @@ struct Brief {
     errors: u64,
     /// `BYTES from FRAME`: the largest leak group's size and innermost frame.
     largest_leak: Option<String>,
+    /// "killed by signal 6 (SIGABRT)" or "replaced by exec" when the program
+    /// did not exit: its still-live blocks are then not all leaks.
+    cut_short: Option<String>,
 }
 
 /// Analyses every trace of a recording (the root's first) and prints, to
@@ -135,6 +138,7 @@ fn brief(trace: &Path, shared: &SharedSymbolizer) -> anyhow::Result<Brief> {
         leak_sites: leaks.leaks.len(),
         errors: t.errors_by_kind.values().sum(),
         largest_leak,
+        cut_short: a.cut_short().then(|| a.ended()).flatten(),
     })
 }
 
@@ -158,6 +162,9 @@ fn print_full(b: &Brief) {
     );
     if let Some(l) = &b.largest_leak {
         eprintln!("  largest leak: {l}");
+    }
+    if let Some(how) = &b.cut_short {
+        eprintln!("  the program was {how}: blocks still in use then count as leaked");
     }
     eprintln!("  more: alloctrace summary {p}");
     if b.leak_sites > 0 {

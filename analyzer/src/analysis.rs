@@ -48,6 +48,18 @@ impl Analysis {
         end.saturating_sub(start)
     }
 
+    /// How the process ended, as a sentence ("exited with code 0", "killed by
+    /// signal 6 (SIGABRT)"); `None` when the recording did not finish cleanly.
+    pub fn ended(&self) -> Option<String> {
+        self.trailer.as_ref().map(|t| t.exit.to_string())
+    }
+
+    /// True when the process was killed or exec'd: its still-live blocks were
+    /// not all leaks, some were in use when it stopped.
+    pub fn cut_short(&self) -> bool {
+        self.trailer.as_ref().is_some_and(|t| t.exit.cut_short())
+    }
+
     /// Prints to stderr what the trace lacks, if anything: the part cut off
     /// (truncation), and events the recorder could not record (then heap
     /// errors and leaks may be artifacts of the lost events).

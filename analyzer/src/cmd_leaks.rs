@@ -56,6 +56,12 @@ pub struct LeakReport {
     pub leaks: Vec<LeakGroup>,
     /// What suppressions hid.
     pub suppressed: Suppressed,
+    /// How the program ended ("exited with code 0", "killed by signal 6
+    /// (SIGABRT)"), `null` when the recording did not finish cleanly.
+    pub ended: Option<String>,
+    /// The program was killed or exec'd: blocks in use then are listed too.
+    #[serde(skip)]
+    pub cut_short: bool,
 }
 
 /// Groups the live blocks of `a` by stack, symbolizes and filters them.
@@ -73,6 +79,8 @@ pub fn leak_report(
         leaked_bytes: 0,
         leaks: Vec::new(),
         suppressed: Suppressed::default(),
+        ended: a.ended(),
+        cut_short: a.cut_short(),
     };
     for (stack_id, n, b) in groups {
         let stack = syms.stack(&a.stacks, stack_id);
@@ -129,6 +137,13 @@ pub fn print_table(out: &mut impl Write, r: &LeakReport, limit: usize) -> std::i
             count(r.leaked_allocations),
             r.leaks.len()
         )?;
+        if r.cut_short {
+            writeln!(
+                out,
+                "Note: the program was {}; blocks still in use at that moment are listed too.",
+                r.ended.as_deref().unwrap_or("did not exit")
+            )?;
+        }
     }
     if r.suppressed.count > 0 {
         writeln!(

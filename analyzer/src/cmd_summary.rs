@@ -99,6 +99,10 @@ pub struct SummaryReport {
     pub threads: u64,
     /// Recording duration in nanoseconds.
     pub duration_ns: u64,
+    /// How the program ended ("exited with code 0", "killed by signal 6
+    /// (SIGABRT)", "replaced by exec"), `null` when the recording did not
+    /// finish cleanly.
+    pub ended: Option<String>,
     /// mmap calls.
     pub mmaps: u64,
     /// Allocation sizes by power of two (only non-empty buckets).
@@ -192,6 +196,7 @@ pub fn summary_report(
         unknown_before_attach: t.unknown_before_attach,
         threads: r.threads as u64,
         duration_ns: a.duration(),
+        ended: a.ended(),
         mmaps: t.mmaps,
         size_histogram: histogram(&t.histogram),
         top_by_count,
@@ -232,8 +237,8 @@ pub fn print_table(out: &mut impl Write, s: &SummaryReport) -> std::io::Result<(
     let rows = [
         ("allocations", count(s.allocations)),
         ("  by function", funcs(&s.allocations_by_function)),
-        ("frees", count(s.frees)),
-        ("  by function", funcs(&s.frees_by_function)),
+        ("frees (valid)", count(s.frees)),
+        ("  calls by function", funcs(&s.frees_by_function)),
         ("reallocs", count(s.reallocs)),
         ("failed allocations", count(s.failed_allocations)),
         ("temporary allocations", count(s.temporary_allocations)),
@@ -258,6 +263,12 @@ pub fn print_table(out: &mut impl Write, s: &SummaryReport) -> std::io::Result<(
         ("heap errors", count(s.errors)),
         ("threads", count(s.threads)),
         ("duration", seconds(s.duration_ns)),
+        (
+            "ended",
+            s.ended
+                .clone()
+                .unwrap_or_else(|| "unknown (the recording did not finish)".into()),
+        ),
     ];
     writeln!(out, "{}", key_values(&rows))?;
     let mut h = table(&["size", "allocations"]);

@@ -131,6 +131,43 @@ fn recorded_double_free_with_its_three_stacks() {
     assert_eq!(e.stacks["free"][1].function.as_deref(), Some("main"));
 }
 
+/// glibc stops the program at the interior free (SIGABRT, or SIGSEGV when it
+/// reads a garbage chunk header): the reports say so, and the leak table,
+/// which lists the block still in use, says why.
+#[test]
+fn a_program_killed_by_a_signal_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("c++", "errors.cpp", dir.path());
+    let traces = record(dir.path(), &[bin.to_str().unwrap(), "interior"]);
+    let a = analyze(&traces[0]).unwrap();
+    let ended = a.ended().unwrap();
+    assert!(
+        [
+            "killed by signal 6 (SIGABRT)",
+            "killed by signal 11 (SIGSEGV)"
+        ]
+        .contains(&&*ended),
+        "{ended}"
+    );
+    assert!(a.cut_short());
+    let mut syms = Symbols::new(&a.result.modules);
+    let r = cmd_leaks::leak_report(&a, &mut syms, &Suppressions::parse(DEFAULT)).unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["ended"], *ended);
+    let mut text = Vec::new();
+    cmd_leaks::print_table(&mut text, &r, 0).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!((r.leaks.len(), r.leaks[0].bytes), (1, 32), "{text}");
+    at(
+        &r.leaks[0].stack,
+        "alloc_block()",
+        SRC,
+        line_of(SRC, "ALLOC-LINE"),
+    );
+    let note = format!("Note: the program was {ended}; blocks still in use at that moment");
+    assert!(text.contains(&note), "{text}");
+}
+
 #[test]
 fn recorded_invalid_free_of_a_stack_address() {
     let e = only_error("invalid");

@@ -86,6 +86,81 @@ pub enum ExitStatus {
     Unknown,
 }
 
+impl ExitStatus {
+    /// The signal that killed the process, if one did.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ExitStatus::Signal(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// True when blocks still live at the end were not released by a normal
+    /// exit: the process was killed or replaced its image with `exec`. Such
+    /// blocks are not necessarily leaks.
+    pub fn cut_short(self) -> bool {
+        matches!(self, ExitStatus::Signal(_) | ExitStatus::Exec)
+    }
+}
+
+/// The name of Linux signal `n` (`SIGSEGV` for 11), if it has one.
+pub fn signal_name(n: i32) -> Option<&'static str> {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .filter(|s| !s.is_empty())
+}
+
+/// "exited with code 0", "killed by signal 6 (SIGABRT)", "replaced by exec", "unknown".
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exited with code {c}"),
+            ExitStatus::Signal(n) => match signal_name(n) {
+                Some(name) => write!(f, "killed by signal {n} ({name})"),
+                None => write!(f, "killed by signal {n}"),
+            },
+            ExitStatus::Exec => f.write_str("replaced by exec"),
+            ExitStatus::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
 /// Written last by a writer that finished cleanly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trailer {
@@ -95,4 +170,24 @@ pub struct Trailer {
     pub exit: ExitStatus,
     /// Events the recorder could not record (buffers full and no collector).
     pub dropped_events: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_reads_as_a_sentence() {
+        assert_eq!(ExitStatus::Code(3).to_string(), "exited with code 3");
+        assert_eq!(
+            ExitStatus::Signal(6).to_string(),
+            "killed by signal 6 (SIGABRT)"
+        );
+        assert_eq!(ExitStatus::Signal(64).to_string(), "killed by signal 64");
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(-1), None);
+        assert_eq!(signal_name(31), Some("SIGSYS"));
+        assert!(ExitStatus::Exec.cut_short() && ExitStatus::Signal(9).cut_short());
+        assert!(!ExitStatus::Code(1).cut_short() && !ExitStatus::Unknown.cut_short());
+    }
 }

@@ -36,7 +36,7 @@ mod writer;
 pub use batch::{EventBatch, Kind};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
-pub use header::{flags, Clock, ExitStatus, Header, Trailer};
+pub use header::{flags, signal_name, Clock, ExitStatus, Header, Trailer};
 pub use prefetch::AHEAD as PREFETCH_AHEAD;
 pub use reader::{Reader, Truncation, MAX_BUFFERED};
 pub use stacks::StackTable;

@@ -422,29 +422,27 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     let h = stacks::hash(&u.frames[..n]);
     let (id, known) = stacks::intern(h, || p.next_stack_id());
     if !overflow {
-        // Which words does the result depend on? Return addresses always;
-        // `rbp` (at the start and as restored from the stack) only when a
-        // check walk with garbage in its place differs.
-        for k in 0..nreads {
-            let v = u.reads[k].1;
-            u.keep[k] = u.ras[..u.nras].contains(&v);
-        }
-        let (uses_bp, pruned) = if u.same_as(n, end, ip, sp, bp ^ GARBAGE, max, Mode::Prune) {
-            (false, true)
-        } else if u.same_as(n, end, ip, sp, bp, max, Mode::Prune) {
-            (true, true)
+        let tag_now = tag(u.gen, epoch, ip);
+        // Pruning costs up to three more walks. It pays only where calls
+        // recur with the same key (`sp` and hook) and other data in their
+        // frames: an entry for this key is already in the set. A key met for
+        // the first time (most misses of a deep, varied program such as
+        // cc1plus) gets an entry that keeps every word it read, and `rbp`.
+        let recurring = u.memo[set].iter().any(|e| e.sp == sp && e.tag == tag_now);
+        let (uses_bp, pruned) = if recurring {
+            u.dependencies(n, end, ip, sp, bp, max, nreads)
         } else {
-            (
-                !u.same_as(n, end, ip, sp, bp ^ GARBAGE, max, Mode::Check),
-                false,
-            )
+            (true, false)
         };
+        // A way in turn, not that entry's: the call sites of one function
+        // share a key (`sp` is the same at each) and need ways of their own
+        // (replacing by key made churn's two sites evict each other).
         u.victim = u.victim.wrapping_add(1);
         let e = &mut u.memo[set][u.victim % MEMO_WAYS];
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;
-        e.tag = tag(u.gen, epoch, ip);
+        e.tag = tag_now;
         e.id = id;
         e.hash = h;
         let mut m = 0;
@@ -484,6 +482,45 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
 }
 
 impl Unwinder {
+    /// Marks in `keep` the first `nreads` recorded reads whose value is a
+    /// return address met by the recorded walk: sorts those addresses once,
+    /// then one binary search per read (a linear scan per read cost up to
+    /// 128 x 96 comparisons on deep stacks).
+    fn mark_return_addresses(&mut self, nreads: usize) {
+        let ras = &mut self.ras[..self.nras];
+        ras.sort_unstable();
+        for k in 0..nreads {
+            self.keep[k] = ras.binary_search(&self.reads[k].1).is_ok();
+        }
+    }
+
+    /// Which words the recorded walk's result (`n` frames, ended by `end`)
+    /// depends on: `(uses_bp, pruned)`. Return addresses always; `rbp` (at
+    /// the start and as restored from the stack) only when a check walk with
+    /// garbage in its place differs; the other words only when a walk
+    /// without them (`pruned` false) differs.
+    #[allow(clippy::too_many_arguments)]
+    fn dependencies(
+        &mut self,
+        n: usize,
+        end: End,
+        ip: u64,
+        sp: u64,
+        bp: u64,
+        max: usize,
+        nreads: usize,
+    ) -> (bool, bool) {
+        self.mark_return_addresses(nreads);
+        if self.same_as(n, end, ip, sp, bp ^ GARBAGE, max, Mode::Prune) {
+            (false, true)
+        } else if self.same_as(n, end, ip, sp, bp, max, Mode::Prune) {
+            (true, true)
+        } else {
+            let bp_free = self.same_as(n, end, ip, sp, bp ^ GARBAGE, max, Mode::Check);
+            (!bp_free, false)
+        }
+    }
+
     /// Whether a check walk (`mode`, from `bp`) gives the recorded walk's
     /// `n` frames and ends as it did (`end`).
     #[allow(clippy::too_many_arguments)]
@@ -531,6 +568,7 @@ impl Unwinder {
         let recorded = if record { 0 } else { *nrec };
         let mut nreads = 0usize;
         let mut overflow = false;
+        let mut cursor = 0usize;
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             if addr < sp || addr.saturating_add(8) > top || addr % 8 != 0 {
                 return Err(());
@@ -540,14 +578,22 @@ impl Unwinder {
             match mode {
                 Mode::Check => {}
                 Mode::Prune => {
-                    // A word the recorded walk read and the entry would not keep.
+                    // A word the recorded walk read and the entry would not
+                    // keep. A check walk reads mostly the recorded words in
+                    // the recorded order: the next one is tried first.
                     let mut seen = false;
-                    for k in 0..recorded {
+                    let next = cursor.min(recorded);
+                    let order = (next..recorded).chain(0..next);
+                    for k in order {
                         if reads[k].0 == addr {
+                            cursor = k + 1;
                             if keep[k] {
                                 return Ok(v);
                             }
                             seen = true;
+                            // Every recorded read of `addr` has the same
+                            // keep mark (it depends on the value alone).
+                            break;
                         }
                     }
                     if seen {

@@ -7,3 +7,4 @@ mod memo;
 mod programs;
 mod real_programs;
 mod resolution;
+mod signal_alloc;

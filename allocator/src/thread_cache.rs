@@ -965,8 +965,11 @@ mod tests {
         let heap = Heap::new_lazy_with_map_prefix(Config::RESERVED, &PREFIX);
         let mut tc = ThreadCache::new();
         tc.state = ACTIVE;
-        // A first block, from a span in the prefix's chunks.
-        let early = alloc(&mut tc, &heap, 5000);
+        // A first block, from a span in the prefix's chunks (a class above
+        // RUN_BYTES: it takes no run blocks).
+        const SIZE: usize = 7000;
+        const _: () = assert!(SIZE > crate::size_class::RUN_BYTES);
+        let early = alloc(&mut tc, &heap, SIZE);
         let (_, len, table) = heap.map.params();
         assert_eq!((len, table), (32, PREFIX.as_ptr()));
         let old = (tc.map_base, tc.map_len, tc.map_table);
@@ -979,7 +982,7 @@ mod tests {
         heap.check().expect("invariants after the move");
         // A cache still holding the prefix frees through it (the prefix is kept up
         // to date), and picks up the full table at its next slow path.
-        let q = alloc(&mut tc, &heap, 5000);
+        let q = alloc(&mut tc, &heap, SIZE);
         (tc.map_base, tc.map_len, tc.map_table) = old;
         // SAFETY: live blocks of `heap`, not used afterwards if cached.
         unsafe {
@@ -988,7 +991,7 @@ mod tests {
             let in_prefix = (s as usize - tc.map_base) >> CHUNK_SHIFT < 32;
             assert_eq!(tc.try_free(&heap, q as usize), in_prefix);
             if !in_prefix {
-                tc.push(&heap, class_of(5000), q as usize);
+                tc.push(&heap, class_of(SIZE), q as usize);
             }
         }
         tc.sync_map(&heap);

@@ -41,6 +41,9 @@ fn main() {
     println!("cargo:rerun-if-changed=discard-unwind.ld");
     println!("cargo:rustc-link-arg-cdylib=-Wl,-T,{dir}/discard-unwind.ld");
     println!("cargo:rustc-link-arg-cdylib=-Wl,--no-eh-frame-hdr");
+    // No build ID: its note and the program header naming it were 96 bytes of the
+    // first segment (nothing reads them: debuggers find the library by its path).
+    println!("cargo:rustc-link-arg-cdylib=-Wl,--build-id=none");
 }
 
 /// Whether rustc links with its own lld (`-fuse-ld=lld` through `cc`): the default

@@ -49,7 +49,7 @@ pub fn calloc(n: usize, size: usize) -> *mut c_void {
 pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if size == 0 && !p.is_null() {
         // SAFETY: caller's promise.
-        unsafe { global::free(p.cast()) };
+        unsafe { global::free_call(p.cast()) };
         return ptr::null_mut();
     }
     // SAFETY: caller's promise.
@@ -71,7 +71,8 @@ pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void
     }
 }
 
-/// `posix_memalign(3)`: returns 0, `EINVAL` or `ENOMEM`; does not set `errno`.
+/// `posix_memalign(3)`: returns 0, `EINVAL` or `ENOMEM`. On `ENOMEM`, `errno` may
+/// be `ENOMEM` too (as with glibc's, whose failing paths set it).
 ///
 /// # Safety
 /// `out` must be valid for writing a pointer.

@@ -73,14 +73,11 @@ fn configure() {
     if CONFIGURED.swap(true, Ordering::Relaxed) {
         return;
     }
-    match thread::getenv(c"ALLOCTRACE_MALLOC_BACKEND") {
-        Some(b"reserved") => {
-            set_backend(Backend::Reserved);
-        }
-        Some(b"brk") => {
-            set_backend(Backend::Brk);
-        }
-        _ => {}
+    let name = c"ALLOCTRACE_MALLOC_BACKEND";
+    if thread::env_is(name, b"reserved") {
+        set_backend(Backend::Reserved);
+    } else if thread::env_is(name, b"brk") {
+        set_backend(Backend::Brk);
     }
 }
 
@@ -241,6 +238,27 @@ fn malloc_slow<const ERRNO: bool>(size: usize) -> *mut u8 {
     p
 }
 
+/// [`malloc_errno`] out of line, for the functions that are not the hot `malloc`
+/// itself (`realloc`, `calloc`, small aligned requests): each inlined copy of the
+/// fast path was a hundred bytes of library text, which every process it is
+/// preloaded into keeps resident. The `errno` variant, as the C `malloc` uses: the
+/// preload library then carries one copy of the slow paths, not two (the C callers
+/// set `ENOMEM` on failure anyway, and `errno` is free to change in Rust's).
+#[inline(never)]
+fn malloc_call(size: usize) -> *mut u8 {
+    malloc_errno(size)
+}
+
+/// [`free`] out of line, for `realloc` (as [`malloc_call`]).
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+pub(crate) unsafe fn free_call(p: *mut u8) {
+    // SAFETY: caller's promise.
+    unsafe { free(p) }
+}
+
 #[cold]
 fn malloc_large<const ERRNO: bool>(size: usize) -> *mut u8 {
     configure();
@@ -260,7 +278,7 @@ fn malloc_large<const ERRNO: bool>(size: usize) -> *mut u8 {
 /// memory or for a bad alignment.
 pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     if align <= 16 {
-        return malloc(size);
+        return malloc_call(size);
     }
     configure();
     fork_guard();
@@ -273,7 +291,7 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(total) = n.checked_mul(size) else {
         return ptr::null_mut();
     };
-    let p = malloc(total);
+    let p = malloc_call(total);
     if !p.is_null() && total <= HEAP.large_threshold {
         // SAFETY: a fresh block of at least `total` bytes (large ones are fresh
         // mappings, already zero).
@@ -356,19 +374,19 @@ unsafe fn free_slower(p: *mut u8) {
 /// null, `p` must not be used afterwards.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
-        return malloc(size);
+        return malloc_call(size);
     }
     fork_guard();
     // SAFETY: caller's promise.
     match unsafe { HEAP.resize_in_place(p, size) } {
         Resize::Done(q) => q,
         Resize::Move(old) => {
-            let q = malloc(size);
+            let q = malloc_call(size);
             if !q.is_null() {
                 // SAFETY: distinct live blocks; `old.min(size)` bytes are valid in both.
                 unsafe {
                     ptr::copy_nonoverlapping(p, q, old.min(size));
-                    free(p);
+                    free_call(p);
                 }
             }
             q

@@ -10,7 +10,7 @@
 //! down to a few blocks give back the pages above their last one. Freed blocks of
 //! 8 KiB and more give back every page no block in use shares, so a free one keeps
 //! nothing resident (their spans track free blocks in a bitmap). The first blocks
-//! of every class up to 4 KiB (at most 4 KiB or 64 blocks of it) come from runs in
+//! of every class up to 6 KiB (at most 6 KiB or 64 blocks of it) come from runs in
 //! a chunk the classes share, so the many classes a small program uses a few
 //! blocks of share pages. The global instance adds per-thread caches, so the
 //! common malloc/free takes no lock.

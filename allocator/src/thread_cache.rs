@@ -95,26 +95,43 @@ pub(crate) const ACTIVE: u8 = 1;
 /// The thread is exiting: the cache was flushed and must stay empty.
 pub(crate) const DEAD: u8 = 2;
 
-/// One class's cached blocks.
+/// One class's cached blocks: 16 bytes, so the thread cache is 968 and its thread
+/// area 1024 (24 and 1472 with a 32-bit `room` and a 64-bit `delta`). The area is
+/// static TLS, which the dynamic loader allocates for the main thread beside the
+/// link maps, on pages of its own: `sqlite3` touched one page more with the larger
+/// area (see `os::tls`).
 #[derive(Debug)]
 #[repr(C)]
 struct Bin {
     head: *mut FreeBlock,
     /// `limit` minus the blocks on the list: a free that takes it below zero goes to
-    /// [`ThreadCache::overflow`] (one decrement and sign test on the fast path).
-    room: i32,
+    /// [`ThreadCache::overflow`] (one decrement and sign test on the fast path). At
+    /// least -1 (a push past the cap overflows at once) and at most the cap.
+    room: i16,
     /// The current cap on the list's length, grown from [`START`] towards [`LIMIT`]
     /// each time the bin runs dry or overflows (0: not grown yet).
     limit: u16,
-    /// The larger class this bin's class last borrowed a run block from (0:
-    /// none), see [`ThreadCache::pop_lender`].
-    lender: u8,
     /// Blocks moved in from the heap minus blocks moved back, plus the list length
     /// at the last publish: `delta - len` is the blocks the program took from this
     /// bin since then (allocations minus frees), so the fast paths count nothing
-    /// per class.
-    delta: i64,
+    /// per class. Between 0 and [`MAX_DELTA`]: each refill and trim publishes first
+    /// (setting it to the list length), then adds what it moved in (at most the
+    /// cap) or subtracts what it moved out (leaving what it keeps); in between only
+    /// lending adds to it, once per block a smaller class borrowed, and a class
+    /// borrows at most 255 blocks in the heap's life (`Heap::refill`).
+    delta: i16,
+    /// The larger class this bin's class last borrowed a run block from (0:
+    /// none), see [`ThreadCache::pop_lender`].
+    lender: u8,
 }
+
+/// The largest [`Bin::delta`]: a full list (cap plus one) and a refill's batch, plus
+/// a block lent by each class 255 times.
+const MAX_DELTA: usize = 2 * MAX_LIMIT + 1 + 255 * NUM_CLASSES;
+
+// (`room` is at most the cap, which is below `MAX_DELTA`.)
+const _: () = assert!(MAX_DELTA <= i16::MAX as usize);
+const _: () = assert!(size_of::<Bin>() == 16);
 
 impl Bin {
     fn len(&self) -> usize {
@@ -123,7 +140,7 @@ impl Bin {
 
     fn set_limit(&mut self, limit: u32) {
         debug_assert!(limit as usize <= MAX_LIMIT);
-        self.room += limit as i32 - self.limit as i32;
+        self.room += limit as i16 - self.limit as i16;
         self.limit = limit as u16;
     }
 }
@@ -387,8 +404,8 @@ impl ThreadCache {
     fn publish(&mut self, heap: &Heap, class: usize) {
         let bin = crate::at_mut(&mut self.bins, class);
         let len = bin.len() as i64;
-        let net = bin.delta - len;
-        bin.delta = len;
+        let net = bin.delta as i64 - len;
+        bin.delta = len as i16;
         let mut local = LocalCounts {
             live_bytes: net * class_size(class) as i64,
             live_blocks: net,
@@ -431,8 +448,8 @@ impl ThreadCache {
         }
         let bin = crate::at_mut(&mut self.bins, class);
         bin.head = got_head;
-        bin.room -= got as i32;
-        bin.delta += got as i64;
+        bin.room -= got as i16;
+        bin.delta += got as i16;
         self.try_pop(size)
     }
 
@@ -525,8 +542,8 @@ impl ThreadCache {
             unsafe { core::mem::replace(&mut (*last).next, ptr::null_mut()) }
         };
         let gone = count - keep;
-        bin.room += gone as i32;
-        bin.delta -= gone as i64;
+        bin.room += gone as i16;
+        bin.delta -= gone as i16;
         // SAFETY: `rest` links `count - keep` dead blocks of `class`, each once.
         unsafe { heap.flush(class, rest, gone) };
     }
@@ -948,8 +965,11 @@ mod tests {
         let heap = Heap::new_lazy_with_map_prefix(Config::RESERVED, &PREFIX);
         let mut tc = ThreadCache::new();
         tc.state = ACTIVE;
-        // A first block, from a span in the prefix's chunks.
-        let early = alloc(&mut tc, &heap, 5000);
+        // A first block, from a span in the prefix's chunks (a class above
+        // RUN_BYTES: it takes no run blocks).
+        const SIZE: usize = 7000;
+        const _: () = assert!(SIZE > crate::size_class::RUN_BYTES);
+        let early = alloc(&mut tc, &heap, SIZE);
         let (_, len, table) = heap.map.params();
         assert_eq!((len, table), (32, PREFIX.as_ptr()));
         let old = (tc.map_base, tc.map_len, tc.map_table);
@@ -962,7 +982,7 @@ mod tests {
         heap.check().expect("invariants after the move");
         // A cache still holding the prefix frees through it (the prefix is kept up
         // to date), and picks up the full table at its next slow path.
-        let q = alloc(&mut tc, &heap, 5000);
+        let q = alloc(&mut tc, &heap, SIZE);
         (tc.map_base, tc.map_len, tc.map_table) = old;
         // SAFETY: live blocks of `heap`, not used afterwards if cached.
         unsafe {
@@ -971,7 +991,7 @@ mod tests {
             let in_prefix = (s as usize - tc.map_base) >> CHUNK_SHIFT < 32;
             assert_eq!(tc.try_free(&heap, q as usize), in_prefix);
             if !in_prefix {
-                tc.push(&heap, class_of(5000), q as usize);
+                tc.push(&heap, class_of(SIZE), q as usize);
             }
         }
         tc.sync_map(&heap);

@@ -17,7 +17,7 @@
 //!   `mremap` growth and shrink, and `madvise(MADV_DONTNEED)`.
 //! * [`tls`]: one zero-initialised thread-local area reached without a call.
 //! * [`thread`]: a pthread key whose destructor runs at thread exit, `pthread_atfork`
-//!   registration, yielding the CPU, a coarse monotonic clock, `errno` and `getenv`.
+//!   registration, yielding the CPU, a coarse monotonic clock, `errno` and the environment.
 //!
 //! Nothing here allocates with the Rust or C heap, and nothing here panics: failures
 //! are reported as `None`/`false` so the caller can return a null pointer.

@@ -1,6 +1,6 @@
 //! Threads and process plumbing: a pthread key for thread-exit hooks, fork handlers,
 //! whether the process is single-threaded, yielding, a coarse clock, `errno` and
-//! `getenv`.
+//! reading the environment.
 
 use core::ffi::{c_void, CStr};
 
@@ -136,16 +136,27 @@ pub const ENOMEM: i32 = libc::ENOMEM;
 /// `EINVAL`, for bad alignment arguments.
 pub const EINVAL: i32 = libc::EINVAL;
 
-/// The value of environment variable `name` (reads `environ` without allocating).
-pub fn getenv(name: &CStr) -> Option<&'static [u8]> {
+/// Whether environment variable `name` is set to exactly `value` (which holds no
+/// NUL). Reads `environ` without allocating, and without `strlen`: the bytes are
+/// compared up to the first difference (the value's NUL differs from any byte of
+/// `value`), so the preload library imports one function fewer (its symbol, name,
+/// version and relocation were 60 bytes of its first page).
+pub fn env_is(name: &CStr, value: &[u8]) -> bool {
     // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer into the
     // environment block, which lives as long as nobody calls setenv on the name.
-    let p = unsafe { libc::getenv(name.as_ptr()) };
+    let p = unsafe { libc::getenv(name.as_ptr()) }.cast::<u8>();
     if p.is_null() {
-        return None;
+        return false;
     }
-    // SAFETY: getenv returned a NUL-terminated string.
-    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+    for (i, &b) in value.iter().enumerate() {
+        // SAFETY: the bytes before index `i` matched `value`'s, none of them NUL, so
+        // the string's NUL is at `i` or later.
+        if unsafe { *p.add(i) } != b {
+            return false;
+        }
+    }
+    // SAFETY: as above, with `i = value.len()`.
+    unsafe { *p.add(value.len()) == 0 }
 }
 
 #[cfg(test)]
@@ -173,8 +184,13 @@ mod tests {
     }
 
     #[test]
-    fn getenv_reads_path() {
-        assert!(getenv(c"PATH").is_some());
-        assert!(getenv(c"ALLOCTRACE_SURELY_UNSET_VARIABLE").is_none());
+    fn env_is_compares_whole_values() {
+        // The test binary's own environment: set before any thread reads it.
+        std::env::set_var("ALLOCTRACE_ENV_IS_TEST", "reserved");
+        assert!(env_is(c"ALLOCTRACE_ENV_IS_TEST", b"reserved"));
+        assert!(!env_is(c"ALLOCTRACE_ENV_IS_TEST", b"reserve"));
+        assert!(!env_is(c"ALLOCTRACE_ENV_IS_TEST", b"reserved2"));
+        assert!(!env_is(c"ALLOCTRACE_ENV_IS_TEST", b"brk"));
+        assert!(!env_is(c"ALLOCTRACE_SURELY_UNSET_VARIABLE", b""));
     }
 }

@@ -9,12 +9,12 @@
 //! surplus static TLS when `dlopen`ed, which an area this small does. Elsewhere a
 //! `const`-initialised `thread_local!` is used.
 
-/// Bytes in the area: the thread cache's 1424, rounded up to the area's 64-byte
+/// Bytes in the area: the thread cache's 968, rounded up to the area's 64-byte
 /// alignment. (Every byte is static TLS, which the dynamic loader allocates with
 /// each thread's control block: in the main thread on pages of its own heap, beside
-/// the link maps, where this area and the library's link map make `sqlite3` touch
-/// one page more than under glibc's malloc; 2048 bytes before.)
-pub const SIZE: usize = 1472;
+/// the link maps, where this area and the library's link map made `sqlite3` touch
+/// one page more than under glibc's malloc at 1472 bytes; 2048 before that.)
+pub const SIZE: usize = 1024;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 core::arch::global_asm!(

@@ -20,12 +20,12 @@ int main(void) {
 "#;
 
 /// Runs `record_args` of `alloctrace` in a private mount namespace whose
-/// /dev/shm is a 200 KiB tmpfs: room for the shared file's header, not for
-/// one 256 KiB chunk of events. `None` (after saying so) when no namespace
+/// /dev/shm is a 300 KiB tmpfs: room for the shared file's 256 KiB header,
+/// not for one 64 KiB chunk of events. `None` (after saying so) when no namespace
 /// can be made (not root).
 fn record_with_full_dev_shm(record_args: &str) -> Option<std::process::Output> {
     let script = format!(
-        "mount -t tmpfs -o size=200k tmpfs /dev/shm || exit 77; exec {} record {record_args}",
+        "mount -t tmpfs -o size=300k tmpfs /dev/shm || exit 77; exec {} record {record_args}",
         env!("CARGO_BIN_EXE_alloctrace"),
     );
     let out = Command::new("unshare")

@@ -47,7 +47,7 @@ pub const ENV_CHECK_MEMO: &str = "ALLOCTRACE_CHECK_MEMO";
 /// `ProcHeader::magic`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATRCSHM1");
 /// `ProcHeader::version`; bumped on any layout change.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Bytes reserved for the process header and its strings.
 pub const PROC_HEADER_SIZE: usize = 64 << 10;
@@ -63,14 +63,17 @@ pub const EXE_MAX: usize = 4 << 10;
 pub const NSLOTS: usize = 4096;
 /// Offset of the thread slots.
 pub const SLOTS_OFFSET: usize = PROC_HEADER_SIZE;
-/// Number of chunks.
-pub const NCHUNKS: usize = 512;
+/// Number of chunks: a thread holds one while it records, so this many
+/// threads can record at once (more wait for a chunk to be drained, and drop
+/// their events when none comes).
+pub const NCHUNKS: usize = 2048;
 /// Offset of the chunk headers.
 pub const CHUNK_HEADERS_OFFSET: usize = SLOTS_OFFSET + NSLOTS * 16;
 /// Offset of the first chunk's data.
 pub const DATA_OFFSET: usize = CHUNK_HEADERS_OFFSET + NCHUNKS * 64;
-/// Bytes of one chunk.
-pub const CHUNK_SIZE: usize = 256 << 10;
+/// Bytes of one chunk: what each recording thread holds of the file (and
+/// of `/dev/shm`) at least.
+pub const CHUNK_SIZE: usize = 64 << 10;
 /// Size of the whole file.
 pub const FILE_SIZE: usize = DATA_OFFSET + NCHUNKS * CHUNK_SIZE;
 

@@ -174,28 +174,25 @@ pub struct Unwinder {
 }
 
 impl Unwinder {
-    /// A new unwinder (`None` only if the memo's sets were not as many as
-    /// asked for, which cannot be).
+    /// A new unwinder (`None` if its memo could not be allocated).
     fn new() -> Option<Box<Unwinder>> {
-        let empty = MemoEntry {
-            sp: 0,
-            tag: 0,
-            bp: 0,
-            id: 0,
-            hash: 0,
-            ngroups: 0,
-            uses_bp: true,
-            groups: [Group {
-                offs: [0; 4],
-                vals: [0; 4],
-            }; MAX_READS / 4],
-        };
-        // Built on the heap: the memo is 200 KB, more than a small thread
-        // stack may hold. A fixed-size array: no bounds check per probe.
-        let memo = vec![[empty; MEMO_WAYS]; MEMO_SETS]
-            .into_boxed_slice()
-            .try_into()
-            .ok()?;
+        type Memo = [[MemoEntry; MEMO_WAYS]; MEMO_SETS];
+        // On the heap: the memo is 200 KB, more than a small thread stack
+        // may hold. A fixed-size array: no bounds check per probe. Zeroed by
+        // calloc (see `alloc`): pages a thread never probes stay untouched,
+        // so a thousand threads that record a few stacks each do not cost
+        // 200 MB.
+        let layout = core::alloc::Layout::new::<Memo>();
+        // SAFETY: the layout is not zero-sized.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Memo>();
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: `raw` is a zeroed block of `Memo`'s layout from the global
+        // allocator, which `Box` frees with the same layout. All-zero bytes
+        // are a valid `MemoEntry` (integers, a `false` bool, arrays of
+        // integers), and an empty one: `sp` 0, which no call has.
+        let memo = unsafe { Box::from_raw(raw) };
         Some(Box::new(Unwinder {
             fh: Fh::new(),
             cache: CacheX86_64::new_in(),

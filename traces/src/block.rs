@@ -93,11 +93,74 @@ pub fn write_block_with<W: Write>(
     } else {
         (0, raw)
     };
+    put_block(w, ty, flags, raw.len(), stored)
+}
+
+/// Raw bytes below which a part of [`write_block_parts`] is joined to the
+/// next one: a zstd frame of its own costs a frame header and a literals
+/// table (tens of bytes).
+const MIN_PART: usize = 8 << 10;
+
+/// Like [`write_block_with`], compressing each part of `raw` (split at the
+/// offsets `cuts`, increasing) as a zstd frame of its own, parts shorter
+/// than `MIN_PART` joined to the next. The payload is then the frames one
+/// after the other, which a reader decompresses in one call as for a single
+/// frame. Events columns differ in their byte statistics (random low bytes
+/// of codes, small sizes, runs of zero time deltas): one frame over all of
+/// them gets one literals table per 128 KiB for a mix of them.
+pub fn write_block_parts<W: Write>(
+    w: &mut W,
+    ty: BlockType,
+    raw: &[u8],
+    cuts: &[usize],
+    level: i32,
+    c: &mut BlockCompressor,
+) -> std::io::Result<u64> {
+    if level <= 0 || raw.len() < 256 {
+        return write_block_with(w, ty, raw, level, c);
+    }
+    let ctx = match &mut c.ctx {
+        Some((l, ctx)) if *l == level => ctx,
+        slot => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+    };
+    // `buf` keeps its length between parts (only grown): `len` bytes of
+    // it are frames.
+    let mut len = 0;
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&raw.len())) {
+        let end = end.min(raw.len());
+        if end < start + MIN_PART && end < raw.len() {
+            continue;
+        }
+        let part = &raw[start..end];
+        let need = len + zstd::zstd_safe::compress_bound(part.len());
+        if c.buf.len() < need {
+            c.buf.resize(need, 0);
+        }
+        len += ctx.compress_to_buffer(part, &mut c.buf[len..need])?;
+        start = end;
+    }
+    let (flags, stored) = if len < raw.len() {
+        (FLAG_ZSTD, &c.buf[..len])
+    } else {
+        (0, raw)
+    };
+    put_block(w, ty, flags, raw.len(), stored)
+}
+
+/// Writes a block's header and stored payload.
+fn put_block<W: Write>(
+    w: &mut W,
+    ty: BlockType,
+    flags: u8,
+    raw_len: usize,
+    stored: &[u8],
+) -> std::io::Result<u64> {
     let mut hdr = [0u8; HEADER_LEN];
     hdr[0] = ty as u8;
     hdr[1] = flags;
     hdr[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
-    hdr[8..12].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    hdr[8..12].copy_from_slice(&(raw_len as u32).to_le_bytes());
     hdr[12..16].copy_from_slice(&crc32fast::hash(stored).to_le_bytes());
     w.write_all(&hdr)?;
     w.write_all(stored)?;

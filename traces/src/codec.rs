@@ -932,6 +932,13 @@ impl BlockEncoder {
     /// Like [`BlockEncoder::finish`], writing the payload into `out` (cleared
     /// first), and keeping the column buffers for the next block.
     pub fn finish_into(&mut self, out: &mut Vec<u8>) {
+        self.finish_cuts(out);
+    }
+
+    /// [`BlockEncoder::finish_into`], returning where each column starts in
+    /// `out` (the first one after the block's leading varints).
+    pub fn finish_cuts(&mut self, out: &mut Vec<u8>) -> [usize; COLUMNS] {
+        let mut cuts = [0; COLUMNS];
         out.clear();
         out.reserve(self.len() + 64);
         varint::put(out, self.thread as u64);
@@ -950,7 +957,7 @@ impl BlockEncoder {
         ] {
             varint::put(out, col.len() as u64);
         }
-        for col in [
+        for (k, col) in [
             &mut self.ops,
             &mut self.times,
             &mut self.addrs,
@@ -960,7 +967,11 @@ impl BlockEncoder {
             &mut self.sizes,
             &mut self.stacks,
             &mut self.extra,
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            cuts[k] = out.len();
             out.extend_from_slice(col);
             col.clear();
         }
@@ -968,6 +979,7 @@ impl BlockEncoder {
         self.first_time = 0;
         self.last_time = 0;
         self.next_check = 0;
+        cuts
     }
 
     /// Whether the block has reached `block_bytes` of columns. Cheap: the

@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
-use crate::block::{write_block, write_block_with, BlockCompressor, BlockType};
+use crate::block::{write_block, write_block_parts, BlockCompressor, BlockType};
 use crate::codec::BlockEncoder;
 use crate::error::{Error, Result};
 use crate::event::{Record, StackId, ThreadId};
@@ -54,6 +54,10 @@ pub struct Writer<W: Write> {
     next_stack: StackId,
     interned: HashMap<Vec<u64>, StackId>,
     watermark: u64,
+    /// An events block was written since the last watermark: a watermark
+    /// with none before it would tell a reader nothing it can act on sooner
+    /// than the next one (it holds only the events of earlier blocks).
+    unmarked: bool,
     last_time: u64,
     bytes: u64,
     events: u64,
@@ -92,6 +96,7 @@ impl<W: Write> Writer<W> {
             next_stack: 1,
             interned: HashMap::default(),
             watermark: 0,
+            unmarked: false,
             last_time: 0,
             bytes: 12 + n,
             events: 0,
@@ -188,7 +193,8 @@ impl<W: Write> Writer<W> {
             .map(|e| e.first_time)
             .min();
         let w = held.map_or(safe_time, |h| h.min(safe_time));
-        if w > self.watermark {
+        if w > self.watermark && self.unmarked {
+            self.unmarked = false;
             self.flush_stacks()?;
             let mut raw = Vec::new();
             crate::varint::put(&mut raw, w);
@@ -208,18 +214,20 @@ impl<W: Write> Writer<W> {
             return Ok(());
         }
         let mut payload = std::mem::take(&mut self.payload);
-        enc.finish_into(&mut payload);
+        let cuts = enc.finish_cuts(&mut payload);
         // Stacks first, so a reader usually knows a stack before its use.
         self.flush_stacks()?;
-        let n = write_block_with(
+        let n = write_block_parts(
             &mut self.out,
             BlockType::Events,
             &payload,
+            &cuts[1..],
             self.opts.compression_level,
             &mut self.zstd,
         );
         self.payload = payload;
         self.bytes += n.map_err(io)?;
+        self.unmarked = true;
         Ok(())
     }
 

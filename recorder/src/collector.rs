@@ -99,6 +99,13 @@ impl ProcTrace {
             .with_context(|| format!("creating {}", path.display()))?;
         let opts = WriterOptions {
             compression_level: 1,
+            // A thread's events are written out at least every second: a
+            // block of its own per 50 ms (the default) cost a short-lived
+            // or slow process's trace a block header, a literals table and
+            // a stacks block each time (python3's workload: 62 blocks of
+            // about 100 events). The lag only delays what a reader of
+            // several threads may release.
+            max_lag: 1_000_000_000,
             ..WriterOptions::default()
         };
         let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), &header, opts)
@@ -564,14 +571,23 @@ impl ProcTrace {
 }
 
 /// `t` rounded down to a multiple of `res` (at least 1); the default
-/// resolution divides by a constant (a multiply, not a division).
+/// resolutions divide by a constant (a multiply, not a division).
 #[inline(always)]
 fn floor_to(t: u64, res: u64) -> u64 {
-    if res == 1000 {
+    if res == 1_000_000 {
+        floor_ms(t)
+    } else if res == 1000 {
         floor_us(t)
     } else {
         t - t % res
     }
+}
+
+/// `t` rounded down to a multiple of 1,000,000 (out of line: see
+/// [`floor_us`]).
+#[inline(never)]
+fn floor_ms(t: u64) -> u64 {
+    t - t % 1_000_000
 }
 
 /// `t` rounded down to a multiple of 1000. Out of line: inlined, LLVM sees

@@ -4,7 +4,8 @@
 //!
 //! `cargo run --release -p traces --example colsize -- TRACE [QUANTUM_NS]`
 //!
-//! With `QUANTUM_NS`, times are rounded down to a multiple of it first.
+//! With `QUANTUM_NS`, times are rounded down to a multiple of it first;
+//! `LEVEL=n` in the environment sets the zstd level.
 
 use std::collections::HashMap;
 use traces::codec::BlockEncoder;
@@ -25,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut blocks = 0usize;
     let mut n = 0u64;
     let mut payload = Vec::new();
+    let level: i32 = std::env::var("LEVEL").map_or(1, |l| l.parse().unwrap_or(1));
     let mut flush = |enc: &mut BlockEncoder,
                      raw: &mut [usize; 9],
                      packed: &mut [usize; 9],
@@ -40,11 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let col = &payload[at..at + l];
             raw[k] += l;
             if l > 0 {
-                packed[k] += zstd::bulk::compress(col, 1).unwrap().len();
+                packed[k] += zstd::bulk::compress(col, level).unwrap().len();
             }
             at += l;
         }
-        *blocks += zstd::bulk::compress(&payload, 1).unwrap().len();
+        *blocks += zstd::bulk::compress(&payload, level).unwrap().len();
     };
     for rec in r.by_ref() {
         let rec = rec?;

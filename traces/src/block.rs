@@ -67,7 +67,22 @@ pub fn write_block<W: Write>(
 pub struct BlockCompressor {
     ctx: Option<(i32, zstd::bulk::Compressor<'static>)>,
     buf: Vec<u8>,
+    /// [`write_block_parts`]: a context at [`DENSE_LEVEL`], and per part
+    /// (by its first column) whether it last compressed more than
+    /// [`DENSE_RATIO`] times.
+    dense_ctx: Option<zstd::bulk::Compressor<'static>>,
+    dense: [bool; 16],
 }
+
+/// A part of [`write_block_parts`] that compressed more than this many times
+/// (a repetitive program's columns: sqlite3's compress 80x) is compressed at
+/// [`DENSE_LEVEL`] in the next block: repeats are cheap to find, and
+/// level 3 finds longer ones (sqlite3's events: 20.7 -> 18.3 KB). Columns of
+/// random codes (churn's) stay at the writer's level.
+const DENSE_RATIO: usize = 16;
+
+/// See [`DENSE_RATIO`].
+const DENSE_LEVEL: i32 = 3;
 
 /// [`write_block`] reusing `c`'s context and buffer.
 pub fn write_block_with<W: Write>(
@@ -127,7 +142,9 @@ pub fn write_block_parts<W: Write>(
     // it are frames.
     let mut len = 0;
     let mut start = 0;
-    for &end in cuts.iter().chain(std::iter::once(&raw.len())) {
+    // The cut index the current part starts at (0: the payload's start).
+    let mut first = 0;
+    for (k, &end) in cuts.iter().chain(std::iter::once(&raw.len())).enumerate() {
         let end = end.min(raw.len());
         if end < start + MIN_PART && end < raw.len() {
             continue;
@@ -137,8 +154,21 @@ pub fn write_block_parts<W: Write>(
         if c.buf.len() < need {
             c.buf.resize(need, 0);
         }
-        len += ctx.compress_to_buffer(part, &mut c.buf[len..need])?;
+        let slot = first % c.dense.len();
+        let out = &mut c.buf[len..need];
+        let n = if c.dense[slot] && level < DENSE_LEVEL {
+            let dense = match &mut c.dense_ctx {
+                Some(d) => d,
+                d => d.insert(zstd::bulk::Compressor::new(DENSE_LEVEL)?),
+            };
+            dense.compress_to_buffer(part, out)?
+        } else {
+            ctx.compress_to_buffer(part, out)?
+        };
+        c.dense[slot] = n * DENSE_RATIO < part.len();
+        len += n;
         start = end;
+        first = k + 1;
     }
     let (flags, stored) = if len < raw.len() {
         (FLAG_ZSTD, &c.buf[..len])

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use traces::codec::BlockEncoder;
 use traces::Reader;
 
-const NAMES: [&str; 9] = [
-    "ops", "times", "addrs", "frees", "frees_hi", "allocs", "sizes", "stacks", "extra",
+const NAMES: [&str; traces::codec::COLUMNS] = [
+    "ops", "times", "addrs", "frees", "frees_hi", "allocs", "sizes", "stacks", "extra", "sizes_lo",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,22 +21,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quantum: u64 = args.next().map_or(Ok(1), |q| q.parse())?.max(1);
     let mut r = Reader::open(&inp)?;
     let mut encs: HashMap<u32, BlockEncoder> = HashMap::new();
-    let mut raw = [0usize; 9];
-    let mut packed = [0usize; 9];
+    let mut raw = [0usize; traces::codec::COLUMNS];
+    let mut packed = [0usize; traces::codec::COLUMNS];
     let mut blocks = 0usize;
     let mut n = 0u64;
     let mut payload = Vec::new();
     let level: i32 = std::env::var("LEVEL").map_or(1, |l| l.parse().unwrap_or(1));
     let mut flush = |enc: &mut BlockEncoder,
-                     raw: &mut [usize; 9],
-                     packed: &mut [usize; 9],
+                     raw: &mut [usize; traces::codec::COLUMNS],
+                     packed: &mut [usize; traces::codec::COLUMNS],
                      blocks: &mut usize| {
         enc.finish_into(&mut payload);
         let mut c = traces::varint::Cursor::new(&payload);
         for _ in 0..3 {
             c.get();
         }
-        let lens: Vec<usize> = (0..9).map(|_| c.get().unwrap() as usize).collect();
+        let lens: Vec<usize> = (0..traces::codec::COLUMNS)
+            .map(|_| c.get().unwrap() as usize)
+            .collect();
         let mut at = c.pos();
         for (k, &l) in lens.iter().enumerate() {
             let col = &payload[at..at + l];
@@ -65,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("{n} events; column: raw bytes, alone zstd-1 bytes, bytes/event");
-    for k in 0..9 {
+    for k in 0..traces::codec::COLUMNS {
         println!(
             "{:>9}: {:>11} {:>11} {:.3}",
             NAMES[k],

@@ -74,6 +74,15 @@ pub struct BlockCompressor {
     dense: [bool; 16],
 }
 
+impl BlockCompressor {
+    /// Whether the part of the last [`write_block_parts`] that started at
+    /// cut `k` (the column `k` of an events block) compressed more than
+    /// [`DENSE_RATIO`] times.
+    pub fn dense(&self, k: usize) -> bool {
+        self.dense[k % self.dense.len()]
+    }
+}
+
 /// A part of [`write_block_parts`] that compressed more than this many times
 /// (a repetitive program's columns: sqlite3's compress 80x) is compressed at
 /// [`DENSE_LEVEL`] in the next block: repeats are cheap to find, and

@@ -709,6 +709,8 @@ pub struct BlockEncoder {
     /// statistics that zstd's byte-wise entropy coding could not separate
     /// (churn's uniform 8-512 byte sizes: 10.8 bits each, against 9.0).
     sizes_lo: Vec<u8>,
+    /// The next block is finished with whole sizes ([`BlockEncoder::whole_sizes`]).
+    whole_sizes: bool,
 }
 
 impl BlockEncoder {
@@ -760,6 +762,30 @@ impl BlockEncoder {
     fn size(&mut self, v: u64) {
         varint::put(&mut self.sizes, v >> 4);
         self.sizes_lo.push(v as u8 & 15);
+    }
+
+    /// Whether the block is to be finished with whole sizes in `sizes` (and
+    /// `sizes_lo` empty) rather than split: better for a program whose sizes
+    /// repeat in patterns, which zstd finds more easily whole (sqlite3's
+    /// workload: 1.4 KB whole, 3.1 KB split); random sizes compress better
+    /// split (churn's: 11.3 MB, 13.5 MB whole). The writer decides by how
+    /// the sizes of the thread's previous block compressed.
+    pub fn whole_sizes(&mut self, whole: bool) {
+        self.whole_sizes = whole;
+    }
+
+    /// Joins `sizes` and `sizes_lo` back into whole sizes in `sizes`
+    /// (`sizes_lo` left empty, which tells a reader).
+    #[cold]
+    fn join_sizes(&mut self) {
+        let mut whole = Vec::with_capacity(self.sizes.len() + self.sizes_lo.len());
+        let mut hi = Cursor::new(&self.sizes);
+        for &lo in &self.sizes_lo {
+            let h = hi.get().unwrap_or_default();
+            varint::put(&mut whole, h << 4 | lo as u64);
+        }
+        self.sizes = whole;
+        self.sizes_lo.clear();
     }
 
     fn string(&mut self, s: &[u8]) {
@@ -959,6 +985,9 @@ impl BlockEncoder {
     /// `out` (the first one after the block's leading varints).
     pub fn finish_cuts(&mut self, out: &mut Vec<u8>) -> [usize; COLUMNS] {
         let mut cuts = [0; COLUMNS];
+        if self.whole_sizes {
+            self.join_sizes();
+        }
         out.clear();
         out.reserve(self.len() + 64);
         varint::put(out, self.thread as u64);
@@ -1058,8 +1087,7 @@ impl BlockDecoder {
 
     /// [`BlockDecoder::new`] for a block of a file of format `version`.
     pub fn with_version(payload: Vec<u8>, version: u16) -> Result<Self, String> {
-        let split = version >= 2;
-        let ncols = if split { COLUMNS } else { COLUMNS_V1 };
+        let ncols = if version >= 2 { COLUMNS } else { COLUMNS_V1 };
         let mut h = Cursor::new(&payload);
         let bad = |what: &str| format!("events block: {what}");
         let thread = h.get().ok_or_else(|| bad("missing thread"))?;
@@ -1088,6 +1116,8 @@ impl BlockDecoder {
         if at != payload.len() {
             return Err(bad("trailing bytes after columns"));
         }
+        // An empty `sizes_lo` column: whole sizes in `sizes`.
+        let split = lens[COLUMNS - 1] != 0;
         Ok(BlockDecoder {
             payload,
             thread,

@@ -223,6 +223,8 @@ impl<W: Write> Writer<W> {
             return Ok(());
         }
         let mut payload = std::mem::take(&mut self.payload);
+        // Column 6, sizes: whole when they compressed well last time.
+        enc.whole_sizes(self.zstd.dense(6));
         let cuts = enc.finish_cuts(&mut payload);
         // Stacks first (once enough are pending), so a reader usually knows
         // a stack before its use.

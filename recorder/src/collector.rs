@@ -332,7 +332,6 @@ impl ProcTrace {
                         if nw > 2 { w(4) } else { 0 },
                     );
                     *at += len;
-                    let event = heap_event(kind, func, addr, size, align, stack);
                     let time = w(0);
                     let t = match newest {
                         Some(p) if time >= p.tsc => {
@@ -364,13 +363,21 @@ impl ProcTrace {
                     };
                     let t = t.max(*last).max(floor);
                     *last = t;
-                    // No heap data in the event, nothing to drop.
-                    let rec = std::mem::ManuallyDrop::new(Record {
-                        time: t,
-                        thread: tid,
-                        event,
-                    });
-                    if let Err(e) = self.writer.write(&rec) {
+                    let written = if func == 0 {
+                        // Plain malloc or free: no `Event` built.
+                        self.writer
+                            .write_heap(tid, t, kind == abi::KIND_ALLOC, addr, size, stack)
+                    } else {
+                        let event = heap_event(kind, func, addr, size, align, stack);
+                        // No heap data in the event, nothing to drop.
+                        let rec = std::mem::ManuallyDrop::new(Record {
+                            time: t,
+                            thread: tid,
+                            event,
+                        });
+                        self.writer.write(&rec)
+                    };
+                    if let Err(e) = written {
                         break Err(e.into());
                     }
                     events += 1;

@@ -796,13 +796,6 @@ impl BlockEncoder {
     /// Adds an event. `time` must not be below the previous event's time.
     #[inline(always)]
     pub fn push(&mut self, time: u64, ev: &Event) {
-        if self.count == 0 {
-            self.first_time = time;
-            self.last_time = time;
-        }
-        varint::put(&mut self.times, time.saturating_sub(self.last_time));
-        self.last_time = time.max(self.last_time);
-        self.count += 1;
         match ev {
             // Plain malloc and free inline: the bulk of every trace.
             Event::Alloc {
@@ -811,25 +804,51 @@ impl BlockEncoder {
                 size,
                 stack,
                 ..
-            } => {
-                self.ops.push(op::ALLOC);
-                self.allocated(*addr, *size, *stack);
-                self.size(*size);
-                varint::put(&mut self.stacks, *stack as u64);
-            }
+            } => self.push_malloc(time, *addr, *size, *stack),
             Event::Free {
                 func: FreeFn::Free,
                 addr,
                 stack,
                 ..
-            } => {
-                self.ops.push(op::FREE);
-                let alloc_stack = self.freed(*addr);
-                let code = self.addr.model.free_stack_code(alloc_stack, *stack);
-                varint::put(&mut self.stacks, code);
+            } => self.push_free(time, *addr, *stack),
+            _ => {
+                self.time(time);
+                self.push_other(ev)
             }
-            _ => self.push_other(ev),
         }
+    }
+
+    /// An event's time.
+    #[inline(always)]
+    fn time(&mut self, time: u64) {
+        if self.count == 0 {
+            self.first_time = time;
+            self.last_time = time;
+        }
+        varint::put(&mut self.times, time.saturating_sub(self.last_time));
+        self.last_time = time.max(self.last_time);
+        self.count += 1;
+    }
+
+    /// [`BlockEncoder::push`] of a plain malloc (no [`Event`] to build and
+    /// match again: the recorder's collector calls this directly).
+    #[inline(always)]
+    pub fn push_malloc(&mut self, time: u64, addr: u64, size: u64, stack: u32) {
+        self.time(time);
+        self.ops.push(op::ALLOC);
+        self.allocated(addr, size, stack);
+        self.size(size);
+        varint::put(&mut self.stacks, stack as u64);
+    }
+
+    /// [`BlockEncoder::push`] of a plain free.
+    #[inline(always)]
+    pub fn push_free(&mut self, time: u64, addr: u64, stack: u32) {
+        self.time(time);
+        self.ops.push(op::FREE);
+        let alloc_stack = self.freed(addr);
+        let code = self.addr.model.free_stack_code(alloc_stack, stack);
+        varint::put(&mut self.stacks, code);
     }
 
     /// The rest of [`BlockEncoder::push`]: every other event, after its time.

@@ -304,6 +304,40 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// [`Writer::write`] of a plain malloc (`alloc`: `Event::Alloc` with
+    /// `AllocFn::Malloc`, alignment 0) or free (`Event::Free` with
+    /// `FreeFn::Free`, size and alignment 0; `size` is ignored), without an
+    /// [`Event`](crate::Event) to build and match: the recorder's
+    /// collector's hot path.
+    #[inline]
+    pub fn write_heap(
+        &mut self,
+        thread: ThreadId,
+        time: u64,
+        alloc: bool,
+        addr: u64,
+        size: u64,
+        stack: StackId,
+    ) -> Result<()> {
+        let i = if thread as u64 == self.last_thread {
+            self.last_index
+        } else {
+            self.encoder_index(thread)
+        };
+        let enc = &mut self.encoders[i];
+        if alloc {
+            enc.push_malloc(time, addr, size, stack);
+        } else {
+            enc.push_free(time, addr, stack);
+        }
+        self.events += 1;
+        self.last_time = self.last_time.max(time);
+        if enc.is_full(self.opts.block_bytes) {
+            self.block_full(thread)?;
+        }
+        Ok(())
+    }
+
     /// A thread's block is full: write it (and, when ordered, a watermark).
     #[cold]
     #[inline(never)]

@@ -131,7 +131,7 @@ fn bad_input_gives_one_line_errors() {
         (&elf, "not an alloctrace trace"),
         (
             &future,
-            "format version 99 is newer than this alloctrace supports (version 1)",
+            "format version 99 is newer than this alloctrace supports (version 2)",
         ),
         (&flipped, ": block "),
         (&missing, "No such file"),

@@ -22,12 +22,15 @@ pub struct RecordArgs {
     pub no_report: bool,
     /// Time resolution of the events a process records while it has a
     /// single thread: `ns`, `us`, `ms`, or a number of ns (`250`, `10us`).
-    /// The low digits of nanosecond times are most of a trace's bytes and
-    /// do not compress. From the moment a second thread of a process
-    /// records anything, that process's events keep nanosecond times, so
-    /// order across threads stays exact; forked children and exec'd
-    /// programs start again with one thread. `ns` keeps every time.
-    #[arg(long, value_name = "RES", default_value = "us", value_parser = parse_resolution)]
+    /// The low digits of times are most of a trace's bytes and do not
+    /// compress; the default, `ms`, is heaptrack's (a time every ~10 ms).
+    /// Order is kept whatever the resolution (events keep program order);
+    /// only durations shorter than it read 0. From the moment a second
+    /// thread of a process records anything, that process's events keep
+    /// nanosecond times, so order across threads stays exact; forked
+    /// children and exec'd programs start again with one thread. `ns`
+    /// keeps every time.
+    #[arg(long, value_name = "RES", default_value = "ms", value_parser = parse_resolution)]
     pub time_resolution: u64,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]

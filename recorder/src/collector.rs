@@ -99,9 +99,20 @@ impl ProcTrace {
             .with_context(|| format!("creating {}", path.display()))?;
         let opts = WriterOptions {
             compression_level: 1,
+            // A thread's events are written out at least every second: a
+            // block of its own per 50 ms (the default) cost a short-lived
+            // or slow process's trace a block header, a literals table and
+            // a stacks block each time (python3's workload: 62 blocks of
+            // about 100 events). The lag only delays what a reader of
+            // several threads may release.
+            max_lag: 1_000_000_000,
             ..WriterOptions::default()
         };
-        let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), &header, opts)
+        // Blocks are compressed and written on a thread of the trace's own:
+        // the collector's thread is what a fast-allocating program waits for
+        // (churn: zstd and writing were ~50 of its ~390 instructions per
+        // record), and the program's core is free while it waits.
+        let writer = Writer::with_thread(BufWriter::with_capacity(1 << 20, file), &header, opts)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(ProcTrace {
             pid,
@@ -321,7 +332,6 @@ impl ProcTrace {
                         if nw > 2 { w(4) } else { 0 },
                     );
                     *at += len;
-                    let event = heap_event(kind, func, addr, size, align, stack);
                     let time = w(0);
                     let t = match newest {
                         Some(p) if time >= p.tsc => {
@@ -353,13 +363,21 @@ impl ProcTrace {
                     };
                     let t = t.max(*last).max(floor);
                     *last = t;
-                    // No heap data in the event, nothing to drop.
-                    let rec = std::mem::ManuallyDrop::new(Record {
-                        time: t,
-                        thread: tid,
-                        event,
-                    });
-                    if let Err(e) = self.writer.write(&rec) {
+                    let written = if func == 0 {
+                        // Plain malloc or free: no `Event` built.
+                        self.writer
+                            .write_heap(tid, t, kind == abi::KIND_ALLOC, addr, size, stack)
+                    } else {
+                        let event = heap_event(kind, func, addr, size, align, stack);
+                        // No heap data in the event, nothing to drop.
+                        let rec = std::mem::ManuallyDrop::new(Record {
+                            time: t,
+                            thread: tid,
+                            event,
+                        });
+                        self.writer.write(&rec)
+                    };
+                    if let Err(e) = written {
                         break Err(e.into());
                     }
                     events += 1;
@@ -564,14 +582,23 @@ impl ProcTrace {
 }
 
 /// `t` rounded down to a multiple of `res` (at least 1); the default
-/// resolution divides by a constant (a multiply, not a division).
+/// resolutions divide by a constant (a multiply, not a division).
 #[inline(always)]
 fn floor_to(t: u64, res: u64) -> u64 {
-    if res == 1000 {
+    if res == 1_000_000 {
+        floor_ms(t)
+    } else if res == 1000 {
         floor_us(t)
     } else {
         t - t % res
     }
+}
+
+/// `t` rounded down to a multiple of 1,000,000 (out of line: see
+/// [`floor_us`]).
+#[inline(never)]
+fn floor_ms(t: u64) -> u64 {
+    t - t % 1_000_000
 }
 
 /// `t` rounded down to a multiple of 1000. Out of line: inlined, LLVM sees

@@ -40,7 +40,7 @@ pub struct RecordOptions {
 
 /// Default time resolution of events recorded while a process has a single
 /// thread, in ns (see [`RecordOptions::time_resolution`]).
-pub const DEFAULT_TIME_RESOLUTION: u64 = 1000;
+pub const DEFAULT_TIME_RESOLUTION: u64 = 1_000_000;
 
 /// Runs `opts.command` under the recorder and writes its traces. If the
 /// recorder cannot start, the program still runs (untraced) after one message.

@@ -46,4 +46,4 @@ pub use writer::{Writer, WriterOptions};
 pub const MAGIC: &[u8; 8] = b"ALLOCTRC";
 
 /// Format version this crate writes, and the newest it reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;

@@ -61,6 +61,9 @@ pub struct Reader<R: Read> {
     pending_pos: usize,
     pending_other: usize,
     watermark: u64,
+    /// The file's format version (events blocks of version 1 have no
+    /// `sizes_lo` column).
+    version: u16,
     eof: bool,
     error: Option<Error>,
     truncation: Option<Truncation>,
@@ -211,6 +214,7 @@ impl<R: Read> Reader<R> {
             pending_pos: 0,
             pending_other: 0,
             watermark: 0,
+            version,
             eof: false,
             error: None,
             truncation: None,
@@ -316,7 +320,7 @@ impl<R: Read> Reader<R> {
     fn take_block(&mut self, ty: BlockType, payload: Vec<u8>) -> Result<(), String> {
         match ty {
             BlockType::Events => {
-                let block = codec::BlockDecoder::new(payload)?;
+                let block = codec::BlockDecoder::with_version(payload, self.version)?;
                 if block.first_time() < self.watermark {
                     return Err(format!(
                         "events block of thread {} starts at time {} before watermark {}",

@@ -3,13 +3,30 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::block::{write_block, write_block_with, BlockCompressor, BlockType};
-use crate::codec::BlockEncoder;
+use crate::block::{write_block, write_block_parts, BlockCompressor, BlockType};
+use crate::codec::{BlockEncoder, COLUMNS};
 use crate::error::{Error, Result};
 use crate::event::{Record, StackId, ThreadId};
 use crate::stacks::TrieBuilder;
 use crate::{Header, Trailer, MAGIC, VERSION};
+
+/// Stack definitions are written in blocks of at least this many bytes
+/// (before compression) until the trace's end: a reader has every stack once
+/// the file is read, and small blocks compress poorly (python3's workload:
+/// stacks in 33 blocks were 37 KB of its 86 KB trace).
+const STACKS_BATCH: usize = 64 << 10;
+
+/// Pending stack definitions older than this (ns of event time since the
+/// last stacks block) are written with the next events block or watermark
+/// whatever their size: a trace cut short (its recorder killed) keeps the
+/// stacks of all but its last second.
+const STACKS_MAX_AGE: u64 = 1_000_000_000;
+
+/// zstd level of stacks blocks (at least): they are a few per trace.
+const STACKS_LEVEL: i32 = 9;
 
 /// Tuning of a [`Writer`].
 #[derive(Clone, Debug)]
@@ -40,7 +57,7 @@ impl Default for WriterOptions {
 /// Writes a trace to `W`. Call [`Writer::finish`] at the end; a writer that is
 /// dropped leaves a trace without trailer, which readers accept as "ended early".
 pub struct Writer<W: Write> {
-    out: W,
+    sink: Sink<W>,
     opts: WriterOptions,
     /// One encoder per thread seen; `thread_index` maps a thread to its slot
     /// and `last` caches the most recent lookup (threads write in runs).
@@ -54,12 +71,66 @@ pub struct Writer<W: Write> {
     next_stack: StackId,
     interned: HashMap<Vec<u64>, StackId>,
     watermark: u64,
+    /// An events block was written since the last watermark: a watermark
+    /// with none before it would tell a reader nothing it can act on sooner
+    /// than the next one (it holds only the events of earlier blocks).
+    unmarked: bool,
+    /// `last_time` when the last stacks block was written.
+    stacks_at: u64,
+    /// An events block was written.
+    blocks_written: bool,
     last_time: u64,
     bytes: u64,
     events: u64,
-    /// Reused across blocks: the payload buffer and the zstd context.
-    payload: Vec<u8>,
-    zstd: BlockCompressor,
+}
+
+/// Where blocks go: written (and compressed) here, or by a thread of their
+/// own ([`Writer::with_thread`]).
+enum Sink<W> {
+    Direct {
+        out: W,
+        /// Reused across blocks: the payload buffer and the zstd context.
+        payload: Vec<u8>,
+        zstd: BlockCompressor,
+    },
+    Thread(Background<W>),
+}
+
+/// A block for the writing thread.
+enum Job {
+    /// An events payload, its column cuts and zstd level.
+    Events(Vec<u8>, [usize; COLUMNS], i32),
+    /// Any other block, its payload and zstd level.
+    Block(BlockType, Vec<u8>, i32),
+    /// Flush the output, then answer.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// The writing thread's handles.
+struct Background<W> {
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    /// Spent events payloads, for reuse.
+    spent: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<W>>>,
+    /// Bytes written so far, and the sizes column's density (see
+    /// [`BlockCompressor::dense`]) after the last events block.
+    bytes: Arc<AtomicU64>,
+    dense_sizes: Arc<AtomicBool>,
+}
+
+/// Blocks queued for the writing thread at most: a writer that gets this far
+/// ahead waits.
+const QUEUED: usize = 4;
+
+impl<W> Background<W> {
+    /// Ends the thread; its output, or the first error it met.
+    fn join(&mut self) -> std::io::Result<W> {
+        self.jobs = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(std::io::Error::other("trace writing thread gone")),
+        }
+    }
 }
 
 fn io(e: std::io::Error) -> Error {
@@ -82,7 +153,11 @@ impl<W: Write> Writer<W> {
         })?;
         let n = write_block(&mut out, BlockType::Header, &raw, 0).map_err(io)?;
         Ok(Writer {
-            out,
+            sink: Sink::Direct {
+                out,
+                payload: Vec::new(),
+                zstd: BlockCompressor::default(),
+            },
             opts,
             encoders: Vec::new(),
             thread_index: HashMap::default(),
@@ -92,12 +167,98 @@ impl<W: Write> Writer<W> {
             next_stack: 1,
             interned: HashMap::default(),
             watermark: 0,
+            unmarked: false,
+            stacks_at: 0,
+            blocks_written: false,
             last_time: 0,
             bytes: 12 + n,
             events: 0,
-            payload: Vec::new(),
-            zstd: BlockCompressor::default(),
         })
+    }
+
+    /// Like [`Writer::new`], but blocks are compressed and written by a
+    /// thread of their own, so that a caller producing events (the
+    /// recorder's collector) spends no time in zstd or in `write`. Errors of
+    /// that thread come back from a later call.
+    pub fn with_thread(out: W, header: &Header, opts: WriterOptions) -> Result<Self>
+    where
+        W: Send + 'static,
+    {
+        let mut w = Self::new(out, header, opts)?;
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUED);
+        let (give_back, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED + 2);
+        let bytes = Arc::new(AtomicU64::new(w.bytes));
+        let dense_sizes = Arc::new(AtomicBool::new(false));
+        let Sink::Direct { out, .. } = std::mem::replace(
+            &mut w.sink,
+            Sink::Thread(Background {
+                jobs: Some(jobs),
+                spent,
+                thread: None,
+                bytes: bytes.clone(),
+                dense_sizes: dense_sizes.clone(),
+            }),
+        ) else {
+            unreachable!("a new writer writes directly")
+        };
+        let thread = std::thread::Builder::new()
+            .name("trace writer".into())
+            .spawn(move || {
+                let mut out = out;
+                let mut zstd = BlockCompressor::default();
+                for job in queue {
+                    let n = match job {
+                        Job::Events(payload, cuts, level) => {
+                            let n = write_block_parts(
+                                &mut out,
+                                BlockType::Events,
+                                &payload,
+                                &cuts[1..],
+                                level,
+                                &mut zstd,
+                            )?;
+                            dense_sizes.store(zstd.dense(6), Ordering::Relaxed);
+                            let _ = give_back.try_send(payload);
+                            n
+                        }
+                        Job::Block(ty, raw, level) => write_block(&mut out, ty, &raw, level)?,
+                        Job::Flush(done) => {
+                            out.flush()?;
+                            let _ = done.send(());
+                            0
+                        }
+                    };
+                    bytes.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(out)
+            })
+            .map_err(io)?;
+        if let Sink::Thread(bg) = &mut w.sink {
+            bg.thread = Some(thread);
+        }
+        Ok(w)
+    }
+
+    /// Writes a block other than events (directly or through the thread).
+    fn put_block(&mut self, ty: BlockType, raw: Vec<u8>, level: i32) -> Result<()> {
+        match &mut self.sink {
+            Sink::Direct { out, .. } => {
+                self.bytes += write_block(out, ty, &raw, level).map_err(io)?;
+                Ok(())
+            }
+            Sink::Thread(bg) => Self::send(bg, Job::Block(ty, raw, level)),
+        }
+    }
+
+    /// Queues `job`; the thread's error if it has stopped.
+    fn send(bg: &mut Background<W>, job: Job) -> Result<()> {
+        let sent = bg.jobs.as_ref().map(|j| j.send(job).is_ok());
+        if sent == Some(true) {
+            return Ok(());
+        }
+        Err(io(bg.join().err().unwrap_or_else(|| {
+            std::io::Error::other("trace writing thread ended early")
+        })))
     }
 
     /// Binds stack `id` (non-zero) to `frames`, innermost first. The binding may
@@ -139,6 +300,40 @@ impl<W: Write> Writer<W> {
         self.last_time = self.last_time.max(rec.time);
         if enc.is_full(self.opts.block_bytes) {
             self.block_full(rec.thread)?;
+        }
+        Ok(())
+    }
+
+    /// [`Writer::write`] of a plain malloc (`alloc`: `Event::Alloc` with
+    /// `AllocFn::Malloc`, alignment 0) or free (`Event::Free` with
+    /// `FreeFn::Free`, size and alignment 0; `size` is ignored), without an
+    /// [`Event`](crate::Event) to build and match: the recorder's
+    /// collector's hot path.
+    #[inline]
+    pub fn write_heap(
+        &mut self,
+        thread: ThreadId,
+        time: u64,
+        alloc: bool,
+        addr: u64,
+        size: u64,
+        stack: StackId,
+    ) -> Result<()> {
+        let i = if thread as u64 == self.last_thread {
+            self.last_index
+        } else {
+            self.encoder_index(thread)
+        };
+        let enc = &mut self.encoders[i];
+        if alloc {
+            enc.push_malloc(time, addr, size, stack);
+        } else {
+            enc.push_free(time, addr, stack);
+        }
+        self.events += 1;
+        self.last_time = self.last_time.max(time);
+        if enc.is_full(self.opts.block_bytes) {
+            self.block_full(thread)?;
         }
         Ok(())
     }
@@ -188,11 +383,12 @@ impl<W: Write> Writer<W> {
             .map(|e| e.first_time)
             .min();
         let w = held.map_or(safe_time, |h| h.min(safe_time));
-        if w > self.watermark {
-            self.flush_stacks()?;
+        if w > self.watermark && self.unmarked {
+            self.unmarked = false;
+            self.flush_stacks_if(false)?;
             let mut raw = Vec::new();
             crate::varint::put(&mut raw, w);
-            self.bytes += write_block(&mut self.out, BlockType::Watermark, &raw, 0).map_err(io)?;
+            self.put_block(BlockType::Watermark, raw, 0)?;
             self.watermark = w;
         }
         Ok(())
@@ -207,34 +403,64 @@ impl<W: Write> Writer<W> {
         if enc.is_empty() {
             return Ok(());
         }
-        let mut payload = std::mem::take(&mut self.payload);
-        enc.finish_into(&mut payload);
-        // Stacks first, so a reader usually knows a stack before its use.
-        self.flush_stacks()?;
-        let n = write_block_with(
-            &mut self.out,
-            BlockType::Events,
-            &payload,
-            self.opts.compression_level,
-            &mut self.zstd,
-        );
-        self.payload = payload;
-        self.bytes += n.map_err(io)?;
+        // Column 6, sizes: whole when they compressed well last time.
+        let (mut payload, dense) = match &mut self.sink {
+            Sink::Direct { payload, zstd, .. } => (std::mem::take(payload), zstd.dense(6)),
+            Sink::Thread(bg) => (
+                bg.spent.try_recv().unwrap_or_default(),
+                bg.dense_sizes.load(Ordering::Relaxed),
+            ),
+        };
+        enc.whole_sizes(dense);
+        let cuts = enc.finish_cuts(&mut payload);
+        // Stacks first (once enough are pending), so a reader usually knows
+        // a stack before its use.
+        self.flush_stacks_if(false)?;
+        let level = self.opts.compression_level;
+        match &mut self.sink {
+            Sink::Direct {
+                out,
+                payload: keep,
+                zstd,
+            } => {
+                let n =
+                    write_block_parts(out, BlockType::Events, &payload, &cuts[1..], level, zstd);
+                *keep = payload;
+                self.bytes += n.map_err(io)?;
+            }
+            Sink::Thread(bg) => Self::send(bg, Job::Events(payload, cuts, level))?,
+        }
+        self.unmarked = true;
+        self.blocks_written = true;
+        Ok(())
+    }
+
+    /// Writes the pending stack definitions once they reach
+    /// [`STACKS_BATCH`] bytes (`all`: whatever their size).
+    fn flush_stacks_if(&mut self, all: bool) -> Result<()> {
+        let n = self.trie.pending_len();
+        if self.stacks_at == 0 {
+            // Age counts from the first check (event times are not from 0).
+            self.stacks_at = self.last_time;
+        }
+        // The first events block's stacks go before it whatever their size:
+        // a short trace cut short keeps them.
+        let first = !self.blocks_written;
+        let old = self.last_time >= self.stacks_at.saturating_add(STACKS_MAX_AGE);
+        if n > 0 && (all || first || old || n >= STACKS_BATCH) {
+            self.stacks_at = self.last_time;
+            let raw = self.trie.take();
+            let level = match self.opts.compression_level {
+                0 => 0,
+                l => l.max(STACKS_LEVEL),
+            };
+            self.put_block(BlockType::Stacks, raw, level)?;
+        }
         Ok(())
     }
 
     fn flush_stacks(&mut self) -> Result<()> {
-        if self.trie.pending_len() > 0 {
-            let raw = self.trie.take();
-            self.bytes += write_block(
-                &mut self.out,
-                BlockType::Stacks,
-                &raw,
-                self.opts.compression_level,
-            )
-            .map_err(io)?;
-        }
-        Ok(())
+        self.flush_stacks_if(true)
     }
 
     /// Writes every buffer out and flushes the output, without ending the trace.
@@ -245,7 +471,20 @@ impl<W: Write> Writer<W> {
             self.flush_thread(t)?;
         }
         self.flush_stacks()?;
-        self.out.flush().map_err(io)
+        match &mut self.sink {
+            Sink::Direct { out, .. } => out.flush().map_err(io),
+            Sink::Thread(bg) => {
+                let (done, wait) = std::sync::mpsc::sync_channel(1);
+                Self::send(bg, Job::Flush(done))?;
+                if wait.recv().is_err() {
+                    // The thread stopped before flushing: its error.
+                    return Err(io(bg.join().err().unwrap_or_else(|| {
+                        std::io::Error::other("trace writing thread ended early")
+                    })));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Events written so far.
@@ -255,7 +494,10 @@ impl<W: Write> Writer<W> {
 
     /// Bytes written to the output so far (buffered events not included).
     pub fn bytes_written(&self) -> u64 {
-        self.bytes
+        match &self.sink {
+            Sink::Direct { .. } => self.bytes,
+            Sink::Thread(bg) => bg.bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// Writes all buffers and the trailer; returns the output.
@@ -269,8 +511,17 @@ impl<W: Write> Writer<W> {
                 None,
             )
         })?;
-        self.bytes += write_block(&mut self.out, BlockType::Trailer, &raw, 0).map_err(io)?;
-        self.out.flush().map_err(io)?;
-        Ok(self.out)
+        self.put_block(BlockType::Trailer, raw, 0)?;
+        match self.sink {
+            Sink::Direct { mut out, .. } => {
+                out.flush().map_err(io)?;
+                Ok(out)
+            }
+            Sink::Thread(mut bg) => {
+                let mut out = bg.join().map_err(io)?;
+                out.flush().map_err(io)?;
+                Ok(out)
+            }
+        }
     }
 }

@@ -136,9 +136,17 @@ fn every_single_bit_flip_is_detected_or_harmless() {
     for bit in 0..bytes.len() * 8 {
         let mut d = bytes.clone();
         d[bit / 8] ^= 1 << (bit % 8);
-        let Ok(r) = open(&d) else { continue };
-        let got: Result<Vec<Record>, _> = r.collect();
+        let Ok(mut r) = open(&d) else { continue };
+        let got: Result<Vec<Record>, _> = r.by_ref().collect();
         if let Ok(got) = got {
+            if r.truncation().is_some() {
+                // A block's stored length made to reach past the end of the
+                // file reads as a truncated file (a compressed block has no
+                // other length to check it against): reported, and the
+                // records before it are the file's.
+                assert_eq!(got, recs[..got.len()], "bit {bit}: not a prefix");
+                continue;
+            }
             // Only reserved/padding bits could be harmless; records must match.
             assert_eq!(got, recs, "bit {bit} changed records silently");
         }

@@ -188,11 +188,17 @@ proptest! {
     }
 
     /// Unordered writing (as a collector does, thread by thread) with explicit
-    /// watermarks still reads back in global order.
+    /// watermarks still reads back in global order, whether blocks are
+    /// written by the caller's thread or by a thread of their own.
     #[test]
-    fn collector_style_writing_merges(recs in records()) {
-        let mut w = traces::Writer::new(Vec::new(), &traces::Header::synthetic(&["t"]),
-            WriterOptions { block_bytes: 64, max_lag: 10, ..Default::default() }).unwrap();
+    fn collector_style_writing_merges(recs in records(), thread in any::<bool>()) {
+        let opts = WriterOptions { block_bytes: 64, max_lag: 10, ..Default::default() };
+        let header = traces::Header::synthetic(&["t"]);
+        let mut w = if thread {
+            traces::Writer::with_thread(Vec::new(), &header, opts).unwrap()
+        } else {
+            traces::Writer::new(Vec::new(), &header, opts).unwrap()
+        };
         // Write in rounds: each round takes every thread's records below a horizon.
         let mut horizon = 0;
         let end = recs.last().map_or(0, |r| r.time) + 1;
@@ -224,6 +230,48 @@ fn single_thread_round_trip() {
     assert_eq!(r.stacks().frames(1), vec![3, 2, 1]);
     assert!(r.trailer().is_some());
     assert!(r.truncation().is_none());
+}
+
+/// A writer whose blocks are written by a thread of their own: the same
+/// records and stacks come back, with flushes between blocks.
+#[test]
+fn writing_thread_round_trips_churn() {
+    use traces::synthetic::{Churn, ChurnConfig};
+    let churn = Churn::new(ChurnConfig {
+        events: 200_000,
+        ..Default::default()
+    });
+    let stacks: Vec<(u32, Vec<u64>)> = churn.stacks().map(|(i, f)| (i, f.to_vec())).collect();
+    let recs: Vec<Record> = churn.collect();
+    let opts = WriterOptions {
+        ordered: true,
+        block_bytes: 32 << 10,
+        ..Default::default()
+    };
+    let header = traces::Header::synthetic(&["t"]);
+    let mut w = traces::Writer::with_thread(Vec::new(), &header, opts).unwrap();
+    for (id, frames) in &stacks {
+        w.define_stack(*id, frames).unwrap();
+    }
+    for (i, r) in recs.iter().enumerate() {
+        w.write(r).unwrap();
+        if i % 50_000 == 0 {
+            w.flush().unwrap();
+        }
+    }
+    let bytes = w
+        .finish(&traces::Trailer {
+            end_time: 0,
+            exit: traces::ExitStatus::Code(0),
+            dropped_events: 0,
+        })
+        .unwrap();
+    let (got, r) = read_all(&bytes);
+    assert!(got == recs, "records differ");
+    for (id, frames) in &stacks {
+        assert_eq!(&r.stacks().frames(*id), frames);
+    }
+    assert!(r.trailer().is_some());
 }
 
 /// The synthetic churn stream reads back exactly, and the reader holds only a

@@ -122,7 +122,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<i32> {
     };
     let info = Info {
         file: args.trace.display().to_string(),
-        format_version: traces::VERSION,
+        format_version: r.version(),
         tool: h.tool.clone(),
         pid: h.pid,
         ppid: h.ppid,

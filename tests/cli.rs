@@ -108,6 +108,18 @@ fn complete_trace_reports_exit_and_drops() {
     assert!(o.stderr.is_empty());
 }
 
+/// `info` names the file's own format version: the samples are version 1.
+#[test]
+fn info_names_the_files_format_version() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/samples/sqlite3.atrace");
+    let o = run(&["info", "--json", sample.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    let o = run(&["info", "--json", golden("threads.atrace").to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format_version"], traces::VERSION);
+}
+
 /// Bad input: one line on stderr naming the problem, exit status 2, no panic.
 #[test]
 fn bad_input_gives_one_line_errors() {

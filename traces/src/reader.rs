@@ -234,6 +234,11 @@ impl<R: Read> Reader<R> {
         &self.header
     }
 
+    /// The file's format version (at most [`crate::VERSION`]).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// Stacks defined so far (all of them once iteration has ended).
     pub fn stacks(&self) -> &StackTable {
         &self.stacks

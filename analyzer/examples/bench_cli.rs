@@ -40,6 +40,9 @@ enum Cmd {
         /// Records to decode first.
         #[arg(default_value_t = 5_000_000)]
         records: usize,
+        /// Passes over those records (each a new pass; the time is their total).
+        #[arg(default_value_t = 1)]
+        repeat: usize,
     },
 }
 
@@ -85,7 +88,11 @@ fn main() -> anyhow::Result<()> {
             );
             0
         }
-        Cmd::Pass { trace, records } => {
+        Cmd::Pass {
+            trace,
+            records,
+            repeat,
+        } => {
             let mut r = traces::Reader::open(&trace)?;
             let flags = r.header().flags;
             let (mut batches, mut n) = (Vec::new(), 0);
@@ -95,11 +102,16 @@ fn main() -> anyhow::Result<()> {
                 batches.push(std::mem::take(&mut b));
             }
             let (t, c) = (std::time::Instant::now(), cpu_seconds());
-            let mut pass = analyzer::Pass::new(flags);
-            for b in &batches {
-                pass.batch(b);
+            let mut res = None;
+            for _ in 0..repeat.max(1) {
+                let mut pass = analyzer::Pass::new(flags);
+                for b in &batches {
+                    pass.batch(b);
+                }
+                res = Some(pass.finish());
             }
-            let res = pass.finish();
+            let res = res.expect("at least one pass");
+            let n = n * repeat.max(1);
             let (s, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
             println!(
                 "pass: {n} records in {s:.3} s wall, {cpu:.2} s CPU ({:.1} ns/record of CPU), {} allocations",

@@ -115,7 +115,7 @@ fn brief(trace: &Path, shared: &SharedSymbolizer) -> anyhow::Result<Brief> {
             format!(
                 "{} from {}{}",
                 bytes(g.bytes),
-                f.display(),
+                crate::report_table::table_frame(f),
                 named_caller(stack)
             )
         })

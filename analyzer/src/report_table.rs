@@ -78,7 +78,7 @@ pub const TABLE_FUNCTION_CHARS: usize = 100;
 
 /// [`Frame::display`] with the function name cut to
 /// [`TABLE_FUNCTION_CHARS`] (an ellipsis marks the cut).
-fn table_frame(f: &Frame) -> String {
+pub fn table_frame(f: &Frame) -> String {
     match &f.function {
         Some(name) if name.chars().count() > TABLE_FUNCTION_CHARS => {
             let cut: String = name.chars().take(TABLE_FUNCTION_CHARS - 1).collect();

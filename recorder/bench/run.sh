@@ -14,7 +14,8 @@ at=${1:-$here/../../target/release/alloctrace}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 "$here/churn.c" -o "$work/churn"
-cp "$here/workload.py" "$here/workload.sql" "$work/"
+cp "$here/workload.py" "$here/workload.sql" "$here/compile.cpp" "$work/"
+cc1plus=$(g++ -print-prog-name=cc1plus)
 cd "$work"
 run() { # name, command...
     name=$1; shift
@@ -46,3 +47,7 @@ echo "| --- | --- | --- | --- | --- | --- | --- |"
 [ -n "${ONLY:-}" ] && [ "$ONLY" != churn ] || run churn ./churn
 [ -n "${ONLY:-}" ] && [ "$ONLY" != python3 ] || run python3 /usr/bin/python3 workload.py
 [ -n "${ONLY:-}" ] && [ "$ONLY" != sqlite3 ] || run sqlite3 /usr/bin/sqlite3 :memory: -init workload.sql .quit
+# gcc's compiler proper on a small C++ file: deep, varied stacks (no issue
+# target; heaptrack, unlike `record`, does not follow the g++ driver's
+# children, so both trace cc1plus itself).
+[ -n "${ONLY:-}" ] && [ "$ONLY" != gcc ] || run gcc "$cc1plus" -quiet -imultiarch "$(gcc -print-multiarch)" -D_GNU_SOURCE -O2 compile.cpp -o compile.s

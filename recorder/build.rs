@@ -2,7 +2,9 @@
 //! `cargo build --release` into its own target directory under `OUT_DIR` (no
 //! lock shared with the outer build), and copies it to
 //! `$OUT_DIR/liballoctrace_preload.so` for `include_bytes!`. Re-runs only when
-//! the preload or ABI sources change.
+//! the preload or ABI sources change, or what else the nested build reads from
+//! the workspace: the vendored crates (`[patch.crates-io]`), the workspace
+//! manifest (patches, release profile) and the lock file.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,9 @@ fn main() {
         "preload/Cargo.toml",
         "abi/src",
         "abi/Cargo.toml",
+        "../vendor",
+        "../Cargo.toml",
+        "../Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", manifest_dir.join(p).display());
     }

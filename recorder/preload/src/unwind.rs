@@ -6,7 +6,10 @@
 //!   registers, the module set and the stack words it reads, so a memo entry
 //!   keyed by `(ip, sp, bp)` stores every `(address, value)` the unwind read
 //!   and its stack id; when all those words are unchanged the result is the
-//!   same, exactly, and costs a few dozen loads instead of an unwind.
+//!   same, exactly, and costs a few dozen loads instead of an unwind. (That
+//!   needs framehop's rule cache to hold rules from the modules' data alone:
+//!   the vendored copy does not cache a fallback chosen because of a frame's
+//!   registers or stack words, see `vendor/README.md`.)
 //!
 //! Most words an unwind reads are saved registers (on x86-64 only `rbp`
 //! matters to the unwinder) that no later frame uses: optimised code keeps

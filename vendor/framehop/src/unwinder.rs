@@ -194,6 +194,22 @@ impl<U: Unwinder, F: FnMut(u64) -> Result<u64, ()>> FallibleIterator
 /// cache for the same address and the same (pre-wraparound) modules_generation.
 static GLOBAL_MODULES_GENERATION: AtomicU16 = AtomicU16::new(0);
 
+/// alloctrace: whether `err` depends on the frame's registers or the stack
+/// words read, not on the module's unwind data alone.
+fn depends_on_frame(err: &UnwinderError) -> bool {
+    use crate::dwarf::DwarfUnwinderError as D;
+    matches!(
+        err,
+        UnwinderError::Dwarf(
+            D::StackPointerMovedBackwards
+                | D::DidNotAdvance
+                | D::CouldNotRecoverCfa
+                | D::CouldNotRecoverReturnAddress
+                | D::CouldNotRecoverFramePointer
+        )
+    )
+}
+
 fn next_global_modules_generation() -> u16 {
     GLOBAL_MODULES_GENERATION.fetch_add(1, Ordering::Relaxed)
 }
@@ -359,8 +375,21 @@ impl<D: Deref<Target = [u8]>, A: Unwinding, P: AllocationPolicy> UnwinderInterna
                     Ok(UnwindResult::Uncacheable(return_address)) => {
                         return Ok(Some(return_address))
                     }
-                    Err(_err) => {
+                    Err(err) => {
                         // eprintln!("Unwinder error: {}", err);
+                        // alloctrace: a fallback chosen because of this
+                        // frame's registers or stack words is not cached: it
+                        // would then stand for every later unwind through
+                        // this address, whatever their registers (unwinding
+                        // would depend on what was unwound before). See
+                        // vendor/README.md.
+                        if depends_on_frame(&err) {
+                            return A::UnwindRule::fallback_rule().exec(
+                                is_first_frame,
+                                regs,
+                                read_stack,
+                            );
+                        }
                         A::UnwindRule::fallback_rule()
                     }
                 }

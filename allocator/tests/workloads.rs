@@ -153,3 +153,9 @@ fn calloc_of_recycled_memory_is_zero_and_usable_size_is_usable() {
     let exe = compile("calloc_usable");
     same_everywhere(&exe, &[]);
 }
+
+#[test]
+fn trimming_a_full_span_of_the_smallest_class() {
+    let exe = compile("span_full_trim");
+    same_everywhere(&exe, &[]);
+}

@@ -1,6 +1,6 @@
 // Allocator stress modelled on the public mimalloc-bench workloads (our own code):
 // larson, xmalloc, cache-scratch, realloc growth, large alignments, short-lived threads,
-// fork while threads allocate. usage: bench_workloads MODE [scale]; on success prints
+// fork while threads allocate. usage: bench_workloads MODE [scale [outfile]]; on success prints
 // "ok MODE calls=N threads=T children=C" (N: malloc-family calls made, at least) and exits 0.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -198,8 +198,12 @@ static void many_threads(void) {
 static atomic_int stop;
 static void *churn(void *arg) {
   uint64_t s = (uintptr_t)arg + 99; void *slots[64] = {0};
-  while (!stop) { int k = rnd(&s) % 64; free(slots[k]); slots[k] = malloc(rsize(&s) % 100000 + 1); }
-  for (int k = 0; k < 64; k++) free(slots[k]);
+  while (!stop) {
+    int k = rnd(&s) % 64;
+    if (slots[k]) calls++;  // free(NULL) is no call to count
+    free(slots[k]); slots[k] = malloc(rsize(&s) % 100000 + 1); calls++;
+  }
+  for (int k = 0; k < 64; k++) if (slots[k]) { free(slots[k]); calls++; }
   return 0;
 }
 static void *child_thread(void *arg) { (void)arg; for (int i = 0; i < 1000; i++) { void *volatile p = malloc(i * 8 + 1); free(p); } return 0; }
@@ -227,6 +231,7 @@ static void fork_mt(void) {
 int main(int argc, char **argv) {
   if (argc < 2) { fprintf(stderr, "usage: stress MODE [scale]\n"); return 2; }
   if (argc > 2) scale = atoi(argv[2]);
+  if (argc > 3 && !freopen(argv[3], "w", stdout)) return 2;  // the result line goes there
   const char *m = argv[1];
   if (!strcmp(m, "larson")) larson();
   else if (!strcmp(m, "xmalloc")) xmalloc();

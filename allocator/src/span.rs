@@ -359,7 +359,8 @@ pub(crate) unsafe fn trim_top(span: *mut Span) -> usize {
     let size = s.block_size as usize;
     let touched = crate::div(s.bump - data, size);
     debug_assert!(touched <= MAX_BLOCKS);
-    let mut free = [0u64; MAX_BLOCKS / 64];
+    // Rounded up: a full span of the smallest class has 4088 blocks, 63.875 words.
+    let mut free = [0u64; MAX_BLOCKS.div_ceil(64)];
     let mut b = s.free;
     while !b.is_null() {
         let i = crate::div(b as usize - data, size);

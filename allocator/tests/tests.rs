@@ -7,3 +7,4 @@ mod preload;
 mod runs;
 mod stress;
 mod util;
+mod workloads;

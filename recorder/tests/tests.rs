@@ -8,3 +8,4 @@ mod programs;
 mod real_programs;
 mod resolution;
 mod signal_alloc;
+mod workloads;

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Builds the cdylib (once) into this test binary's target directory and profile and
-/// returns its path.
-fn preload_lib() -> &'static Path {
+/// returns its path (also used by `workloads`).
+pub(crate) fn preload_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let exe = std::env::current_exe().unwrap();

@@ -7,32 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-/// The cdylib, built (once) into this test binary's target directory and profile.
-fn preload_lib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "alloctrace-malloc", "--target-dir"])
-            .arg(target_dir);
-        if profile_dir.file_name().unwrap() == "release" {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building liballoctrace_malloc.so failed");
-        let lib = profile_dir.join("liballoctrace_malloc.so");
-        assert!(lib.exists(), "{} missing", lib.display());
-        lib
-    })
-}
+use crate::preload::preload_lib;
+use std::time::{Duration, Instant};
 
 /// Compiles `tests/programs/<name>.c` with `cc -O2 -pthread` (once per name).
 fn compile(name: &str) -> PathBuf {

@@ -123,7 +123,11 @@ impl ProcTrace {
             drained: vec![0; abi::NCHUNKS],
             last_time: HashMap::new(),
             advanced: 0,
-            max_time: start,
+            // Rounded like the times of the process's first events: with
+            // millisecond times, a program that runs within the millisecond
+            // it started in has every event before `start`, and an end time
+            // of `start` itself would not be a whole millisecond.
+            max_time: floor_to(start, resolution.max(1)),
             events: 0,
             frames: Vec::new(),
             pending_realloc: Vec::new(),

@@ -7,5 +7,4 @@ mod memo;
 mod programs;
 mod real_programs;
 mod resolution;
-mod signal_alloc;
 mod workloads;

@@ -87,14 +87,6 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The signal that killed the process, if one did.
-    pub fn signal(self) -> Option<i32> {
-        match self {
-            ExitStatus::Signal(n) => Some(n),
-            _ => None,
-        }
-    }
-
     /// True when blocks still live at the end were not released by a normal
     /// exit: the process was killed or replaced its image with `exec`. Such
     /// blocks are not necessarily leaks.

@@ -7,4 +7,5 @@ mod memo;
 mod programs;
 mod real_programs;
 mod resolution;
+mod signal_alloc;
 mod workloads;

@@ -1,101 +1,385 @@
-//! The preload's own heap: glibc's `__libc_malloc` family called directly, so
-//! the recorder's memory never goes through (and is never recorded by) the
-//! hooked `malloc`.
+//! The preload's own heap, on anonymous mappings made by system call: the
+//! recorder's memory never goes through the hooked `malloc` (so it is never
+//! recorded), and never through glibc's allocator either.
+//!
+//! Why not glibc's: a hook allocates for itself (a thread's unwinder, the
+//! module list after a `dlopen`) while the program's signal handler may
+//! interrupt it, and a handler that calls `malloc` then reaches glibc's
+//! allocator (the hook passes it through) in the middle of the recorder's
+//! own glibc call. glibc's allocator is not reentrant: a program that
+//! allocates in a 20 kHz timer handler aborted with "malloc assertion failure
+//! in sysmalloc" in 2 of 3 traced runs, the handler's `malloc(4000)` stacked
+//! on the hook's allocation of a new thread's unwinder. Untraced, the same
+//! program never was inside glibc's allocator at such a point. This heap is
+//! lock-free and makes only system calls, so it is async-signal-safe, and the
+//! program's own `malloc` calls are the only ones that reach glibc.
+//!
+//! Layout: small blocks (up to [`MAX_SMALL`] bytes, by power-of-two class)
+//! come from one region of address space reserved on first use, refilled a
+//! slab at a time by an atomic bump and kept on a lock-free free list per
+//! class (a Treiber stack whose head carries a tag against ABA). Larger
+//! blocks, and small ones once the region is full, are their own mappings.
+//! Small blocks are never returned to the system; the recorder frees few.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::real;
 
-/// `GlobalAlloc` on `__libc_malloc`/`__libc_calloc`/`__libc_free`.
-///
-/// Blocks aligned beyond malloc's 16 bytes are carved from a larger malloc or
-/// calloc block, the start of which is stored in the word before the aligned
-/// block: glibc has no aligned calloc, and calloc is what leaves a large
-/// zeroed block (the unwinder's 200 KB memo) untouched until used.
-pub struct LibcAlloc;
+/// `GlobalAlloc` on anonymous mappings (see the module's documentation).
+pub struct MapAlloc;
 
-/// malloc's alignment on x86-64.
-const MALLOC_ALIGN: usize = 16;
+const PAGE: usize = 4096;
+/// Small classes: blocks of `16 << c` bytes for `c` in `0..CLASSES`.
+const CLASSES: usize = 8;
+/// The largest small block.
+const MAX_SMALL: usize = 16 << (CLASSES - 1);
+/// Address space reserved for small blocks (offsets into it fit in 32 bits).
+const REGION: usize = 64 << 20;
 
-/// The aligned block inside `raw` (of `size + align` bytes, `align` >= 32),
-/// with `raw` stored in the word before it; null if `raw` is.
-///
-/// # Safety
-/// `raw` is null or a block of at least `size + align` bytes.
-unsafe fn carve(raw: *mut u8, align: usize) -> *mut u8 {
-    if raw.is_null() {
-        return raw;
+/// The region's start; 0 before it is reserved, [`NO_REGION`] if that failed.
+static REGION_BASE: AtomicUsize = AtomicUsize::new(0);
+const NO_REGION: usize = 1;
+/// Bytes of the region handed out to slabs so far.
+static REGION_USED: AtomicUsize = AtomicUsize::new(0);
+/// Per class, the free list's head: a tag (bumped at every change) in the
+/// high 32 bits, and the first free block's offset in the region + 1 in the
+/// low 32 bits (0: empty). A free block's first word holds the next
+/// block's offset + 1.
+static HEADS: [AtomicU64; CLASSES] = [const { AtomicU64::new(0) }; CLASSES];
+
+/// The class of a block of `layout`, if small.
+#[inline]
+fn class_of(layout: Layout) -> Option<usize> {
+    let n = layout.size().max(layout.align()).max(16);
+    if n > MAX_SMALL {
+        return None;
     }
-    // At least one word (malloc aligns to 16, `align` >= 32) before the
-    // aligned block, which ends within `raw + size + align`.
-    let aligned = (raw as usize + 8).next_multiple_of(align);
-    let at = aligned as *mut u8;
-    // SAFETY: `at - 8 >= raw`, inside the block, and 8-aligned.
-    unsafe { at.cast::<*mut u8>().sub(1).write(raw) };
-    at
+    Some((n.next_power_of_two().trailing_zeros() - 4) as usize)
 }
 
-/// The block [`carve`] cut `ptr` from.
+/// A fresh anonymous read-write mapping of `len` bytes, or null.
+fn map(len: usize, flags: i32) -> *mut u8 {
+    // SAFETY: a new private anonymous mapping; no existing memory is touched.
+    let p = unsafe {
+        real::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED || p.is_null() {
+        core::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Unmaps `len` bytes at `p` (a mapping, or a page-aligned part of one, of ours).
+fn unmap(p: *mut u8, len: usize) {
+    if len > 0 {
+        // SAFETY: the caller's range is a mapping (part) no one uses any more.
+        unsafe { real::munmap(p.cast(), len) };
+    }
+}
+
+/// The small-block region's start, reserving it on first use; `None` if it
+/// cannot be.
+fn region() -> Option<usize> {
+    match REGION_BASE.load(Ordering::Acquire) {
+        0 => {}
+        NO_REGION => return None,
+        base => return Some(base),
+    }
+    // Pages are only backed once a slab touches them.
+    let p = map(REGION, libc::MAP_NORESERVE) as usize;
+    let mine = if p == 0 { NO_REGION } else { p };
+    match REGION_BASE.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => (mine != NO_REGION).then_some(mine),
+        Err(theirs) => {
+            // Another thread (or a signal handler) reserved it first.
+            if p != 0 {
+                unmap(p as *mut u8, REGION);
+            }
+            (theirs != NO_REGION).then_some(theirs)
+        }
+    }
+}
+
+/// The free-list word of the block at `off` in the region at `base`.
 ///
 /// # Safety
-/// `ptr` came from [`carve`].
-unsafe fn uncarve(ptr: *mut u8) -> *mut u8 {
-    // SAFETY: `carve` wrote the start in the word before `ptr`.
-    unsafe { ptr.cast::<*mut u8>().sub(1).read() }
+/// `off` is a block of the region (16-byte aligned, inside it).
+#[inline]
+unsafe fn link(base: usize, off: u64) -> &'static AtomicU64 {
+    // SAFETY: the region stays mapped for the life of the process, and the
+    // block is 8-aligned and at least 8 bytes.
+    unsafe { &*((base + off as usize) as *const AtomicU64) }
 }
 
-// SAFETY: glibc's allocator returns blocks of at least the requested size,
-// 16-byte aligned; larger alignments are carved from blocks with `align`
-// bytes to spare, and freed through the start stored before them.
-unsafe impl GlobalAlloc for LibcAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            // SAFETY: plain allocation.
-            return unsafe { real::malloc(layout.size()).cast() };
+/// Pushes the chain of blocks `first..=last` (linked through their first
+/// words, `last`'s to be set here) on class `c`'s free list.
+///
+/// # Safety
+/// The blocks are free blocks of class `c` in the region at `base`, owned by
+/// the caller.
+unsafe fn push(c: usize, base: usize, first: u64, last: u64) {
+    let head = &HEADS[c];
+    let mut h = head.load(Ordering::Acquire);
+    loop {
+        // SAFETY: `last` is the caller's block.
+        unsafe { link(base, last) }.store(h & 0xffff_ffff, Ordering::Relaxed);
+        let new = ((h >> 32) + 1) << 32 | (first + 1);
+        match head.compare_exchange_weak(h, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(now) => h = now,
         }
-        let Some(n) = layout.size().checked_add(layout.align()) else {
-            return core::ptr::null_mut();
-        };
-        // SAFETY: a block of `size + align` bytes, or null.
-        unsafe { carve(real::malloc(n).cast(), layout.align()) }
+    }
+}
+
+/// Pops a block of class `c` from its free list, refilling the list from a
+/// new slab when empty; null if the region is full or missing.
+fn pop(c: usize) -> *mut u8 {
+    let Some(base) = region() else {
+        return core::ptr::null_mut();
+    };
+    let head = &HEADS[c];
+    let mut h = head.load(Ordering::Acquire);
+    loop {
+        let top = h & 0xffff_ffff;
+        if top == 0 {
+            return refill(c, base);
+        }
+        // The next link of a block that another thread may pop (and start
+        // using) meanwhile: then the tag has moved on and the exchange fails,
+        // whatever was read.
+        // SAFETY: `top - 1` is a block of the region (only pushes set heads).
+        let next = unsafe { link(base, top - 1) }.load(Ordering::Relaxed);
+        let new = ((h >> 32) + 1) << 32 | next;
+        match head.compare_exchange_weak(h, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return (base + (top - 1) as usize) as *mut u8,
+            Err(now) => h = now,
+        }
+    }
+}
+
+/// Carves a new slab of class `c`: returns its first block and pushes the
+/// others on the class's free list; null if the region is full.
+fn refill(c: usize, base: usize) -> *mut u8 {
+    let size = 16usize << c;
+    // At least a page, and 16 blocks of the larger classes.
+    let slab = (size * 16).max(PAGE);
+    let off = REGION_USED.fetch_add(slab, Ordering::Relaxed);
+    if off + slab > REGION {
+        return core::ptr::null_mut();
+    }
+    let blocks = slab / size;
+    let (first, last) = ((off + size) as u64, (off + slab - size) as u64);
+    for i in 1..blocks - 1 {
+        let at = (off + i * size) as u64;
+        // SAFETY: blocks of the new slab, which only this call knows.
+        unsafe { link(base, at) }.store(at + size as u64 + 1, Ordering::Relaxed);
+    }
+    // SAFETY: blocks 1.. of the new slab are free blocks of class `c`.
+    unsafe { push(c, base, first, last) };
+    (base + off) as *mut u8
+}
+
+/// A large block: `size` rounded up to pages, aligned to `align`; null on failure.
+fn map_large(size: usize, align: usize) -> *mut u8 {
+    let Some(len) = size.checked_next_multiple_of(PAGE) else {
+        return core::ptr::null_mut();
+    };
+    if align <= PAGE {
+        return map(len, 0);
+    }
+    // Over-map by the alignment and trim both ends.
+    let Some(total) = len.checked_add(align) else {
+        return core::ptr::null_mut();
+    };
+    let p = map(total, 0);
+    if p.is_null() {
+        return p;
+    }
+    let start = (p as usize).next_multiple_of(align);
+    let head = start - p as usize;
+    unmap(p, head);
+    // SAFETY: `start + len <= p + total`, inside the mapping.
+    unmap(unsafe { (start as *mut u8).add(len) }, total - head - len);
+    start as *mut u8
+}
+
+/// Whether `p` is a block of the small-block region.
+#[inline]
+fn in_region(p: *mut u8) -> Option<usize> {
+    let base = REGION_BASE.load(Ordering::Acquire);
+    let a = p as usize;
+    (base > NO_REGION && a >= base && a < base + REGION).then_some(base)
+}
+
+// SAFETY: small blocks are distinct blocks of at least the layout's size,
+// aligned to their power-of-two size (slabs start at page multiples of the
+// region, which is page-aligned, and hold whole blocks), and at least the
+// layout's alignment; large blocks are whole mappings of rounded-up size and
+// the layout's alignment. A block is freed by the class or length its layout
+// gives, as `alloc` chose them.
+unsafe impl GlobalAlloc for MapAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(c) = class_of(layout) {
+            let p = pop(c);
+            if !p.is_null() {
+                return p;
+            }
+        }
+        map_large(layout.size(), layout.align())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            // SAFETY: plain allocation.
-            return unsafe { real::calloc(1, layout.size()).cast() };
+        if let Some(c) = class_of(layout) {
+            let p = pop(c);
+            if !p.is_null() {
+                // SAFETY: a block of `16 << c >= size` bytes, ours now.
+                unsafe { p.write_bytes(0, layout.size()) };
+                return p;
+            }
         }
-        let Some(n) = layout.size().checked_add(layout.align()) else {
-            return core::ptr::null_mut();
-        };
-        // SAFETY: a zeroed block of `size + align` bytes, or null.
-        unsafe { carve(real::calloc(1, n).cast(), layout.align()) }
+        // New mappings are zero-filled (and untouched until used).
+        map_large(layout.size(), layout.align())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let raw = if layout.align() <= MALLOC_ALIGN {
-            ptr
-        } else {
-            // SAFETY: allocated with this alignment, so carved (caller's contract).
-            unsafe { uncarve(ptr) }
-        };
-        // SAFETY: `raw` came from malloc or calloc.
-        unsafe { real::free(raw.cast()) }
+        if let (Some(c), Some(base)) = (class_of(layout), in_region(ptr)) {
+            let off = (ptr as usize - base) as u64;
+            // SAFETY: a block of class `c` allocated by `pop`, freed by its owner.
+            unsafe { push(c, base, off, off) };
+            return;
+        }
+        unmap(ptr, layout.size().next_multiple_of(PAGE));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            // SAFETY: `ptr` came from `alloc` with malloc alignment.
-            return unsafe { real::realloc(ptr.cast(), new_size).cast() };
+        let new_layout = Layout::from_size_align(new_size, layout.align());
+        let (Ok(new_layout), None) = (new_layout, in_region(ptr)) else {
+            // SAFETY: caller's contract (`GlobalAlloc::realloc`'s default).
+            return unsafe { default_realloc(self, ptr, layout, new_size) };
+        };
+        if class_of(new_layout).is_some() || layout.align() > PAGE {
+            // SAFETY: as above.
+            return unsafe { default_realloc(self, ptr, layout, new_size) };
         }
-        // SAFETY: caller's contract; copy the smaller size and free the old block.
-        unsafe {
-            let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
-            if !new.is_null() {
-                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
+        // A large block staying large: the kernel moves the pages.
+        let (old_len, new_len) = (
+            layout.size().next_multiple_of(PAGE),
+            new_size.next_multiple_of(PAGE),
+        );
+        if old_len == new_len {
+            return ptr;
+        }
+        // SAFETY: `ptr` is a whole mapping of `old_len` bytes (a large block).
+        let p = unsafe {
+            real::mremap(
+                ptr.cast(),
+                old_len,
+                new_len,
+                libc::MREMAP_MAYMOVE,
+                core::ptr::null_mut(),
+            )
+        };
+        if p == libc::MAP_FAILED {
+            core::ptr::null_mut()
+        } else {
+            p.cast()
+        }
+    }
+}
+
+/// Allocate, copy, free: `GlobalAlloc::realloc`'s default behaviour.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`.
+unsafe fn default_realloc(a: &MapAlloc, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    // SAFETY: the caller's contract: `new_size` is valid for the alignment.
+    let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+    // SAFETY: as `alloc`, `dealloc`; both blocks are valid for the smaller size.
+    unsafe {
+        let new = a.alloc(new_layout);
+        if !new.is_null() {
+            core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            a.dealloc(ptr, layout);
+        }
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_distinct_aligned_and_reused() {
+        let a = MapAlloc;
+        for (size, align) in [
+            (1, 1),
+            (24, 8),
+            (100, 64),
+            (2048, 16),
+            (3000, 8),
+            (5000, 8192),
+        ] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero sizes; blocks written within their size and freed once.
+            unsafe {
+                let ps: Vec<*mut u8> = (0..300).map(|_| a.alloc_zeroed(l)).collect();
+                for (i, &p) in ps.iter().enumerate() {
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % align, 0);
+                    assert!((0..size).all(|k| *p.add(k) == 0));
+                    p.write_bytes(i as u8, size);
+                }
+                for (i, &p) in ps.iter().enumerate() {
+                    assert!(
+                        (0..size).all(|k| *p.add(k) == i as u8),
+                        "block {i} overwritten"
+                    );
+                    a.dealloc(p, l);
+                }
+                let p = a.alloc(l);
+                assert_eq!(in_region(p).is_some(), class_of(l).is_some());
+                let q = a.realloc(p, l, size * 3);
+                assert!(!q.is_null());
+                a.dealloc(q, Layout::from_size_align(size * 3, align).unwrap());
             }
-            new
+        }
+    }
+
+    #[test]
+    fn threads_share_the_lists() {
+        let l = Layout::from_size_align(48, 16).unwrap();
+        let ts: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let a = MapAlloc;
+                    for round in 0..2000 {
+                        // SAFETY: as above.
+                        unsafe {
+                            let ps: Vec<*mut u8> = (0..8).map(|_| a.alloc(l)).collect();
+                            for &p in &ps {
+                                p.write_bytes((t * 31 + round) as u8, 48);
+                            }
+                            for &p in &ps {
+                                assert!((0..48).all(|k| *p.add(k) == (t * 31 + round) as u8));
+                                a.dealloc(p, l);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
         }
     }
 }

@@ -4,8 +4,8 @@
 //! no panics (the workspace builds with `panic = "abort"` and nothing on the
 //! hot path can panic), no I/O on the hot path (records are copied into
 //! per-thread chunks of a shared file mapping that the collector drains), no
-//! hooked allocation inside a hook (its own memory comes from glibc's
-//! `__libc_malloc` directly, see [`alloc`]), and if it cannot start it says so
+//! hooked allocation inside a hook (its own memory comes from anonymous
+//! mappings, never from the program's allocator, see [`alloc`]), and if it cannot start it says so
 //! once and lets the program run untraced.
 //!
 //! Glossary:
@@ -27,4 +27,4 @@ mod thread;
 mod unwind;
 
 #[global_allocator]
-static GLOBAL: alloc::LibcAlloc = alloc::LibcAlloc;
+static GLOBAL: alloc::MapAlloc = alloc::MapAlloc;

@@ -181,8 +181,8 @@ impl Unwinder {
     fn new() -> Option<Box<Unwinder>> {
         type Memo = [[MemoEntry; MEMO_WAYS]; MEMO_SETS];
         // On the heap: the memo is 200 KB, more than a small thread stack
-        // may hold. A fixed-size array: no bounds check per probe. Zeroed by
-        // calloc (see `alloc`): pages a thread never probes stay untouched,
+        // may hold. A fixed-size array: no bounds check per probe. A mapping of
+        // its own, zero-filled (see `alloc`): pages a thread never probes stay untouched,
         // so a thousand threads that record a few stacks each do not cost
         // 200 MB.
         let layout = core::alloc::Layout::new::<Memo>();

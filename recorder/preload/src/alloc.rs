@@ -34,7 +34,7 @@ const PAGE: usize = 4096;
 const CLASSES: usize = 8;
 /// The largest small block.
 const MAX_SMALL: usize = 16 << (CLASSES - 1);
-/// Address space reserved for small blocks (offsets into it fit in 32 bits).
+/// Address space reserved for small blocks.
 const REGION: usize = 64 << 20;
 
 /// The region's start; 0 before it is reserved, [`NO_REGION`] if that failed.
@@ -43,10 +43,39 @@ const NO_REGION: usize = 1;
 /// Bytes of the region handed out to slabs so far.
 static REGION_USED: AtomicUsize = AtomicUsize::new(0);
 /// Per class, the free list's head: a tag (bumped at every change) in the
-/// high 32 bits, and the first free block's offset in the region + 1 in the
-/// low 32 bits (0: empty). A free block's first word holds the next
-/// block's offset + 1.
+/// high 40 bits, and the first free block's [`index`] in the low
+/// [`INDEX_BITS`] (0: empty). A free block's first word holds the next
+/// block's index.
+///
+/// The tag keeps a pop that read the head, then stalled while the list
+/// changed, from installing a next link read meanwhile from a block that
+/// has another owner: its exchange fails unless the tag came round to the
+/// same value, after 2^40 changes of the list (2^32 would be a minute or
+/// so of one thread allocating and freeing in a loop).
 static HEADS: [AtomicU64; CLASSES] = [const { AtomicU64::new(0) }; CLASSES];
+/// The low bits of a free-list word: a block's index.
+const INDEX_BITS: u32 = 24;
+const INDEX: u64 = (1 << INDEX_BITS) - 1;
+const _: () = assert!(REGION / 16 < INDEX as usize);
+
+/// The free-list name of the block at offset `off` of the region: its
+/// 16-byte unit + 1 (0 names none).
+#[inline]
+fn index(off: u64) -> u64 {
+    off / 16 + 1
+}
+
+/// The offset in the region of the block with [`index`] `i` (not 0).
+#[inline]
+fn offset(i: u64) -> u64 {
+    (i - 1) * 16
+}
+
+/// The head that follows `h` with block index `i` on top: the tag bumped.
+#[inline]
+fn next_head(h: u64, i: u64) -> u64 {
+    (h & !INDEX).wrapping_add(INDEX + 1) | i
+}
 
 /// The class of a block of `layout`, if small.
 #[inline]
@@ -131,8 +160,8 @@ unsafe fn push(c: usize, base: usize, first: u64, last: u64) {
     let mut h = head.load(Ordering::Acquire);
     loop {
         // SAFETY: `last` is the caller's block.
-        unsafe { link(base, last) }.store(h & 0xffff_ffff, Ordering::Relaxed);
-        let new = ((h >> 32) + 1) << 32 | (first + 1);
+        unsafe { link(base, last) }.store(h & INDEX, Ordering::Relaxed);
+        let new = next_head(h, index(first));
         match head.compare_exchange_weak(h, new, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return,
             Err(now) => h = now,
@@ -149,18 +178,19 @@ fn pop(c: usize) -> *mut u8 {
     let head = &HEADS[c];
     let mut h = head.load(Ordering::Acquire);
     loop {
-        let top = h & 0xffff_ffff;
+        let top = h & INDEX;
         if top == 0 {
             return refill(c, base);
         }
+        let off = offset(top);
         // The next link of a block that another thread may pop (and start
         // using) meanwhile: then the tag has moved on and the exchange fails,
         // whatever was read.
-        // SAFETY: `top - 1` is a block of the region (only pushes set heads).
-        let next = unsafe { link(base, top - 1) }.load(Ordering::Relaxed);
-        let new = ((h >> 32) + 1) << 32 | next;
+        // SAFETY: `off` is a block of the region (only pushes set heads).
+        let next = unsafe { link(base, off) }.load(Ordering::Relaxed) & INDEX;
+        let new = next_head(h, next);
         match head.compare_exchange_weak(h, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return (base + (top - 1) as usize) as *mut u8,
+            Ok(_) => return (base + off as usize) as *mut u8,
             Err(now) => h = now,
         }
     }
@@ -181,7 +211,7 @@ fn refill(c: usize, base: usize) -> *mut u8 {
     for i in 1..blocks - 1 {
         let at = (off + i * size) as u64;
         // SAFETY: blocks of the new slab, which only this call knows.
-        unsafe { link(base, at) }.store(at + size as u64 + 1, Ordering::Relaxed);
+        unsafe { link(base, at) }.store(index(at + size as u64), Ordering::Relaxed);
     }
     // SAFETY: blocks 1.. of the new slab are free blocks of class `c`.
     unsafe { push(c, base, first, last) };
@@ -316,6 +346,8 @@ unsafe fn default_realloc(a: &MapAlloc, ptr: *mut u8, layout: Layout, new_size: 
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::thread::JoinHandleExt;
+
     use super::*;
 
     #[test]
@@ -380,6 +412,156 @@ mod tests {
             .collect();
         for t in ts {
             t.join().unwrap();
+        }
+    }
+
+    /// Layouts the stress tests cycle through: every small class, a
+    /// small layout aligned beyond its size, large ones, one aligned beyond
+    /// a page.
+    const STRESS: [(usize, usize); 8] = [
+        (8, 8),
+        (40, 8),
+        (200, 16),
+        (1000, 8),
+        (2048, 2048),
+        (16, 4096),
+        (6000, 8),
+        (9000, 8192),
+    ];
+
+    /// Allocates, fills, reallocates, checks and frees a block of each
+    /// [`STRESS`] layout, with a fill byte of its own per call; false if a
+    /// block was not as written (another owner wrote it).
+    fn cycle(fill: u8) -> bool {
+        let a = MapAlloc;
+        let mut ok = true;
+        for (i, (size, align)) in STRESS.into_iter().enumerate() {
+            let l = Layout::from_size_align(size, align).unwrap();
+            let v = fill.wrapping_add(i as u8);
+            // SAFETY: blocks written within their size, freed once with their layout.
+            unsafe {
+                let p = if i % 2 == 0 {
+                    a.alloc(l)
+                } else {
+                    a.alloc_zeroed(l)
+                };
+                if p.is_null() || p as usize % align != 0 {
+                    return false;
+                }
+                if i % 2 == 1 {
+                    ok &= (0..size).all(|k| *p.add(k) == 0);
+                }
+                p.write_bytes(v, size);
+                let grown = size * 3;
+                let q = a.realloc(p, l, grown);
+                if q.is_null() || q as usize % align != 0 {
+                    return false;
+                }
+                ok &= (0..size).all(|k| *q.add(k) == v);
+                q.write_bytes(v, grown);
+                std::hint::spin_loop();
+                ok &= (0..grown).all(|k| *q.add(k) == v);
+                a.dealloc(q, Layout::from_size_align(grown, align).unwrap());
+            }
+        }
+        ok
+    }
+
+    static HANDLED: AtomicUsize = AtomicUsize::new(0);
+    static HANDLER_FAILED: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        let n = HANDLED.fetch_add(1, Ordering::Relaxed);
+        if !cycle(n as u8 | 0x80) {
+            HANDLER_FAILED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Threads allocate while signals interrupt them, their handlers
+    /// allocating too (from the middle of a push, a pop, a refill, the
+    /// region's reservation), and the main thread forks children that
+    /// allocate from the state the others left mid-operation.
+    #[test]
+    fn signal_handlers_threads_and_forks_share_the_lists() {
+        // Take the tags to where 32 bits would wrap.
+        let tag = |h: u64| h >> INDEX_BITS;
+        for h in &HEADS {
+            h.fetch_add((u32::MAX as u64 - 8) << INDEX_BITS, Ordering::Relaxed);
+        }
+        // SAFETY: a handler that only uses this allocator and atomics.
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut()),
+                0
+            );
+        }
+        let stop = std::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..3)
+            .map(|t| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut bad = 0;
+                    let mut round = 0usize;
+                    while !stop.load(Ordering::Relaxed) || round < 200 {
+                        if !cycle((t * 40 + round) as u8 & 0x7f) {
+                            bad += 1;
+                        }
+                        round += 1;
+                    }
+                    bad
+                })
+            })
+            .collect();
+        let ids: Vec<libc::pthread_t> = workers.iter().map(|w| w.as_pthread_t()).collect();
+        // SAFETY: always safe to call.
+        let main_id = unsafe { libc::pthread_self() };
+        let kicker = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for &id in ids.iter().chain([&main_id]) {
+                        // SAFETY: the threads live until `stop` (joined after).
+                        unsafe { libc::pthread_kill(id, libc::SIGUSR1) };
+                        sent += 1;
+                    }
+                    std::thread::yield_now();
+                }
+                sent
+            })
+        };
+        let mut children_failed = 0;
+        for i in 0..16 {
+            // SAFETY: the child only allocates with this allocator and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = (0..20).all(|r| cycle((i + r) as u8));
+                // SAFETY: leaving the child without running the parent's exit code.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            assert!(pid > 0);
+            let mut status = 0;
+            // SAFETY: our child.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {}
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                children_failed += 1;
+            }
+            assert!(cycle(i as u8));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let sent = kicker.join().unwrap();
+        let bad: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(bad, 0, "workers' blocks overwritten");
+        assert_eq!(HANDLER_FAILED.load(Ordering::Relaxed), 0);
+        assert_eq!(children_failed, 0);
+        assert!(HANDLED.load(Ordering::Relaxed) > 0, "{sent} signals sent");
+        // Tags did not wrap at 32 bits.
+        for h in &HEADS {
+            assert!(tag(h.load(Ordering::Relaxed)) >= u32::MAX as u64 - 8);
         }
     }
 }

@@ -464,6 +464,27 @@ mod tests {
                 a.dealloc(q, Layout::from_size_align(grown, align).unwrap());
             }
         }
+        // Mostly list operations: small blocks of every class at once.
+        let mut ps = [core::ptr::null_mut::<u8>(); 32];
+        for (k, p) in ps.iter_mut().enumerate() {
+            let l = Layout::from_size_align(16 << (k % CLASSES), 8).unwrap();
+            // SAFETY: as above.
+            unsafe {
+                *p = a.alloc(l);
+                if p.is_null() {
+                    return false;
+                }
+                p.write_bytes(fill ^ k as u8, l.size());
+            }
+        }
+        for (k, &p) in ps.iter().enumerate() {
+            let l = Layout::from_size_align(16 << (k % CLASSES), 8).unwrap();
+            // SAFETY: as above.
+            unsafe {
+                ok &= (0..l.size()).all(|i| *p.add(i) == fill ^ k as u8);
+                a.dealloc(p, l);
+            }
+        }
         ok
     }
 
@@ -495,7 +516,7 @@ mod tests {
             sa.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut sa.sa_mask);
             assert_eq!(
-                libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut()),
+                libc::sigaction(libc::SIGRTMIN(), &sa, core::ptr::null_mut()),
                 0
             );
         }
@@ -523,13 +544,20 @@ mod tests {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut sent = 0;
+                let round = ids.len() + 1;
                 while !stop.load(Ordering::Relaxed) {
                     for &id in ids.iter().chain([&main_id]) {
                         // SAFETY: the threads live until `stop` (joined after).
-                        unsafe { libc::pthread_kill(id, libc::SIGUSR1) };
+                        unsafe { libc::pthread_kill(id, libc::SIGRTMIN()) };
                         sent += 1;
                     }
-                    std::thread::yield_now();
+                    // Real-time signals queue: at most two rounds pending,
+                    // or the threads would run nothing but their handlers.
+                    while HANDLED.load(Ordering::Relaxed) + 2 * round < sent
+                        && !stop.load(Ordering::Relaxed)
+                    {
+                        std::thread::yield_now();
+                    }
                 }
                 sent
             })

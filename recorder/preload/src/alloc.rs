@@ -35,7 +35,7 @@ const CLASSES: usize = 8;
 /// The largest small block.
 const MAX_SMALL: usize = 16 << (CLASSES - 1);
 /// Address space reserved for small blocks.
-const REGION: usize = 64 << 20;
+const REGION: usize = 32 << 20;
 
 /// The region's start; 0 before it is reserved, [`NO_REGION`] if that failed.
 static REGION_BASE: AtomicUsize = AtomicUsize::new(0);
@@ -88,13 +88,18 @@ fn class_of(layout: Layout) -> Option<usize> {
 }
 
 /// A fresh anonymous read-write mapping of `len` bytes, or null.
-fn map(len: usize, flags: i32) -> *mut u8 {
+fn map(len: usize) -> *mut u8 {
+    map_with(len, libc::PROT_READ | libc::PROT_WRITE, 0)
+}
+
+/// A fresh anonymous mapping of `len` bytes with `prot` and extra `flags`, or null.
+fn map_with(len: usize, prot: i32, flags: i32) -> *mut u8 {
     // SAFETY: a new private anonymous mapping; no existing memory is touched.
     let p = unsafe {
         real::mmap(
             core::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
+            prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
             -1,
             0,
@@ -123,8 +128,10 @@ fn region() -> Option<usize> {
         NO_REGION => return None,
         base => return Some(base),
     }
-    // Pages are only backed once a slab touches them.
-    let p = map(REGION, libc::MAP_NORESERVE) as usize;
+    // Address space only: no access, so no commit charge (which
+    // `vm.overcommit_memory = 2` would make for all of it, `MAP_NORESERVE`
+    // or not); `refill` opens a slab at a time.
+    let p = map_with(REGION, libc::PROT_NONE, libc::MAP_NORESERVE) as usize;
     let mine = if p == 0 { NO_REGION } else { p };
     match REGION_BASE.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => (mine != NO_REGION).then_some(mine),
@@ -206,6 +213,12 @@ fn refill(c: usize, base: usize) -> *mut u8 {
     if off + slab > REGION {
         return core::ptr::null_mut();
     }
+    let at = (base + off) as *mut libc::c_void;
+    // SAFETY: the slab is part of the region, which only this call uses.
+    if unsafe { real::mprotect(at, slab, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+        // No memory for it: the large path serves this class from now on.
+        return core::ptr::null_mut();
+    }
     let blocks = slab / size;
     let (first, last) = ((off + size) as u64, (off + slab - size) as u64);
     for i in 1..blocks - 1 {
@@ -218,19 +231,57 @@ fn refill(c: usize, base: usize) -> *mut u8 {
     (base + off) as *mut u8
 }
 
+/// Freed large blocks of up to [`CACHE_PAGES`] pages kept for reuse, so a
+/// program that starts and ends threads by the thousand does not map and
+/// unmap a thread's recorder blocks every time: 0, or a block's address
+/// (page-aligned) plus its length in pages.
+static CACHE: [AtomicUsize; 16] = [const { AtomicUsize::new(0) }; 16];
+const CACHE_PAGES: usize = 16;
+
+/// A cached block of exactly `pages` pages, taken off the cache; or null.
+fn cache_take(pages: usize) -> *mut u8 {
+    for slot in &CACHE {
+        let v = slot.load(Ordering::Relaxed);
+        if v != 0
+            && v & (PAGE - 1) == pages
+            && slot
+                .compare_exchange(v, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return (v & !(PAGE - 1)) as *mut u8;
+        }
+    }
+    core::ptr::null_mut()
+}
+
+/// Keeps the freed mapping `p` of `pages` pages for reuse; false if the
+/// cache is full (or the block too large for it).
+fn cache_put(p: *mut u8, pages: usize) -> bool {
+    if pages > CACHE_PAGES {
+        return false;
+    }
+    let v = p as usize | pages;
+    CACHE.iter().any(|slot| {
+        slot.load(Ordering::Relaxed) == 0
+            && slot
+                .compare_exchange(0, v, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+    })
+}
+
 /// A large block: `size` rounded up to pages, aligned to `align`; null on failure.
 fn map_large(size: usize, align: usize) -> *mut u8 {
     let Some(len) = size.checked_next_multiple_of(PAGE) else {
         return core::ptr::null_mut();
     };
     if align <= PAGE {
-        return map(len, 0);
+        return map(len);
     }
     // Over-map by the alignment and trim both ends.
     let Some(total) = len.checked_add(align) else {
         return core::ptr::null_mut();
     };
-    let p = map(total, 0);
+    let p = map(total);
     if p.is_null() {
         return p;
     }
@@ -263,6 +314,12 @@ unsafe impl GlobalAlloc for MapAlloc {
             if !p.is_null() {
                 return p;
             }
+        } else if layout.align() <= PAGE {
+            // (Not for `alloc_zeroed`: a reused block is not zero.)
+            let p = cache_take(layout.size().div_ceil(PAGE));
+            if !p.is_null() {
+                return p;
+            }
         }
         map_large(layout.size(), layout.align())
     }
@@ -287,7 +344,10 @@ unsafe impl GlobalAlloc for MapAlloc {
             unsafe { push(c, base, off, off) };
             return;
         }
-        unmap(ptr, layout.size().next_multiple_of(PAGE));
+        let pages = layout.size().div_ceil(PAGE);
+        if layout.align() > PAGE || !cache_put(ptr, pages) {
+            unmap(ptr, pages * PAGE);
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

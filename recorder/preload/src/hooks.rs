@@ -469,10 +469,9 @@ struct Start {
 /// creator for its `ThreadStart` event and hands back the real start routine
 /// and argument in `out`.
 unsafe extern "C" fn take_start(p: *mut c_void, out: *mut [usize; 2]) {
-    // SAFETY: `p` is the `Start` written by `pthread_create` below, read once.
-    let s = unsafe { p.cast::<Start>().read() };
-    // SAFETY: allocated with the real malloc below.
-    unsafe { real::free(p) };
+    // SAFETY: `p` is the boxed `Start` that `pthread_create` below gave
+    // this thread, taken back once.
+    let s = *unsafe { Box::from_raw(p.cast::<Start>()) };
     crate::guard::set_parent(s.parent);
     // The unwinder needs the stack's bounds. Asking for them here, before
     // the thread runs any code of its own, keeps it from asking later inside
@@ -534,25 +533,18 @@ pub unsafe extern "C" fn pthread_create(
     }
     // SAFETY: `f` is the next pthread_create.
     let create = unsafe { core::mem::transmute::<usize, real::PthreadCreateFn>(f) };
-    // SAFETY: plain allocation from glibc, outside the hooks.
-    let s = unsafe { real::malloc(core::mem::size_of::<Start>()) }.cast::<Start>();
-    if s.is_null() {
-        // SAFETY: the caller's arguments, unchanged.
-        return unsafe { create(thread, attr, start, arg) };
-    }
-    // SAFETY: `s` is a fresh block of the right size (malloc's alignment suffices).
-    unsafe {
-        s.write(Start {
-            start,
-            arg,
-            parent: crate::sys::gettid(),
-        })
-    };
+    // From the recorder's heap (see `alloc`): no glibc allocator call that a
+    // signal handler's `malloc` could re-enter.
+    let s = Box::into_raw(Box::new(Start {
+        start,
+        arg,
+        parent: crate::sys::gettid(),
+    }));
     // SAFETY: the caller's arguments, with our start routine wrapping theirs.
     let r = unsafe { create(thread, attr, alloctrace_thread_start_fn(), s.cast()) };
     if r != 0 {
-        // SAFETY: the thread was not created: the block is still ours.
-        unsafe { real::free(s.cast()) };
+        // SAFETY: the thread was not created: the box is still ours.
+        drop(unsafe { Box::from_raw(s) });
     }
     r
 }
@@ -565,6 +557,7 @@ fn alloctrace_thread_start_fn() -> real::StartFn {
 // ---- start ----------------------------------------------------------------------
 
 extern "C" fn constructor() {
+    real::resolve_all();
     record::start();
 }
 

@@ -68,6 +68,31 @@ pub static NEW_ARRAY: Next = Next::new(b"_Znam\0");
 pub static NEW_ALIGNED: Next = Next::new(b"_ZnwmSt11align_val_t\0");
 pub static NEW_ARRAY_ALIGNED: Next = Next::new(b"_ZnamSt11align_val_t\0");
 
+/// Resolves every [`Next`] now, at startup, rather than at the first call
+/// of each: `dlsym` allocates with glibc's malloc (which a signal handler's
+/// `malloc` must not find in use because of us). Operators of a C++ library
+/// loaded later are resolved when first needed. Inside a guard: what
+/// `dlsym` allocates (an error message for a symbol not found) is the
+/// recorder's, not the program's.
+pub fn resolve_all() {
+    let _g = crate::guard::Guard::acquire();
+    for n in [
+        &BRK,
+        &PTHREAD_CREATE,
+        &FORK,
+        &EXECVE,
+        &EXECV,
+        &EXECVP,
+        &EXECVPE,
+        &NEW,
+        &NEW_ARRAY,
+        &NEW_ALIGNED,
+        &NEW_ARRAY_ALIGNED,
+    ] {
+        n.get();
+    }
+}
+
 pub type ExecveFn =
     unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 pub type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
@@ -104,6 +129,15 @@ pub unsafe fn mmap(
 pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
     // SAFETY: forwarded contract of munmap(2).
     unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int }
+}
+
+/// `mprotect` by system call.
+///
+/// # Safety
+/// As `mprotect(2)`.
+pub unsafe fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> c_int {
+    // SAFETY: forwarded contract of mprotect(2).
+    unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot) as c_int }
 }
 
 /// `mremap` by system call (the optional fifth argument is passed through).

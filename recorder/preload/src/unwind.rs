@@ -280,18 +280,33 @@ pub fn pthread_stack_top() -> u64 {
         // SAFETY: glibc's variable, set at startup.
         return unsafe { __libc_stack_end } as u64;
     }
+    // `pthread_getattr_np` allocates with glibc's malloc: with signals
+    // blocked, no handler's `malloc` can re-enter glibc's allocator meanwhile
+    // (once per thread, two system calls).
+    // SAFETY: sets are initialised before use; the old mask is restored.
+    let old = unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
     // SAFETY: attr is initialised by pthread_getattr_np before use and destroyed after.
-    unsafe {
+    let top = unsafe {
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 0;
+            0
+        } else {
+            let mut addr: *mut libc::c_void = core::ptr::null_mut();
+            let mut size: usize = 0;
+            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            addr as u64 + size as u64
         }
-        let mut addr: *mut libc::c_void = core::ptr::null_mut();
-        let mut size: usize = 0;
-        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        addr as u64 + size as u64
-    }
+    };
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+    top
 }
 
 /// The memo set of stack pointer `sp`.

@@ -50,8 +50,7 @@ pub mod free_fn {
 #[inline(always)]
 fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool) {
     let Some(g) = Guard::acquire() else { return };
-    let Some(p) = process::get(&g) else { return };
-    let Some(ts) = ThreadState::get(&g, p) else {
+    let Some((ts, p)) = ThreadState::current(&g) else {
         return;
     };
     let stack = if with_stack {
@@ -106,10 +105,7 @@ pub fn realloc(
     let Some(g) = Guard::acquire() else {
         return real();
     };
-    let Some(p) = process::get(&g) else {
-        return real();
-    };
-    let Some(ts) = ThreadState::get(&g, p) else {
+    let Some((ts, p)) = ThreadState::current(&g) else {
         return real();
     };
     let stack = unwind::capture(ts, p);

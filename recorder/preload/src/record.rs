@@ -64,12 +64,18 @@ fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool)
 /// An allocation returned `addr` (0: failed).
 #[inline(always)]
 pub fn alloc(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
-    event(
-        abi::KIND_ALLOC,
-        func,
-        &[addr as u64, size as u64, align as u64],
-        true,
-    );
+    // Without an alignment (a constant 0 in most hooks), two words are
+    // stored instead of three (the record is the same).
+    if align == 0 {
+        event(abi::KIND_ALLOC, func, &[addr as u64, size as u64], true);
+    } else {
+        event(
+            abi::KIND_ALLOC,
+            func,
+            &[addr as u64, size as u64, align as u64],
+            true,
+        );
+    }
 }
 
 /// A block is about to be released (called before the real release).
@@ -78,12 +84,18 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
     if addr.is_null() {
         return;
     }
-    event(
-        abi::KIND_FREE,
-        func,
-        &[addr as u64, size as u64, align as u64],
-        true,
-    );
+    // Without a size and an alignment (constants 0 in most hooks), one
+    // word is stored instead of three (the record is the same).
+    if size == 0 && align == 0 {
+        event(abi::KIND_FREE, func, &[addr as u64], true);
+    } else {
+        event(
+            abi::KIND_FREE,
+            func,
+            &[addr as u64, size as u64, align as u64],
+            true,
+        );
+    }
 }
 
 /// realloc/reallocarray of `old` to `size` bytes: runs the real one (`real`)

@@ -48,7 +48,7 @@ pub mod free_fn {
 }
 
 #[inline(always)]
-fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool) {
+fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], trim: bool, with_stack: bool) {
     let Some(g) = Guard::acquire() else { return };
     let Some((ts, p)) = ThreadState::current(&g) else {
         return;
@@ -58,21 +58,30 @@ fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool)
     } else {
         0
     };
-    ts.write_words(p, kind, func, stack, words, true);
+    ts.write_words(p, kind, func, stack, words, trim, true);
 }
 
 /// An allocation returned `addr` (0: failed).
 #[inline(always)]
 pub fn alloc(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
     // Without an alignment (a constant 0 in most hooks), two words are
-    // stored instead of three (the record is the same).
+    // stored instead of three (the record is the same), and both are
+    // published: a zero size or address is rare, and the collector reads
+    // it the same either way.
     if align == 0 {
-        event(abi::KIND_ALLOC, func, &[addr as u64, size as u64], true);
+        event(
+            abi::KIND_ALLOC,
+            func,
+            &[addr as u64, size as u64],
+            false,
+            true,
+        );
     } else {
         event(
             abi::KIND_ALLOC,
             func,
             &[addr as u64, size as u64, align as u64],
+            true,
             true,
         );
     }
@@ -87,12 +96,13 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
     // Without a size and an alignment (constants 0 in most hooks), one
     // word is stored instead of three (the record is the same).
     if size == 0 && align == 0 {
-        event(abi::KIND_FREE, func, &[addr as u64], true);
+        event(abi::KIND_FREE, func, &[addr as u64], false, true);
     } else {
         event(
             abi::KIND_FREE,
             func,
             &[addr as u64, size as u64, align as u64],
+            true,
             true,
         );
     }
@@ -123,12 +133,12 @@ pub fn realloc(
     let stack = unwind::capture(ts, p);
     if !old.is_null() {
         let words = [old as u64, size as u64];
-        ts.write_words(p, abi::KIND_REALLOC_BEGIN, func, stack, &words, false);
+        ts.write_words(p, abi::KIND_REALLOC_BEGIN, func, stack, &words, true, false);
     }
     let new = real();
     let words = [old as u64, new as u64, size as u64];
     let stack = if old.is_null() { stack } else { 0 };
-    ts.write_words(p, abi::KIND_REALLOC, func, stack, &words, true);
+    ts.write_words(p, abi::KIND_REALLOC, func, stack, &words, true, true);
     new
 }
 
@@ -140,12 +150,13 @@ pub fn mmap(addr: *mut libc::c_void, len: usize, prot: i32, flags: i32, fd: i32)
         0,
         &[addr as u64, len as u64, pf, fd as i64 as u64],
         true,
+        true,
     );
 }
 
 /// `munmap` succeeded.
 pub fn munmap(addr: *mut libc::c_void, len: usize) {
-    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], true);
+    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], true, true);
 }
 
 /// `mremap` succeeded.
@@ -155,19 +166,20 @@ pub fn mremap(old: *mut libc::c_void, old_len: usize, new: *mut libc::c_void, ne
         0,
         &[old as u64, old_len as u64, new as u64, new_len as u64],
         true,
+        true,
     );
 }
 
 /// The break moved.
 pub fn brk(old: u64, new: u64) {
     if old != new {
-        event(abi::KIND_BRK, 0, &[old, new], true);
+        event(abi::KIND_BRK, 0, &[old, new], true, true);
     }
 }
 
 /// This process forked `child` (recorded in the parent).
 pub fn fork(child: i32) {
-    event(abi::KIND_FORK, 0, &[child as u64], false);
+    event(abi::KIND_FORK, 0, &[child as u64], true, false);
 }
 
 /// The image is about to exec `path` (or an exec just failed: `failed`).

@@ -220,9 +220,12 @@ impl ThreadState {
 
     /// Appends one record of `words` without their trailing zero words (the
     /// hooks' records; the collector reads missing words as 0, so a malloc's
-    /// record is 32 bytes instead of 40, a free's 24). All `N` words are
-    /// stored, a fixed-size copy, but only the kept ones published.
+    /// record is 32 bytes instead of 40, a free's 24), or with all of them
+    /// when `trim` is false (no test of each word: the collector reads the
+    /// same). All `N` words are stored, a fixed-size copy, but only the
+    /// kept ones published.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the hot path, as `write`
     pub fn write_words<const N: usize>(
         &mut self,
         p: &Process,
@@ -230,10 +233,11 @@ impl ThreadState {
         func: u8,
         stack: u32,
         words: &[u64; N],
+        trim: bool,
         timed: bool,
     ) -> bool {
         let mut n = N;
-        while n > 0 && words[n - 1] == 0 {
+        while trim && n > 0 && words[n - 1] == 0 {
             n -= 1;
         }
         let len = abi::RECORD_HEADER + n * 8;

@@ -50,15 +50,11 @@ pub mod free_fn {
 #[inline(always)]
 fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], trim: bool, with_stack: bool) {
     let Some(g) = Guard::acquire() else { return };
-    let Some((ts, p)) = ThreadState::current(&g) else {
+    let Some(ts) = ThreadState::current(&g) else {
         return;
     };
-    let stack = if with_stack {
-        unwind::capture(ts, p)
-    } else {
-        0
-    };
-    ts.write_words(p, kind, func, stack, words, trim, true);
+    let stack = if with_stack { unwind::capture(ts) } else { 0 };
+    ts.write_words(kind, func, stack, words, trim, true);
 }
 
 /// An allocation returned `addr` (0: failed).
@@ -127,18 +123,18 @@ pub fn realloc(
     let Some(g) = Guard::acquire() else {
         return real();
     };
-    let Some((ts, p)) = ThreadState::current(&g) else {
+    let Some(ts) = ThreadState::current(&g) else {
         return real();
     };
-    let stack = unwind::capture(ts, p);
+    let stack = unwind::capture(ts);
     if !old.is_null() {
         let words = [old as u64, size as u64];
-        ts.write_words(p, abi::KIND_REALLOC_BEGIN, func, stack, &words, true, false);
+        ts.write_words(abi::KIND_REALLOC_BEGIN, func, stack, &words, true, false);
     }
     let new = real();
     let words = [old as u64, new as u64, size as u64];
     let stack = if old.is_null() { stack } else { 0 };
-    ts.write_words(p, abi::KIND_REALLOC, func, stack, &words, true, true);
+    ts.write_words(abi::KIND_REALLOC, func, stack, &words, true, true);
     new
 }
 
@@ -198,7 +194,7 @@ pub fn exec(path: *const libc::c_char, failed: bool) {
     };
     let bytes = &bytes[..bytes.len().min(4000)];
     if let Some(ts) = ThreadState::get(&g, p) {
-        ts.write(p, abi::KIND_EXEC, 0, 0, &[bytes.len() as u64], bytes, true);
+        ts.write(abi::KIND_EXEC, 0, 0, &[bytes.len() as u64], bytes, true);
     }
     p.set_execing(true);
 }

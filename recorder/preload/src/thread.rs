@@ -67,6 +67,8 @@ pub struct ThreadState {
     pub hot: unwind::Hot,
     /// Busy flags are plain stores and the clock is the time-stamp counter.
     fast_clock: bool,
+    /// The process records no backtraces (depth cap 0).
+    pub no_backtraces: bool,
     /// Kernel thread id.
     pub tid: u32,
     slot_idx: Option<usize>,
@@ -76,22 +78,18 @@ pub struct ThreadState {
 }
 
 impl ThreadState {
-    /// This thread's state and process: the state's own process when it is
-    /// still the current one (one load and compare), else as [`Self::get`]
-    /// finds or makes them.
+    /// This thread's state: itself when its process is still the current
+    /// one (one load and compare), else as [`Self::get`] finds or makes it.
     // The guard is the proof of exclusive access: one per thread at a time.
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
-    pub fn current(g: &Guard) -> Option<(&mut ThreadState, &'static Process)> {
+    pub fn current(g: &Guard) -> Option<&mut ThreadState> {
         let ptr = g.tls().state.get();
-        let p = process::current();
         // SAFETY: the pointer is only ever set to a leaked Box owned by this
         // thread, and `g` proves no other reference to it is live here.
         if let Some(ts) = unsafe { ptr.as_mut() } {
-            if core::ptr::eq(ts.process, p) {
-                // SAFETY: `ts.process` is never null (set at creation), and
-                // the current process is never freed.
-                return Some((ts, unsafe { &*p }));
+            if core::ptr::eq(ts.process, process::current()) {
+                return Some(ts);
             }
         }
         Self::current_slow(g)
@@ -100,10 +98,9 @@ impl ThreadState {
     #[allow(clippy::mut_from_ref)]
     #[cold]
     #[inline(never)]
-    fn current_slow(g: &Guard) -> Option<(&mut ThreadState, &'static Process)> {
+    fn current_slow(g: &Guard) -> Option<&mut ThreadState> {
         let p = process::get(g)?;
-        let ts = Self::get(g, p)?;
-        Some((ts, p))
+        Self::get(g, p)
     }
 
     /// This thread's state for process `p`, created (or reset after fork) on demand.
@@ -138,6 +135,7 @@ impl ThreadState {
             process: p,
             hot: unwind::Hot::NONE,
             fast_clock: false,
+            no_backtraces: true,
             tid: sys::gettid(),
             slot_idx: None,
             chunk: None,
@@ -166,6 +164,7 @@ impl ThreadState {
         };
         self.multi = &p.header().threads.multi_since;
         self.fast_clock = p.fenceless && sys::tsc_on();
+        self.no_backtraces = p.max_depth == 0;
         if self.slot_idx.is_some() {
             // Before this thread's first record (the module records and the
             // thread start below, both read the clock with a fence).
@@ -177,8 +176,15 @@ impl ThreadState {
             u.forget_stacks();
         }
         unwind::refresh_hot(self, p);
-        crate::modules::emit_if_needed(self, p);
-        self.write(p, abi::KIND_THREAD_START, 0, 0, &[parent as u64], &[], true);
+        crate::modules::emit_if_needed(self);
+        self.write(abi::KIND_THREAD_START, 0, 0, &[parent as u64], &[], true);
+    }
+
+    /// The process this state belongs to.
+    pub fn process(&self) -> &'static Process {
+        // SAFETY: set at creation to a process, never null; processes are
+        // never freed (leaked boxes).
+        unsafe { &*self.process }
     }
 
     /// No current chunk: the next write claims one.
@@ -196,7 +202,6 @@ impl ThreadState {
     #[allow(clippy::too_many_arguments)] // the hot path: one call, no record struct to build
     pub fn write(
         &mut self,
-        p: &Process,
         kind: u8,
         func: u8,
         stack: u32,
@@ -205,7 +210,7 @@ impl ThreadState {
         timed: bool,
     ) -> bool {
         let len = abi::RECORD_HEADER + words.len() * 8 + abi::round8(bytes.len());
-        self.write_with(p, kind, func, stack, len, len, timed, |w| {
+        self.write_with(kind, func, stack, len, len, timed, |w| {
             // SAFETY: `w` has room for `len` bytes (see `write_with`).
             unsafe {
                 let mut w = w;
@@ -228,7 +233,6 @@ impl ThreadState {
     #[allow(clippy::too_many_arguments)] // the hot path, as `write`
     pub fn write_words<const N: usize>(
         &mut self,
-        p: &Process,
         kind: u8,
         func: u8,
         stack: u32,
@@ -242,7 +246,7 @@ impl ThreadState {
         }
         let len = abi::RECORD_HEADER + n * 8;
         let room = abi::RECORD_HEADER + N * 8;
-        self.write_with(p, kind, func, stack, len, room, timed, |w| {
+        self.write_with(kind, func, stack, len, room, timed, |w| {
             // SAFETY: `w` has room for `room` bytes (see `write_with`).
             unsafe { core::ptr::write_unaligned(w.cast::<[u64; N]>(), *words) }
         })
@@ -254,7 +258,6 @@ impl ThreadState {
     #[allow(clippy::too_many_arguments)] // the hot path, as `write`
     fn write_with(
         &mut self,
-        p: &Process,
         kind: u8,
         func: u8,
         stack: u32,
@@ -265,7 +268,7 @@ impl ThreadState {
     ) -> bool {
         // One test for no slot, no chunk and a full chunk: `end` and `cur`
         // are both null without a chunk (and there is none without a slot).
-        if (self.end as usize).wrapping_sub(self.cur as usize) < room && !self.make_room(p, room) {
+        if (self.end as usize).wrapping_sub(self.cur as usize) < room && !self.make_room(room) {
             return false;
         }
         // SAFETY: a chunk is current, so the thread has a slot: `slot`
@@ -293,7 +296,7 @@ impl ThreadState {
                     sys::tsc_ordered()
                 }
             } else {
-                slow_time(p, slot, kind)
+                slow_time(self.process(), slot, kind)
             }
         } else {
             0
@@ -326,10 +329,12 @@ impl ThreadState {
 
     /// No room for `room` bytes in the current chunk (or no chunk, or no
     /// slot): claims the next chunk; false (the event dropped and counted)
-    /// if there is none.
+    /// if there is none. (Its process is the state's: the hook keeps no
+    /// register for it.)
     #[cold]
     #[inline(never)]
-    fn make_room(&mut self, p: &Process, room: usize) -> bool {
+    fn make_room(&mut self, room: usize) -> bool {
+        let p = self.process();
         if self.slot_idx.is_none() || !self.next_chunk(p, room) {
             p.drop_event();
             return false;
@@ -364,7 +369,7 @@ impl ThreadState {
         if !core::ptr::eq(self.process, p) {
             return;
         }
-        self.write(p, abi::KIND_THREAD_EXIT, 0, 0, &[], &[], true);
+        self.write(abi::KIND_THREAD_EXIT, 0, 0, &[], &[], true);
         if let Some(c) = self.chunk.take() {
             p.chunk(c).state.store(abi::CHUNK_FULL, Ordering::Release);
         }

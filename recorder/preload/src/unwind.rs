@@ -355,7 +355,7 @@ fn memo_set(sp: u64) -> usize {
 /// small copy of the check: with every way's check inlined (4 copies per
 /// hook), sqlite3's simulated I1 misses rose from 17.7 M to 27.3 M.
 #[inline(always)]
-pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
+pub fn capture(ts: &mut ThreadState) -> u32 {
     let (ip, sp, bp): (u64, u64, u64);
     // SAFETY: reads registers only.
     unsafe {
@@ -384,18 +384,20 @@ pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
                 return e.id;
             }
         }
-    } else if p.max_depth == 0 {
+    } else if ts.no_backtraces {
         return 0;
     }
-    miss(ts, p, ip, sp, bp)
+    miss(ts, ip, sp, bp)
 }
 
 /// No entry whose key matches holds, or one does that is not the first
 /// whose key matches (or memo hits are checked): every entry of the set is
-/// checked, then the stack is unwound.
+/// checked, then the stack is unwound. (Its process is the thread
+/// state's: the hook keeps no register for it.)
 #[cold]
 #[inline(never)]
-fn miss(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
+fn miss(ts: &mut ThreadState, ip: u64, sp: u64, bp: u64) -> u32 {
+    let p = ts.process();
     if p.max_depth == 0 {
         return 0;
     }
@@ -451,7 +453,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     let epoch = ts.unwinder.as_ref().map_or(0, |u| u.stack_epoch);
     let set = memo_set(sp);
     // Miss: make sure the module list is current, then unwind.
-    modules::refresh(ts, p);
+    modules::refresh(ts);
     let Some(u) = ts.unwinder.as_mut() else {
         return 0;
     };
@@ -524,7 +526,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if !known {
         let mut buf = [0u64; MAX_DEPTH];
         buf[..n].copy_from_slice(&u.frames[..n]);
-        ts.write(p, abi::KIND_STACK, 0, id, &buf[..n], &[], false);
+        ts.write(abi::KIND_STACK, 0, id, &buf[..n], &[], false);
     }
     id
 }

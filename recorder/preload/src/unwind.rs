@@ -94,6 +94,10 @@ struct MemoEntry {
     /// entry's first word.
     used: u16,
     uses_bp: bool,
+    /// Pruning was tried for this key and stack and the walk depended on
+    /// other words than return addresses: not tried again (it depends on
+    /// the frames' unwind rules, the same each time).
+    unprunable: bool,
     /// The hash of the frames (checked by [`verify`]).
     hash: u64,
     /// The stack words read, in the order read (the words of the frames
@@ -480,14 +484,23 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         // deep, varied program such as cc1plus: 2.1 check walks per miss,
         // 12.5 G of its 31 G instructions, when any entry of the key
         // counted), gets an entry that keeps every word it read, and `rbp`.
-        let recurring = u.memo[set]
-            .iter()
-            .any(|e| e.sp == sp && e.tag == tag_now && e.hash == h);
-        let (uses_bp, pruned) = if recurring {
+        // Nor when such an entry says pruning failed for it before (cc1plus:
+        // 1.04 M check walks for 1.27 M misses, none of them made an entry
+        // that hit).
+        let mut recurring = false;
+        let mut unprunable = false;
+        for e in &u.memo[set] {
+            if e.sp == sp && e.tag == tag_now && e.hash == h {
+                recurring = true;
+                unprunable |= e.unprunable;
+            }
+        }
+        let (uses_bp, pruned) = if recurring && !unprunable {
             u.dependencies(n, end, ip, sp, bp, max, nreads)
         } else {
             (true, false)
         };
+        let unprunable = recurring && !pruned;
         // A way in turn, not that entry's: the call sites of one function
         // share a key (`sp` is the same at each) and need ways of their own
         // (replacing by key made churn's two sites evict each other).
@@ -496,6 +509,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;
+        e.unprunable = unprunable;
         e.tag = tag_now;
         e.id = id;
         e.hash = h;

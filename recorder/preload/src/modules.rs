@@ -10,7 +10,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use alloctrace_abi as abi;
 
-use crate::process::Process;
 use crate::thread::ThreadState;
 
 /// One loaded module.
@@ -83,7 +82,7 @@ fn adds_subs() -> u64 {
 
 /// Rescans if the loader's counters changed; emits new loads and unloads into
 /// `ts`'s stream. Cheap enough to call on every unwinder cache miss.
-pub fn refresh(ts: &mut ThreadState, p: &Process) {
+pub fn refresh(ts: &mut ThreadState) {
     let v = adds_subs();
     if v != ADDS_SUBS.load(Ordering::Relaxed) {
         let done = with_list(|l| {
@@ -95,11 +94,11 @@ pub fn refresh(ts: &mut ThreadState, p: &Process) {
             NEED_EMIT.store(true, Ordering::Release);
         }
     }
-    emit_if_needed(ts, p);
+    emit_if_needed(ts);
 }
 
 /// Emits `ModuleLoad`/`ModuleUnload` records for changes not yet emitted.
-pub fn emit_if_needed(ts: &mut ThreadState, p: &Process) {
+pub fn emit_if_needed(ts: &mut ThreadState) {
     if !NEED_EMIT.load(Ordering::Acquire) {
         return;
     }
@@ -119,7 +118,7 @@ pub fn emit_if_needed(ts: &mut ThreadState, p: &Process) {
             if l.mods.iter().any(|m| m.base == base) {
                 i += 1;
             } else {
-                ts.write(p, abi::KIND_MODULE_UNLOAD, 0, 0, &[base], &[], true);
+                ts.write(abi::KIND_MODULE_UNLOAD, 0, 0, &[base], &[], true);
                 l.emitted.swap_remove(i);
             }
         }
@@ -132,7 +131,6 @@ pub fn emit_if_needed(ts: &mut ThreadState, p: &Process) {
             bytes.extend_from_slice(&m.path);
             let lens = m.build_id.len() as u64 | (m.path.len() as u64) << 32;
             ts.write(
-                p,
                 abi::KIND_MODULE_LOAD,
                 0,
                 0,

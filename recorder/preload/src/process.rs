@@ -20,8 +20,6 @@ pub struct Process {
     collector: i32,
     /// Busy flags are set without a fence ([`abi::FLAG_MEMBARRIER`]).
     pub fenceless: bool,
-    /// Changes at every fork, so thread states can tell they are stale.
-    pub epoch: u32,
     /// Every unwind memo hit is checked against a full unwind
     /// ([`abi::ENV_CHECK_MEMO`]).
     pub check_memo: bool,
@@ -69,7 +67,6 @@ const DISABLED: u32 = 3;
 
 static STATE: AtomicU32 = AtomicU32::new(UNINIT);
 static PROCESS: AtomicPtr<Process> = AtomicPtr::new(core::ptr::null_mut());
-static EPOCH: AtomicU32 = AtomicU32::new(1);
 static COLLECTOR_GONE: AtomicU32 = AtomicU32::new(0);
 
 /// The current process, initialising on first use; `None` while recording is
@@ -81,6 +78,13 @@ pub fn get(g: &Guard) -> Option<&'static Process> {
         return unsafe { PROCESS.load(Ordering::Acquire).as_ref() };
     }
     init(g)
+}
+
+/// The current process (null while recording is off): what a thread
+/// state's process is compared with.
+#[inline(always)]
+pub fn current() -> *const Process {
+    PROCESS.load(Ordering::Acquire)
 }
 
 #[cold]
@@ -123,6 +127,8 @@ extern "C" fn atfork_child() {
     crate::guard::set_parent(0);
     let Some(dir) = sys::getenv(b"ALLOCTRACE_DIR\0") else {
         STATE.store(DISABLED, Ordering::Release);
+        // Thread states compare their process with this one.
+        PROCESS.store(core::ptr::null_mut(), Ordering::Release);
         return;
     };
     let old = PROCESS.load(Ordering::Acquire);
@@ -132,7 +138,8 @@ extern "C" fn atfork_child() {
             crate::modules::forget_emitted();
             PROCESS.store(Box::into_raw(Box::new(p)), Ordering::Release);
             // SAFETY: the parent's mapping is no longer used by this process:
-            // the only thread (this one) sees the new epoch before writing.
+            // the only thread (this one) sees the new process before writing
+            // (thread states compare theirs with it).
             if let Some(o) = unsafe { old.as_ref() } {
                 // SAFETY: unmapping our own mapping of the parent's file.
                 unsafe { crate::real::munmap(o.base.cast(), abi::FILE_SIZE) };
@@ -141,6 +148,8 @@ extern "C" fn atfork_child() {
         Err(why) => {
             sys::warn_once(why);
             STATE.store(DISABLED, Ordering::Release);
+            // Thread states compare their process with this one.
+            PROCESS.store(core::ptr::null_mut(), Ordering::Release);
         }
     }
 }
@@ -283,7 +292,6 @@ impl Process {
             max_depth,
             collector,
             fenceless,
-            epoch: EPOCH.fetch_add(1, Ordering::Relaxed),
             check_memo,
             backed: [const { AtomicU64::new(0) }; abi::NCHUNKS / 64],
             no_room_until: AtomicU64::new(0),

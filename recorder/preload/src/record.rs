@@ -48,29 +48,39 @@ pub mod free_fn {
 }
 
 #[inline(always)]
-fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], with_stack: bool) {
+fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], trim: bool, with_stack: bool) {
     let Some(g) = Guard::acquire() else { return };
-    let Some(p) = process::get(&g) else { return };
-    let Some(ts) = ThreadState::get(&g, p) else {
+    let Some(ts) = ThreadState::current(&g) else {
         return;
     };
-    let stack = if with_stack {
-        unwind::capture(ts, p)
-    } else {
-        0
-    };
-    ts.write_words(p, kind, func, stack, words, true);
+    let stack = if with_stack { unwind::capture(ts) } else { 0 };
+    ts.write_words(kind, func, stack, words, trim, true);
 }
 
 /// An allocation returned `addr` (0: failed).
 #[inline(always)]
 pub fn alloc(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
-    event(
-        abi::KIND_ALLOC,
-        func,
-        &[addr as u64, size as u64, align as u64],
-        true,
-    );
+    // Without an alignment (a constant 0 in most hooks), two words are
+    // stored instead of three (the record is the same), and both are
+    // published: a zero size or address is rare, and the collector reads
+    // it the same either way.
+    if align == 0 {
+        event(
+            abi::KIND_ALLOC,
+            func,
+            &[addr as u64, size as u64],
+            false,
+            true,
+        );
+    } else {
+        event(
+            abi::KIND_ALLOC,
+            func,
+            &[addr as u64, size as u64, align as u64],
+            true,
+            true,
+        );
+    }
 }
 
 /// A block is about to be released (called before the real release).
@@ -79,12 +89,19 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
     if addr.is_null() {
         return;
     }
-    event(
-        abi::KIND_FREE,
-        func,
-        &[addr as u64, size as u64, align as u64],
-        true,
-    );
+    // Without a size and an alignment (constants 0 in most hooks), one
+    // word is stored instead of three (the record is the same).
+    if size == 0 && align == 0 {
+        event(abi::KIND_FREE, func, &[addr as u64], false, true);
+    } else {
+        event(
+            abi::KIND_FREE,
+            func,
+            &[addr as u64, size as u64, align as u64],
+            true,
+            true,
+        );
+    }
 }
 
 /// realloc/reallocarray of `old` to `size` bytes: runs the real one (`real`)
@@ -106,21 +123,18 @@ pub fn realloc(
     let Some(g) = Guard::acquire() else {
         return real();
     };
-    let Some(p) = process::get(&g) else {
+    let Some(ts) = ThreadState::current(&g) else {
         return real();
     };
-    let Some(ts) = ThreadState::get(&g, p) else {
-        return real();
-    };
-    let stack = unwind::capture(ts, p);
+    let stack = unwind::capture(ts);
     if !old.is_null() {
         let words = [old as u64, size as u64];
-        ts.write_words(p, abi::KIND_REALLOC_BEGIN, func, stack, &words, false);
+        ts.write_words(abi::KIND_REALLOC_BEGIN, func, stack, &words, true, false);
     }
     let new = real();
     let words = [old as u64, new as u64, size as u64];
     let stack = if old.is_null() { stack } else { 0 };
-    ts.write_words(p, abi::KIND_REALLOC, func, stack, &words, true);
+    ts.write_words(abi::KIND_REALLOC, func, stack, &words, true, true);
     new
 }
 
@@ -132,12 +146,13 @@ pub fn mmap(addr: *mut libc::c_void, len: usize, prot: i32, flags: i32, fd: i32)
         0,
         &[addr as u64, len as u64, pf, fd as i64 as u64],
         true,
+        true,
     );
 }
 
 /// `munmap` succeeded.
 pub fn munmap(addr: *mut libc::c_void, len: usize) {
-    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], true);
+    event(abi::KIND_MUNMAP, 0, &[addr as u64, len as u64], true, true);
 }
 
 /// `mremap` succeeded.
@@ -147,19 +162,20 @@ pub fn mremap(old: *mut libc::c_void, old_len: usize, new: *mut libc::c_void, ne
         0,
         &[old as u64, old_len as u64, new as u64, new_len as u64],
         true,
+        true,
     );
 }
 
 /// The break moved.
 pub fn brk(old: u64, new: u64) {
     if old != new {
-        event(abi::KIND_BRK, 0, &[old, new], true);
+        event(abi::KIND_BRK, 0, &[old, new], true, true);
     }
 }
 
 /// This process forked `child` (recorded in the parent).
 pub fn fork(child: i32) {
-    event(abi::KIND_FORK, 0, &[child as u64], false);
+    event(abi::KIND_FORK, 0, &[child as u64], true, false);
 }
 
 /// The image is about to exec `path` (or an exec just failed: `failed`).
@@ -178,7 +194,7 @@ pub fn exec(path: *const libc::c_char, failed: bool) {
     };
     let bytes = &bytes[..bytes.len().min(4000)];
     if let Some(ts) = ThreadState::get(&g, p) {
-        ts.write(p, abi::KIND_EXEC, 0, 0, &[bytes.len() as u64], bytes, true);
+        ts.write(abi::KIND_EXEC, 0, 0, &[bytes.len() as u64], bytes, true);
     }
     p.set_execing(true);
 }

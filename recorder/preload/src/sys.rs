@@ -38,11 +38,30 @@ pub fn now_unordered() -> u64 {
     read_clock::<false>()
 }
 
-/// The records' clock, with or without an `lfence` before the counter read.
+/// Whether the records' clock is the time-stamp counter ([`use_tsc`]).
+pub fn tsc_on() -> bool {
+    TSC.load(Ordering::Relaxed)
+}
+
+/// [`now`] when [`tsc_on`]: the counter after every earlier instruction
+/// completed.
 #[inline(always)]
-fn read_clock<const FENCE: bool>() -> u64 {
+pub fn tsc_ordered() -> u64 {
+    read_tsc::<true>()
+}
+
+/// [`now_unordered`] when [`tsc_on`]: the counter, without a fence.
+#[inline(always)]
+pub fn tsc_unordered() -> u64 {
+    read_tsc::<false>()
+}
+
+/// The time-stamp counter, with or without an `lfence` before it (0 on
+/// other architectures, where [`use_tsc`] never turns it on).
+#[inline(always)]
+fn read_tsc<const FENCE: bool>() -> u64 {
     #[cfg(target_arch = "x86_64")]
-    if TSC.load(Ordering::Relaxed) {
+    {
         let (lo, hi): (u32, u32);
         // SAFETY: lfence and rdtsc have no preconditions on x86-64. The asm
         // is not `nomem`, so the compiler keeps earlier stores (the busy
@@ -56,7 +75,17 @@ fn read_clock<const FENCE: bool>() -> u64 {
                     options(nostack, preserves_flags));
             }
         }
-        return (hi as u64) << 32 | lo as u64;
+        (hi as u64) << 32 | lo as u64
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
+
+/// The records' clock, with or without an `lfence` before the counter read.
+#[inline(always)]
+fn read_clock<const FENCE: bool>() -> u64 {
+    if TSC.load(Ordering::Relaxed) {
+        return read_tsc::<FENCE>();
     }
     clock(libc::CLOCK_MONOTONIC)
 }

@@ -3,14 +3,15 @@
 //! pointer (no `Drop`) and torn down by a pthread key destructor, which also
 //! survives the thread-exit ordering problems of Rust thread-locals.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use abi::ThreadSlot;
 use alloctrace_abi as abi;
 
 use crate::guard::Guard;
 use crate::process::{self, Process};
 use crate::sys;
-use crate::unwind::Unwinder;
+use crate::unwind::{self, Unwinder};
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
@@ -43,20 +44,65 @@ fn prefetch_for_write(p: *const u8) {
     }
 }
 
-/// A thread's recording state.
+/// A thread's recording state. The fields a record's write reads come
+/// first, derived from the process when the state is (re)set, so that a
+/// write reads no `Option` and no process field.
 pub struct ThreadState {
+    /// Where the next record goes in the current chunk (null: no chunk).
+    cur: *mut u8,
+    /// End of the current chunk's data (null: no chunk, or no slot).
+    end: *mut u8,
+    /// Start of the current chunk's data.
+    data: *mut u8,
+    /// The current chunk's `committed` (valid while `end` is not null).
+    committed: *const AtomicU32,
+    /// This thread's slot in the process's file (null: none).
+    slot: *const ThreadSlot,
+    /// The process's `multi_since` word.
+    multi: *const AtomicU64,
+    /// The process the state belongs to (a new one after fork: see
+    /// [`ThreadState::current`]).
+    process: *const Process,
+    /// What a memo hit reads (see [`unwind::Hot`]).
+    pub hot: unwind::Hot,
+    /// Busy flags are plain stores and the clock is the time-stamp counter.
+    fast_clock: bool,
+    /// The process records no backtraces (depth cap 0).
+    pub no_backtraces: bool,
     /// Kernel thread id.
     pub tid: u32,
-    epoch: u32,
-    slot: Option<usize>,
+    slot_idx: Option<usize>,
     chunk: Option<usize>,
-    data: *mut u8,
-    off: usize,
     /// Unwinder, created on first backtrace.
     pub unwinder: Option<Box<Unwinder>>,
 }
 
 impl ThreadState {
+    /// This thread's state: itself when its process is still the current
+    /// one (one load and compare), else as [`Self::get`] finds or makes it.
+    // The guard is the proof of exclusive access: one per thread at a time.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub fn current(g: &Guard) -> Option<&mut ThreadState> {
+        let ptr = g.tls().state.get();
+        // SAFETY: the pointer is only ever set to a leaked Box owned by this
+        // thread, and `g` proves no other reference to it is live here.
+        if let Some(ts) = unsafe { ptr.as_mut() } {
+            if core::ptr::eq(ts.process, process::current()) {
+                return Some(ts);
+            }
+        }
+        Self::current_slow(g)
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    #[cold]
+    #[inline(never)]
+    fn current_slow(g: &Guard) -> Option<&mut ThreadState> {
+        let p = process::get(g)?;
+        Self::get(g, p)
+    }
+
     /// This thread's state for process `p`, created (or reset after fork) on demand.
     // The guard is the proof of exclusive access: one per thread at a time.
     #[allow(clippy::mut_from_ref)]
@@ -66,7 +112,7 @@ impl ThreadState {
         // SAFETY: the pointer is only ever set to a leaked Box owned by this
         // thread, and `_g` proves no other reference to it is live here.
         match unsafe { ptr.as_mut() } {
-            Some(ts) if ts.epoch == p.epoch => Some(ts),
+            Some(ts) if core::ptr::eq(ts.process, p) => Some(ts),
             Some(ts) => {
                 ts.reset(p, g.tls().parent.get());
                 Some(ts)
@@ -80,12 +126,19 @@ impl ThreadState {
     #[cold]
     fn create<'a>(g: &'a Guard, p: &Process) -> Option<&'a mut ThreadState> {
         let ts = Box::into_raw(Box::new(ThreadState {
-            tid: sys::gettid(),
-            epoch: 0,
-            slot: None,
-            chunk: None,
+            cur: core::ptr::null_mut(),
+            end: core::ptr::null_mut(),
             data: core::ptr::null_mut(),
-            off: 0,
+            committed: core::ptr::null(),
+            slot: core::ptr::null(),
+            multi: core::ptr::null(),
+            process: p,
+            hot: unwind::Hot::NONE,
+            fast_clock: false,
+            no_backtraces: true,
+            tid: sys::gettid(),
+            slot_idx: None,
+            chunk: None,
             unwinder: None,
         }));
         g.tls().state.set(ts);
@@ -103,20 +156,43 @@ impl ThreadState {
     #[cold]
     fn reset(&mut self, p: &Process, parent: u32) {
         self.tid = sys::gettid();
-        self.epoch = p.epoch;
-        self.slot = p.claim_slot(self.tid);
-        if self.slot.is_some() {
+        self.process = p;
+        self.slot_idx = p.claim_slot(self.tid);
+        self.slot = match self.slot_idx {
+            Some(i) => p.slot(i),
+            None => core::ptr::null(),
+        };
+        self.multi = &p.header().threads.multi_since;
+        self.fast_clock = p.fenceless && sys::tsc_on();
+        self.no_backtraces = p.max_depth == 0;
+        if self.slot_idx.is_some() {
             // Before this thread's first record (the module records and the
             // thread start below, both read the clock with a fence).
             p.register_thread();
         }
         self.chunk = None;
-        self.off = 0;
+        self.no_chunk();
         if let Some(u) = self.unwinder.as_mut() {
             u.forget_stacks();
         }
-        crate::modules::emit_if_needed(self, p);
-        self.write(p, abi::KIND_THREAD_START, 0, 0, &[parent as u64], &[], true);
+        unwind::refresh_hot(self, p);
+        crate::modules::emit_if_needed(self);
+        self.write(abi::KIND_THREAD_START, 0, 0, &[parent as u64], &[], true);
+    }
+
+    /// The process this state belongs to.
+    pub fn process(&self) -> &'static Process {
+        // SAFETY: set at creation to a process, never null; processes are
+        // never freed (leaked boxes).
+        unsafe { &*self.process }
+    }
+
+    /// No current chunk: the next write claims one.
+    fn no_chunk(&mut self) {
+        self.cur = core::ptr::null_mut();
+        self.end = core::ptr::null_mut();
+        self.data = core::ptr::null_mut();
+        self.committed = core::ptr::null();
     }
 
     /// Appends one record; `timed` records take the clock inside the busy
@@ -126,7 +202,6 @@ impl ThreadState {
     #[allow(clippy::too_many_arguments)] // the hot path: one call, no record struct to build
     pub fn write(
         &mut self,
-        p: &Process,
         kind: u8,
         func: u8,
         stack: u32,
@@ -135,7 +210,7 @@ impl ThreadState {
         timed: bool,
     ) -> bool {
         let len = abi::RECORD_HEADER + words.len() * 8 + abi::round8(bytes.len());
-        self.write_with(p, kind, func, stack, len, len, timed, |w| {
+        self.write_with(kind, func, stack, len, len, timed, |w| {
             // SAFETY: `w` has room for `len` bytes (see `write_with`).
             unsafe {
                 let mut w = w;
@@ -150,25 +225,28 @@ impl ThreadState {
 
     /// Appends one record of `words` without their trailing zero words (the
     /// hooks' records; the collector reads missing words as 0, so a malloc's
-    /// record is 32 bytes instead of 40, a free's 24). All `N` words are
-    /// stored, a fixed-size copy, but only the kept ones published.
+    /// record is 32 bytes instead of 40, a free's 24), or with all of them
+    /// when `trim` is false (no test of each word: the collector reads the
+    /// same). All `N` words are stored, a fixed-size copy, but only the
+    /// kept ones published.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the hot path, as `write`
     pub fn write_words<const N: usize>(
         &mut self,
-        p: &Process,
         kind: u8,
         func: u8,
         stack: u32,
         words: &[u64; N],
+        trim: bool,
         timed: bool,
     ) -> bool {
         let mut n = N;
-        while n > 0 && words[n - 1] == 0 {
+        while trim && n > 0 && words[n - 1] == 0 {
             n -= 1;
         }
         let len = abi::RECORD_HEADER + n * 8;
         let room = abi::RECORD_HEADER + N * 8;
-        self.write_with(p, kind, func, stack, len, room, timed, |w| {
+        self.write_with(kind, func, stack, len, room, timed, |w| {
             // SAFETY: `w` has room for `room` bytes (see `write_with`).
             unsafe { core::ptr::write_unaligned(w.cast::<[u64; N]>(), *words) }
         })
@@ -180,7 +258,6 @@ impl ThreadState {
     #[allow(clippy::too_many_arguments)] // the hot path, as `write`
     fn write_with(
         &mut self,
-        p: &Process,
         kind: u8,
         func: u8,
         stack: u32,
@@ -189,23 +266,20 @@ impl ThreadState {
         timed: bool,
         body: impl FnOnce(*mut u8),
     ) -> bool {
-        let Some(slot) = self.slot else {
-            p.drop_event();
-            return false;
-        };
-        if (self.chunk.is_none() || self.off + room > abi::CHUNK_SIZE) && !self.next_chunk(p, room)
-        {
-            p.drop_event();
+        // One test for no slot, no chunk and a full chunk: `end` and `cur`
+        // are both null without a chunk (and there is none without a slot).
+        if (self.end as usize).wrapping_sub(self.cur as usize) < room && !self.make_room(room) {
             return false;
         }
-        let Some(chunk) = self.chunk else {
-            return false;
-        };
-        let slot = p.slot(slot);
+        // SAFETY: a chunk is current, so the thread has a slot: `slot`
+        // points at it in the process's mapping, which lives as long as
+        // the process (`self.process`, checked by every caller).
+        let slot = unsafe { &*self.slot };
         let time = if timed {
             // The flag must be visible before the clock is read (see
-            // `abi::ThreadSlot::busy`); `sys::now` is a compiler barrier.
-            if p.fenceless {
+            // `abi::ThreadSlot::busy`); the counter reads are compiler
+            // barriers.
+            if self.fast_clock {
                 slot.busy.store(1, Ordering::Relaxed);
                 // A release's time only has to come before the real release,
                 // which it does without waiting for earlier instructions. An
@@ -214,14 +288,15 @@ impl ThreadState {
                 // thread: while no second thread has registered, no event
                 // of another thread can come before it, and its order in
                 // this thread is kept by the collector.
-                if kind == abi::KIND_FREE || !p.multi_threaded() {
-                    sys::now_unordered()
+                // SAFETY: `multi` points into the process's header, mapped
+                // as long as the process (as `slot`).
+                if kind == abi::KIND_FREE || unsafe { &*self.multi }.load(Ordering::Relaxed) == 0 {
+                    sys::tsc_unordered()
                 } else {
-                    sys::now()
+                    sys::tsc_ordered()
                 }
             } else {
-                slot.busy.store(1, Ordering::SeqCst);
-                sys::now()
+                slow_time(self.process(), slot, kind)
             }
         } else {
             0
@@ -233,22 +308,36 @@ impl ThreadState {
             len: len as u16,
             stack,
         };
-        // SAFETY: `off + room <= CHUNK_SIZE` was ensured above; this thread
-        // owns the chunk; unaligned-safe writes of plain data. Bytes past
-        // `len` are not published (`committed` ends at `off + len`).
+        // SAFETY: `cur + room <= end` was ensured above; this thread owns
+        // the chunk; unaligned-safe writes of plain data. Bytes past `len`
+        // are not published (`committed` ends at `cur + len`). `committed`
+        // is the chunk's, in the mapping (as `slot`).
         unsafe {
-            let at = self.data.add(self.off);
+            let at = self.cur;
             prefetch_for_write(at.wrapping_add(PREFETCH_AHEAD));
             core::ptr::write_unaligned(at.cast::<abi::RecordHeader>(), hdr);
             body(at.add(abi::RECORD_HEADER));
+            self.cur = at.add(len);
+            (*self.committed).store(self.cur.offset_from(self.data) as u32, Ordering::Release);
         }
-        self.off += len;
-        p.chunk(chunk)
-            .committed
-            .store(self.off as u32, Ordering::Release);
         if timed {
             slot.last_time.store(time, Ordering::Release);
             slot.busy.store(0, Ordering::Release);
+        }
+        true
+    }
+
+    /// No room for `room` bytes in the current chunk (or no chunk, or no
+    /// slot): claims the next chunk; false (the event dropped and counted)
+    /// if there is none. (Its process is the state's: the hook keeps no
+    /// register for it.)
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, room: usize) -> bool {
+        let p = self.process();
+        if self.slot_idx.is_none() || !self.next_chunk(p, room) {
+            p.drop_event();
+            return false;
         }
         true
     }
@@ -261,11 +350,15 @@ impl ThreadState {
         if let Some(c) = self.chunk.take() {
             p.chunk(c).state.store(abi::CHUNK_FULL, Ordering::Release);
         }
+        self.no_chunk();
         match p.claim_chunk(self.tid) {
             Some(c) => {
                 self.chunk = Some(c);
                 self.data = p.chunk_data(c);
-                self.off = 0;
+                self.cur = self.data;
+                // SAFETY: the chunk's data is CHUNK_SIZE bytes of the mapping.
+                self.end = unsafe { self.data.add(abi::CHUNK_SIZE) };
+                self.committed = &p.chunk(c).committed;
                 true
             }
             None => false,
@@ -273,16 +366,36 @@ impl ThreadState {
     }
 
     fn finish(&mut self, p: &Process) {
-        if self.epoch != p.epoch {
+        if !core::ptr::eq(self.process, p) {
             return;
         }
-        self.write(p, abi::KIND_THREAD_EXIT, 0, 0, &[], &[], true);
+        self.write(abi::KIND_THREAD_EXIT, 0, 0, &[], &[], true);
         if let Some(c) = self.chunk.take() {
             p.chunk(c).state.store(abi::CHUNK_FULL, Ordering::Release);
         }
-        if let Some(s) = self.slot.take() {
+        self.no_chunk();
+        if let Some(s) = self.slot_idx.take() {
             p.slot(s).tid.store(0, Ordering::Release);
         }
+        self.slot = core::ptr::null();
+    }
+}
+
+/// A record's time and busy flag, when the flag needs a fence or the
+/// clock is not the counter.
+#[cold]
+#[inline(never)]
+fn slow_time(p: &Process, slot: &ThreadSlot, kind: u8) -> u64 {
+    if p.fenceless {
+        slot.busy.store(1, Ordering::Relaxed);
+        if kind == abi::KIND_FREE || !p.multi_threaded() {
+            sys::now_unordered()
+        } else {
+            sys::now()
+        }
+    } else {
+        slot.busy.store(1, Ordering::SeqCst);
+        sys::now()
     }
 }
 

@@ -89,10 +89,15 @@ struct MemoEntry {
     tag: u64,
     bp: u64,
     id: u32,
-    /// Groups of words in use; the last one is filled up with copies of the
+    /// Bytes of `groups` in use (whole groups, at most all of them: set by
+    /// `unwind` alone); the last group is filled up with copies of the
     /// entry's first word.
-    ngroups: u16,
+    used: u16,
     uses_bp: bool,
+    /// Pruning was tried for this key and stack and the walk depended on
+    /// other words than return addresses: not tried again (it depends on
+    /// the frames' unwind rules, the same each time).
+    unprunable: bool,
     /// The hash of the frames (checked by [`verify`]).
     hash: u64,
     /// The stack words read, in the order read (the words of the frames
@@ -114,30 +119,33 @@ impl MemoEntry {
             _mm_loadh_pd, _mm_loadl_epi64, _mm_movemask_epi8, _mm_or_si128, _mm_setzero_si128,
             _mm_xor_si128,
         };
-        // Entries are made with at least one group (see `unwind`).
-        let n = (self.ngroups as usize).clamp(1, MAX_READS / 4);
+        // Entries are made with at least one group (see `unwind`), at
+        // most all of them; the first group is checked whatever `used`.
         let at = |o: u32| (sp + o as u64) as *const u64;
         // SAFETY: SSE2 is part of x86-64. Every offset was read from this
         // thread's stack within [sp, top) by the unwind that made the entry;
         // same sp, so still mapped (8-byte loads, any alignment). `vals` is
-        // 16-byte aligned (`Group`'s layout).
+        // 16-byte aligned (`Group`'s layout). `g` stays within the first
+        // `max(used, 48)` bytes of `groups`, all of them at most (`used` is
+        // only set by `unwind`, to whole groups of at most MAX_READS words;
+        // 0 in an entry never made).
         unsafe {
             let mut acc = _mm_setzero_si128();
-            let mut i = 0;
+            let mut g = self.groups.as_ptr();
+            let end = g.cast::<u8>().add(self.used as usize).cast::<Group>();
             loop {
-                let g = &self.groups[i];
-                let lo = _mm_castsi128_pd(_mm_loadl_epi64(at(g.offs[0]).cast::<__m128i>()));
-                let a = _mm_castpd_si128(_mm_loadh_pd(lo, at(g.offs[1]).cast::<f64>()));
-                let lo = _mm_castsi128_pd(_mm_loadl_epi64(at(g.offs[2]).cast::<__m128i>()));
-                let b = _mm_castpd_si128(_mm_loadh_pd(lo, at(g.offs[3]).cast::<f64>()));
-                let va = _mm_load_si128(g.vals.as_ptr().cast::<__m128i>());
-                let vb = _mm_load_si128(g.vals.as_ptr().add(2).cast::<__m128i>());
+                let lo = _mm_castsi128_pd(_mm_loadl_epi64(at((*g).offs[0]).cast::<__m128i>()));
+                let a = _mm_castpd_si128(_mm_loadh_pd(lo, at((*g).offs[1]).cast::<f64>()));
+                let lo = _mm_castsi128_pd(_mm_loadl_epi64(at((*g).offs[2]).cast::<__m128i>()));
+                let b = _mm_castpd_si128(_mm_loadh_pd(lo, at((*g).offs[3]).cast::<f64>()));
+                let va = _mm_load_si128((*g).vals.as_ptr().cast::<__m128i>());
+                let vb = _mm_load_si128((*g).vals.as_ptr().add(2).cast::<__m128i>());
                 acc = _mm_or_si128(
                     acc,
                     _mm_or_si128(_mm_xor_si128(a, va), _mm_xor_si128(b, vb)),
                 );
-                i += 1;
-                if i >= n {
+                g = g.add(1);
+                if g >= end {
                     break;
                 }
             }
@@ -154,6 +162,41 @@ fn tag(gen: u64, epoch: u64, ip: u64) -> u64 {
     gen ^ epoch << 40 ^ ip
 }
 
+/// The memo, as a thread's hot state holds it.
+type Memo = [[MemoEntry; MEMO_WAYS]; MEMO_SETS];
+
+/// What a memo hit reads, kept in the thread state: no `Unwinder`
+/// indirection, and the stack epoch's part of the tag precomputed.
+#[derive(Clone, Copy)]
+pub struct Hot {
+    /// The unwinder's memo; null until the unwinder exists, and while every
+    /// hit is checked ([`Process::check_memo`]): [`capture`] then goes to
+    /// [`miss`].
+    memo: *const Memo,
+    /// `tag(0, stack_epoch, 0)`.
+    tag_base: u64,
+}
+
+impl Hot {
+    /// No memo.
+    pub const NONE: Hot = Hot {
+        memo: core::ptr::null(),
+        tag_base: 0,
+    };
+}
+
+/// Derives `ts.hot` from its unwinder (after one is made, or its stack
+/// epoch changed).
+pub fn refresh_hot(ts: &mut ThreadState, p: &Process) {
+    ts.hot = match ts.unwinder.as_deref() {
+        Some(u) if !p.check_memo => Hot {
+            memo: &*u.memo,
+            tag_base: tag(0, u.stack_epoch, 0),
+        },
+        _ => Hot::NONE,
+    };
+}
+
 /// One thread's unwinder and caches.
 pub struct Unwinder {
     fh: Fh,
@@ -162,7 +205,8 @@ pub struct Unwinder {
     stack_epoch: u64,
     own: (u64, u64),
     stack_top: u64,
-    memo: Box<[[MemoEntry; MEMO_WAYS]; MEMO_SETS]>,
+    /// Never replaced: [`Hot::memo`] points into it.
+    memo: Box<Memo>,
     frames: [u64; MAX_DEPTH],
     frames2: [u64; MAX_DEPTH],
     reads: [(u64, u64); MAX_READS],
@@ -179,7 +223,6 @@ pub struct Unwinder {
 impl Unwinder {
     /// A new unwinder (`None` if its memo could not be allocated).
     fn new() -> Option<Box<Unwinder>> {
-        type Memo = [[MemoEntry; MEMO_WAYS]; MEMO_SETS];
         // On the heap: the memo is 200 KB, more than a small thread stack
         // may hold. A fixed-size array: no bounds check per probe. A mapping of
         // its own, zero-filled (see `alloc`): pages a thread never probes stay untouched,
@@ -312,7 +355,8 @@ pub fn pthread_stack_top() -> u64 {
 /// The memo set of stack pointer `sp`.
 #[inline(always)]
 fn memo_set(sp: u64) -> usize {
-    (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % MEMO_SETS
+    const _: () = assert!(MEMO_SETS == 32);
+    (sp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize
 }
 
 /// The stack id of the current call stack (0 if none), sending its frames
@@ -330,10 +374,7 @@ fn memo_set(sp: u64) -> usize {
 /// small copy of the check: with every way's check inlined (4 copies per
 /// hook), sqlite3's simulated I1 misses rose from 17.7 M to 27.3 M.
 #[inline(always)]
-pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
-    if p.max_depth == 0 {
-        return 0;
-    }
+pub fn capture(ts: &mut ThreadState) -> u32 {
     let (ip, sp, bp): (u64, u64, u64);
     // SAFETY: reads registers only.
     unsafe {
@@ -341,33 +382,44 @@ pub fn capture(ts: &mut ThreadState, p: &Process) -> u32 {
             ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp,
             options(nomem, nostack, preserves_flags));
     }
-    let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
-    if let Some(u) = ts.unwinder.as_deref() {
+    let hot = ts.hot;
+    if !hot.memo.is_null() {
+        let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
         // Optimised code often keeps data in rbp, so entries ignore it unless
         // the unwind depended on it (checked once, when the entry is made).
         // An empty entry has sp 0, which no call has. Only the first entry
         // whose key matches is checked here (one copy of the check loop per
         // hook: the code stays small); others, rarely candidates, by `miss`.
-        let tag = tag(gen, u.stack_epoch, ip);
-        let set = memo_set(sp);
-        let first = u.memo[set]
+        let tag = gen ^ hot.tag_base ^ ip;
+        // SAFETY: `hot.memo` points into this thread's unwinder's memo,
+        // which lives as long as the thread state and is never replaced
+        // (see `refresh_hot`); only this thread (holding the guard) uses it.
+        let set = unsafe { &(*hot.memo)[memo_set(sp)] };
+        let first = set
             .iter()
             .find(|e| e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp));
         if let Some(e) = first {
-            if e.unchanged(sp) && !p.check_memo {
+            if e.unchanged(sp) {
                 return e.id;
             }
         }
+    } else if ts.no_backtraces {
+        return 0;
     }
-    miss(ts, p, ip, sp, bp)
+    miss(ts, ip, sp, bp)
 }
 
 /// No entry whose key matches holds, or one does that is not the first
 /// whose key matches (or memo hits are checked): every entry of the set is
-/// checked, then the stack is unwound.
+/// checked, then the stack is unwound. (Its process is the thread
+/// state's: the hook keeps no register for it.)
 #[cold]
 #[inline(never)]
-fn miss(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
+fn miss(ts: &mut ThreadState, ip: u64, sp: u64, bp: u64) -> u32 {
+    let p = ts.process();
+    if p.max_depth == 0 {
+        return 0;
+    }
     let gen = modules::GENERATION.load(core::sync::atomic::Ordering::Acquire);
     if let Some(u) = ts.unwinder.as_deref() {
         let tag = tag(gen, u.stack_epoch, ip);
@@ -415,11 +467,12 @@ fn verify(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64, id: u32,
 fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if ts.unwinder.is_none() {
         ts.unwinder = Unwinder::new();
+        refresh_hot(ts, p);
     }
     let epoch = ts.unwinder.as_ref().map_or(0, |u| u.stack_epoch);
     let set = memo_set(sp);
     // Miss: make sure the module list is current, then unwind.
-    modules::refresh(ts, p);
+    modules::refresh(ts);
     let Some(u) = ts.unwinder.as_mut() else {
         return 0;
     };
@@ -439,16 +492,30 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if !overflow {
         let tag_now = tag(u.gen, epoch, ip);
         // Pruning costs up to three more walks. It pays only where calls
-        // recur with the same key (`sp` and hook) and other data in their
-        // frames: an entry for this key is already in the set. A key met for
-        // the first time (most misses of a deep, varied program such as
-        // cc1plus) gets an entry that keeps every word it read, and `rbp`.
-        let recurring = u.memo[set].iter().any(|e| e.sp == sp && e.tag == tag_now);
-        let (uses_bp, pruned) = if recurring {
+        // recur with the same key (`sp` and hook) and the same frames, and
+        // other data in their frames: an entry for this key and this stack
+        // is already in the set, and did not hold. A key met for the first
+        // time, or with other frames than its entries' (most misses of a
+        // deep, varied program such as cc1plus: 2.1 check walks per miss,
+        // 12.5 G of its 31 G instructions, when any entry of the key
+        // counted), gets an entry that keeps every word it read, and `rbp`.
+        // Nor when such an entry says pruning failed for it before (cc1plus:
+        // 1.04 M check walks for 1.27 M misses, none of them made an entry
+        // that hit).
+        let mut recurring = false;
+        let mut unprunable = false;
+        for e in &u.memo[set] {
+            if e.sp == sp && e.tag == tag_now && e.hash == h {
+                recurring = true;
+                unprunable |= e.unprunable;
+            }
+        }
+        let (uses_bp, pruned) = if recurring && !unprunable {
             u.dependencies(n, end, ip, sp, bp, max, nreads)
         } else {
             (true, false)
         };
+        let unprunable = recurring && !pruned;
         // A way in turn, not that entry's: the call sites of one function
         // share a key (`sp` is the same at each) and need ways of their own
         // (replacing by key made churn's two sites evict each other).
@@ -457,6 +524,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;
+        e.unprunable = unprunable;
         e.tag = tag_now;
         e.id = id;
         e.hash = h;
@@ -480,7 +548,8 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
             g.vals[m % 4] = v;
             m += 1;
         }
-        e.ngroups = (m / 4) as u16;
+        const _: () = assert!(MAX_READS / 4 * core::mem::size_of::<Group>() <= u16::MAX as usize);
+        e.used = (m / 4 * core::mem::size_of::<Group>()) as u16;
         if m == 0 {
             // No word to check (a walk that found frames read their return
             // addresses, so this does not happen): no entry, as `unchanged`
@@ -491,7 +560,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
     if !known {
         let mut buf = [0u64; MAX_DEPTH];
         buf[..n].copy_from_slice(&u.frames[..n]);
-        ts.write(p, abi::KIND_STACK, 0, id, &buf[..n], &[], false);
+        ts.write(abi::KIND_STACK, 0, id, &buf[..n], &[], false);
     }
     id
 }

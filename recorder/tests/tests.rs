@@ -2,6 +2,7 @@
 //! [`recorder::record`], and their traces read back with `traces::Reader`.
 
 mod common;
+mod fork_memo;
 mod getattr;
 mod memo;
 mod programs;

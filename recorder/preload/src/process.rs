@@ -143,6 +143,10 @@ extern "C" fn atfork_child() {
             if let Some(o) = unsafe { old.as_ref() } {
                 // SAFETY: unmapping our own mapping of the parent's file.
                 unsafe { crate::real::munmap(o.base.cast(), abi::FILE_SIZE) };
+                // The old `Process` itself is never freed: a thread state is
+                // current when its process pointer equals `PROCESS`, so a
+                // freed one could come back at the same address (a
+                // grandchild's) and make a stale state look current.
             }
         }
         Err(why) => {

@@ -271,6 +271,7 @@ impl ThreadState {
         if (self.end as usize).wrapping_sub(self.cur as usize) < room && !self.make_room(room) {
             return false;
         }
+        debug_assert!(!self.slot.is_null(), "a current chunk without a slot");
         // SAFETY: a chunk is current, so the thread has a slot: `slot`
         // points at it in the process's mapping, which lives as long as
         // the process (`self.process`, checked by every caller).

@@ -189,8 +189,8 @@ impl Hot {
 /// epoch changed).
 pub fn refresh_hot(ts: &mut ThreadState, p: &Process) {
     ts.hot = match ts.unwinder.as_deref() {
-        Some(u) if !p.check_memo => Hot {
-            memo: &*u.memo,
+        Some(u) if !p.check_memo && p.max_depth > 0 => Hot {
+            memo: u.memo.as_ptr(),
             tag_base: tag(0, u.stack_epoch, 0),
         },
         _ => Hot::NONE,
@@ -205,8 +205,11 @@ pub struct Unwinder {
     stack_epoch: u64,
     own: (u64, u64),
     stack_top: u64,
-    /// Never replaced: [`Hot::memo`] points into it.
-    memo: Box<Memo>,
+    /// Never replaced: [`Hot::memo`] points into it. A raw pointer (freed
+    /// by `Drop`), not a `Box`: every access, the hook's inline probe
+    /// included, derives from this one pointer, so a write through the
+    /// unwinder never invalidates the hot state's copy.
+    memo: core::ptr::NonNull<Memo>,
     frames: [u64; MAX_DEPTH],
     frames2: [u64; MAX_DEPTH],
     reads: [(u64, u64); MAX_READS],
@@ -220,7 +223,26 @@ pub struct Unwinder {
     victim: usize,
 }
 
+impl Drop for Unwinder {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe {
+            std::alloc::dealloc(
+                self.memo.as_ptr().cast(),
+                core::alloc::Layout::new::<Memo>(),
+            )
+        };
+    }
+}
+
 impl Unwinder {
+    /// The ways of memo set `set`.
+    fn ways(&self, set: usize) -> &[MemoEntry; MEMO_WAYS] {
+        // SAFETY: the memo lives as long as `self`; writes to it go through
+        // `&mut self` (in `unwind`), so none happens while this is borrowed.
+        unsafe { &(*self.memo.as_ptr())[set] }
+    }
+
     /// A new unwinder (`None` if its memo could not be allocated).
     fn new() -> Option<Box<Unwinder>> {
         // On the heap: the memo is 200 KB, more than a small thread stack
@@ -231,14 +253,11 @@ impl Unwinder {
         let layout = core::alloc::Layout::new::<Memo>();
         // SAFETY: the layout is not zero-sized.
         let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Memo>();
-        if raw.is_null() {
-            return None;
-        }
-        // SAFETY: `raw` is a zeroed block of `Memo`'s layout from the global
-        // allocator, which `Box` frees with the same layout. All-zero bytes
+        // `raw` is a zeroed block of `Memo`'s layout from the global
+        // allocator, which `Drop` frees with the same layout. All-zero bytes
         // are a valid `MemoEntry` (integers, a `false` bool, arrays of
         // integers), and an empty one: `sp` 0, which no call has.
-        let memo = unsafe { Box::from_raw(raw) };
+        let memo = core::ptr::NonNull::new(raw)?;
         Some(Box::new(Unwinder {
             fh: Fh::new(),
             cache: CacheX86_64::new_in(),
@@ -424,7 +443,7 @@ fn miss(ts: &mut ThreadState, ip: u64, sp: u64, bp: u64) -> u32 {
     if let Some(u) = ts.unwinder.as_deref() {
         let tag = tag(gen, u.stack_epoch, ip);
         let set = memo_set(sp);
-        for e in &u.memo[set] {
+        for e in u.ways(set) {
             if e.sp == sp && e.tag == tag && (!e.uses_bp || e.bp == bp) && e.unchanged(sp) {
                 if p.check_memo {
                     let (id, hash) = (e.id, e.hash);
@@ -504,7 +523,7 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         // that hit).
         let mut recurring = false;
         let mut unprunable = false;
-        for e in &u.memo[set] {
+        for e in u.ways(set) {
             if e.sp == sp && e.tag == tag_now && e.hash == h {
                 recurring = true;
                 unprunable |= e.unprunable;
@@ -520,7 +539,11 @@ fn unwind(ts: &mut ThreadState, p: &Process, ip: u64, sp: u64, bp: u64) -> u32 {
         // share a key (`sp` is the same at each) and need ways of their own
         // (replacing by key made churn's two sites evict each other).
         u.victim = u.victim.wrapping_add(1);
-        let e = &mut u.memo[set][u.victim % MEMO_WAYS];
+        let way = u.victim % MEMO_WAYS;
+        // SAFETY: the memo lives as long as `u`, which is borrowed mutably
+        // here; no other reference into it is alive (the hot state's copy is
+        // a raw pointer, read only by this thread's hooks, not during this).
+        let e = unsafe { &mut (*u.memo.as_ptr())[set][way] };
         e.sp = sp;
         e.bp = bp;
         e.uses_bp = uses_bp;

@@ -1775,6 +1775,14 @@ impl Decoder<'_> {
                     ring[top] = 0;
                     m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
                     x
+                } else if code == 0 {
+                    // A literal (see `allocated_literal`).
+                    let p = self.addrs.pos();
+                    let Some(x) = m.get_lit(&mut self.addrs) else {
+                        self.addrs.set_pos(p);
+                        break;
+                    };
+                    x
                 } else {
                     let Some(x) = m.allocated_other(code, &mut self.addrs, c) else {
                         break;

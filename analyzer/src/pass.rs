@@ -186,55 +186,22 @@ impl<'a> Pass<'a> {
         let (addrs, aux) = (&b.addrs()[..n], &b.aux()[..n]);
         let (sizes, stacks) = (&b.sizes()[..n], &b.stacks()[..n]);
         self.count(times[0], times[n - 1], n as u64);
-        // A batch of one thread's events (every batch of a one-thread
-        // trace, and most of a trace whose threads take turns in long
-        // runs): the thread is made current once, not tested per event.
-        // (One pass over the thread column, without a branch per event.)
-        let t0 = threads[0];
-        let one_thread = threads.iter().fold(0, |d, &t| d | (t ^ t0)) == 0;
-        let cols = Cols {
-            times,
-            threads,
-            kinds,
-            addrs,
-            aux,
-            sizes,
-            stacks,
-        };
-        if one_thread {
-            self.thread(t0);
-            self.events::<true>(&cols, t0);
-        } else {
-            self.events::<false>(&cols, t0);
-        }
-        for (_, e) in b.others() {
-            if let Event::ModuleLoad(m) = e {
-                self.modules.push((**m).clone());
-            }
-        }
-    }
-
-    /// The events of a batch's columns; `ONE_THREAD`: all of `thread`,
-    /// which is current.
-    #[inline(always)]
-    fn events<const ONE_THREAD: bool>(&mut self, c: &Cols, thread: ThreadId) {
-        let n = c.times.len();
-        let (times, threads, kinds) = (&c.times[..n], &c.threads[..n], &c.kinds[..n]);
-        let (addrs, aux) = (&c.addrs[..n], &c.aux[..n]);
-        let (sizes, stacks) = (&c.sizes[..n], &c.stacks[..n]);
         for i in 0..n {
             let at = At {
                 time: times[i],
-                thread: if ONE_THREAD { thread } else { threads[i] },
+                thread: threads[i],
             };
-            if !ONE_THREAD {
-                self.thread(at.thread);
-            }
+            self.thread(at.thread);
             // Two compares for the bulk of a trace, not a jump table.
             match kinds[i] {
                 Kind::Free(f) => self.free_event(at, f, addrs[i], stacks[i]),
                 Kind::Alloc(f) => self.alloc_event(at, f, addrs[i], sizes[i], stacks[i]),
                 k => self.other_event(at, k, aux[i], addrs[i], sizes[i], stacks[i]),
+            }
+        }
+        for (_, e) in b.others() {
+            if let Event::ModuleLoad(m) = e {
+                self.modules.push((**m).clone());
             }
         }
     }
@@ -320,22 +287,25 @@ impl<'a> Pass<'a> {
         self.next_id += 1;
         self.by_alloc_fn[func as usize] += 1;
         self.histogram[(64 - size.leading_zeros()) as usize] += 1;
+        let slot = Slot {
+            id,
+            size,
+            time: r.time,
+            free_time: 0,
+            thread: r.thread,
+            stack,
+            free_stack: 0,
+            func,
+            live: true,
+            known: true,
+        };
         // A new address gets an empty (not live) slot, overwritten here.
-        // A live slot's `free_time` and `free_stack` are left as they are
-        // (nothing reads them before the block is released, which sets
-        // them; `finish` clears them in the live blocks it returns).
         let (s, existed) = self.slots.get_or_insert_default(addr);
-        let old = s.live.then_some(*s);
-        s.id = id;
-        s.size = size;
-        s.time = r.time;
-        s.thread = r.thread;
-        s.stack = stack;
-        s.func = func;
-        s.live = true;
-        s.known = true;
-        if let Some(old) = old {
+        if s.live {
+            let old = std::mem::replace(s, slot);
             self.overlapping(addr, &old, r.time);
+        } else {
+            *s = slot;
         }
         if !existed {
             self.maybe_forget_freed();
@@ -578,20 +548,7 @@ impl<'a> Pass<'a> {
         self.totals.by_alloc_fn = self.by_alloc_fn.to_vec();
         self.totals.by_free_fn = self.by_free_fn.to_vec();
         self.totals.histogram = self.histogram.to_vec();
-        let mut live: Vec<(u64, Slot)> = (self.slots.iter())
-            .filter(|(_, s)| s.live)
-            .map(|(a, s)| {
-                let (free_time, free_stack) = (0, 0);
-                (
-                    a,
-                    Slot {
-                        free_time,
-                        free_stack,
-                        ..s
-                    },
-                )
-            })
-            .collect();
+        let mut live: Vec<(u64, Slot)> = self.slots.iter().filter(|(_, s)| s.live).collect();
         live.sort_unstable_by_key(|(a, _)| *a);
         if let Some(sink) = self.rows.as_mut() {
             for (addr, b) in &live {
@@ -643,17 +600,6 @@ fn release_error(
     }
     e.free_func = Some(how.name().to_string());
     e
-}
-
-/// A batch's columns, all of one length.
-struct Cols<'b> {
-    times: &'b [u64],
-    threads: &'b [ThreadId],
-    kinds: &'b [Kind],
-    addrs: &'b [u64],
-    aux: &'b [u64],
-    sizes: &'b [u64],
-    stacks: &'b [StackId],
 }
 
 #[derive(Clone, Copy)]

@@ -1225,12 +1225,21 @@ impl Sizes<'_> {
         let read = self.hi.get_u64s(out);
         let lo = self.lo.rest();
         let mut n = read.min(lo.len());
-        for (k, (s, &l)) in out[..n].iter_mut().zip(lo).enumerate() {
-            match Self::join(*s, l) {
-                Some(v) => *s = v,
-                None => {
-                    n = k;
-                    break;
+        // Every pair good (always, but in a damaged block): joined in a
+        // loop without a test per value.
+        let bad = (out[..n].iter().zip(lo)).fold(0, |b, (&h, &l)| b | h >> 60 | u64::from(l >> 4));
+        if bad == 0 {
+            for (s, &l) in out[..n].iter_mut().zip(lo) {
+                *s = *s << 4 | u64::from(l);
+            }
+        } else {
+            for (k, (s, &l)) in out[..n].iter_mut().zip(lo).enumerate() {
+                match Self::join(*s, l) {
+                    Some(v) => *s = v,
+                    None => {
+                        n = k;
+                        break;
+                    }
                 }
             }
         }
@@ -1745,6 +1754,34 @@ impl Decoder<'_> {
                     }
                     m.rings[c][top] = 0;
                     m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+                    x
+                } else if code.wrapping_sub(3) < RING as u32 - 1 {
+                    // A deeper entry of the class stack (`ring_get` and
+                    // `ring_remove`, without their call): the entries
+                    // above it move down one slot.
+                    let k = (code - 2) as usize;
+                    let top = m.ring_pos[c] as usize % RING;
+                    let ring = &mut m.rings[c];
+                    let mut p = (top + RING - k) % RING;
+                    let x = ring[p];
+                    if x == 0 {
+                        break;
+                    }
+                    for _ in 0..k {
+                        let q = (p + 1) % RING;
+                        ring[p] = ring[q];
+                        p = q;
+                    }
+                    ring[top] = 0;
+                    m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+                    x
+                } else if code == 0 {
+                    // A literal (see `allocated_literal`).
+                    let p = self.addrs.pos();
+                    let Some(x) = m.get_lit(&mut self.addrs) else {
+                        self.addrs.set_pos(p);
+                        break;
+                    };
                     x
                 } else {
                     let Some(x) = m.allocated_other(code, &mut self.addrs, c) else {

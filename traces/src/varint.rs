@@ -262,25 +262,43 @@ impl<'a> Cursor<'a> {
         let mut p = self.pos;
         let mut i = 0;
         while i < out.len() {
-            // One- and two-byte values, branch-free (as `get_wide`), while
-            // a word can be read: each takes at most two bytes, so as many
-            // as there are spare pairs of bytes are read without a test.
-            let room = all.len().saturating_sub(p + 6) / 2;
-            let k = room.min(out.len() - i);
-            for o in &mut out[i..i + k] {
-                let Some(w) = all.get(p..).and_then(|s| s.first_chunk::<8>()) else {
-                    break;
-                };
-                let w = u64::from_le_bytes(*w);
-                if w & 0x8080 == 0x8080 {
+            // A value of two bytes, or one alone before a longer one:
+            // branch-free (as `get_wide`), without the setup of a run.
+            if let Some(w) = all.get(p..).and_then(|s| s.first_chunk::<8>()) {
+                let x = u64::from_le_bytes(*w);
+                if x & 0x8080 != 0x8080 && x & 0x8080 != 0 {
+                    let two = (x >> 7) & 1;
+                    out[i] = (x & 0x7f) | ((x >> 1) & 0x3f80 & two.wrapping_neg());
+                    p += 1 + two as usize;
+                    i += 1;
+                    continue;
+                }
+            }
+            // One-byte values from `p` on (sizes of 16-byte granules, the
+            // bulk of a split sizes column), up to what `out` has room
+            // for: found eight bytes at a time, widened in a loop of their own.
+            let bytes = all.get(p..).unwrap_or_default();
+            let bytes = &bytes[..bytes.len().min(out.len() - i)];
+            let mut ones = 0;
+            while let Some(w) = bytes.get(ones..).and_then(|s| s.first_chunk::<8>()) {
+                let hi = u64::from_le_bytes(*w) & 0x8080_8080_8080_8080;
+                if hi != 0 {
+                    ones += hi.trailing_zeros() as usize / 8;
                     break;
                 }
-                let two = (w >> 7) & 1;
-                *o = (w & 0x7f) | ((w >> 1) & 0x3f80 & two.wrapping_neg());
-                p += 1 + two as usize;
-                i += 1;
+                ones += 8;
             }
-            // Then one longer value, or one near the end.
+            if ones + 8 > bytes.len() {
+                while bytes.get(ones).is_some_and(|&b| b < 0x80) {
+                    ones += 1;
+                }
+            }
+            for (d, &b) in out[i..].iter_mut().zip(&bytes[..ones]) {
+                *d = b as u64;
+            }
+            p += ones;
+            i += ones;
+            // Then one longer value (or the end).
             let Some(o) = out.get_mut(i) else { break };
             let mut c = Cursor { all, pos: p };
             let Some(v) = c.get_wide() else { break };

@@ -220,20 +220,7 @@ impl<'a> Cursor<'a> {
             // One-byte values from `p` on, up to what `out` has room for.
             let bytes = all.get(p..).unwrap_or_default();
             let bytes = &bytes[..bytes.len().min(out.len() - i)];
-            let mut ones = 0;
-            while let Some(w) = bytes.get(ones..).and_then(|s| s.first_chunk::<8>()) {
-                let hi = u64::from_le_bytes(*w) & 0x8080_8080_8080_8080;
-                if hi != 0 {
-                    ones += hi.trailing_zeros() as usize / 8;
-                    break;
-                }
-                ones += 8;
-            }
-            if ones + 8 > bytes.len() {
-                while bytes.get(ones).is_some_and(|&b| b < 0x80) {
-                    ones += 1;
-                }
-            }
+            let ones = one_byte_prefix(bytes);
             for (d, &b) in out[i..].iter_mut().zip(&bytes[..ones]) {
                 *d = b as u32;
             }
@@ -279,20 +266,7 @@ impl<'a> Cursor<'a> {
             // for: found eight bytes at a time, widened in a loop of their own.
             let bytes = all.get(p..).unwrap_or_default();
             let bytes = &bytes[..bytes.len().min(out.len() - i)];
-            let mut ones = 0;
-            while let Some(w) = bytes.get(ones..).and_then(|s| s.first_chunk::<8>()) {
-                let hi = u64::from_le_bytes(*w) & 0x8080_8080_8080_8080;
-                if hi != 0 {
-                    ones += hi.trailing_zeros() as usize / 8;
-                    break;
-                }
-                ones += 8;
-            }
-            if ones + 8 > bytes.len() {
-                while bytes.get(ones).is_some_and(|&b| b < 0x80) {
-                    ones += 1;
-                }
-            }
+            let ones = one_byte_prefix(bytes);
             for (d, &b) in out[i..].iter_mut().zip(&bytes[..ones]) {
                 *d = b as u64;
             }
@@ -345,6 +319,24 @@ impl<'a> Cursor<'a> {
         self.pos += n;
         Some(s)
     }
+}
+
+/// How many bytes at the start of `bytes` are whole one-byte varints (below
+/// 0x80): eight bytes at a time, then byte by byte near the end.
+#[inline(always)]
+fn one_byte_prefix(bytes: &[u8]) -> usize {
+    let mut ones = 0;
+    while let Some(w) = bytes.get(ones..).and_then(|s| s.first_chunk::<8>()) {
+        let hi = u64::from_le_bytes(*w) & 0x8080_8080_8080_8080;
+        if hi != 0 {
+            return ones + hi.trailing_zeros() as usize / 8;
+        }
+        ones += 8;
+    }
+    while bytes.get(ones).is_some_and(|&b| b < 0x80) {
+        ones += 1;
+    }
+    ones
 }
 
 #[cfg(test)]

@@ -68,12 +68,14 @@ pub static NEW_ARRAY: Next = Next::new(b"_Znam\0");
 pub static NEW_ALIGNED: Next = Next::new(b"_ZnwmSt11align_val_t\0");
 pub static NEW_ARRAY_ALIGNED: Next = Next::new(b"_ZnamSt11align_val_t\0");
 
-/// Resolves every [`Next`] now, at startup, rather than at the first call
-/// of each: `dlsym` allocates with glibc's malloc (which a signal handler's
-/// `malloc` must not find in use because of us). Operators of a C++ library
-/// loaded later are resolved when first needed. Inside a guard: what
-/// `dlsym` allocates (an error message for a symbol not found) is the
-/// recorder's, not the program's.
+/// Resolves the C library's [`Next`]s now, at startup, rather than at the
+/// first call of each: `dlsym` allocates with glibc's malloc (which a signal
+/// handler's `malloc` must not find in use because of us). The C++
+/// operators, absent from C programs, stay lazy: a symbol not found leaves
+/// an error message that glibc frees later, at the program's next `dlerror`
+/// or `dlsym`, and a block our guard kept out of the trace would then show
+/// as an invalid free. Any error state is cleared here all the same (the
+/// second `dlerror` frees what the first returned), inside the guard.
 pub fn resolve_all() {
     let _g = crate::guard::Guard::acquire();
     for n in [
@@ -84,12 +86,13 @@ pub fn resolve_all() {
         &EXECV,
         &EXECVP,
         &EXECVPE,
-        &NEW,
-        &NEW_ARRAY,
-        &NEW_ALIGNED,
-        &NEW_ARRAY_ALIGNED,
     ] {
         n.get();
+    }
+    // SAFETY: dlerror has no preconditions; its strings are not used.
+    unsafe {
+        libc::dlerror();
+        libc::dlerror();
     }
 }
 

@@ -623,16 +623,20 @@ impl AddrEncoder {
         } else if ring[top % RING] == a {
             Some(0)
         } else {
-            let mut k = 0;
-            loop {
-                if ring[top.wrapping_sub(k) % RING] == 0 || k == RING - 1 {
-                    break None;
+            // Each entry read once: tested against `a`, then as the end
+            // (an empty stack's entries are all 0).
+            let mut found = None;
+            for k in 1..RING {
+                let e = ring[top.wrapping_sub(k) % RING];
+                if e == a {
+                    found = Some(k);
+                    break;
                 }
-                k += 1;
-                if ring[top.wrapping_sub(k) % RING] == a {
-                    break Some(k);
+                if e == 0 {
+                    break;
                 }
             }
+            found
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);

@@ -543,7 +543,8 @@ impl AddrIndex {
                 i = j;
             }
         }
-        self.entries[i] = (0, 0, 0);
+        // Only the address marks an entry empty (the rest is not read).
+        self.entries[i].0 = 0;
         self.len -= 1;
         Some(slot)
     }
@@ -740,6 +741,11 @@ impl BlockEncoder {
     /// Whether no event has been added.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The latest time of the events in the block (0 when empty).
+    pub(crate) fn last_time(&self) -> u64 {
+        self.last_time
     }
 
     #[inline]

@@ -568,15 +568,28 @@ impl AddrIndex {
 }
 
 /// The writer's side of [`AddrModel`]: also knows where each live address is.
-#[derive(Default)]
 pub struct AddrEncoder {
     model: AddrModel,
     index: AddrIndex,
-    /// The live table's length and stack of empty slots: the encoder never
-    /// reads the table's entries (the index holds them), so it keeps only
-    /// what decides the slot of the next allocation (`model.live` stays empty).
-    live_len: u32,
-    free_slots: Vec<u32>,
+    /// The live table's stack of empty slots, as a list through them like
+    /// [`AddrModel`]'s: per slot (the table's length), the empty slot below
+    /// it on the stack, and the top ([`NO_SLOT`] when none). The encoder
+    /// never reads the table's entries (the index holds them), so it keeps
+    /// only what decides the slot of the next allocation (`model.live`
+    /// stays empty).
+    next_free: Vec<u32>,
+    free_top: u32,
+}
+
+impl Default for AddrEncoder {
+    fn default() -> Self {
+        AddrEncoder {
+            model: AddrModel::default(),
+            index: AddrIndex::default(),
+            next_free: Vec::new(),
+            free_top: NO_SLOT,
+        }
+    }
 }
 
 impl AddrEncoder {
@@ -591,7 +604,11 @@ impl AddrEncoder {
             Some((packed, stack)) => {
                 let i = packed & 0xffff;
                 put_split(codes, i as u64 + 1);
-                self.free_slots.push(i);
+                // `i` is an occupied slot of the table.
+                if let Some(n) = self.next_free.get_mut(i as usize) {
+                    *n = self.free_top;
+                    self.free_top = i;
+                }
                 m.push_freed(a, Some(packed >> 16));
                 Some(stack)
             }
@@ -657,15 +674,21 @@ impl AddrEncoder {
         if a != 0 {
             // As `AddrModel::push_live`: an empty slot, else a new one, the
             // table (and so the index) cleared first when full.
-            let slot = match self.free_slots.pop() {
-                Some(slot) => slot,
+            // `NO_SLOT` is beyond any table: the bounds check is the
+            // emptiness test.
+            let top = self.free_top;
+            let slot = match self.next_free.get(top as usize) {
+                Some(&below) => {
+                    self.free_top = below;
+                    top
+                }
                 None => {
-                    if self.live_len as usize >= LIVE_CAP {
-                        self.live_len = 0;
+                    if self.next_free.len() >= LIVE_CAP {
+                        self.next_free.clear();
                         self.index.clear();
                     }
-                    self.live_len += 1;
-                    self.live_len - 1
+                    self.next_free.push(NO_SLOT);
+                    self.next_free.len() as u32 - 1
                 }
             };
             self.index.insert(a, slot | (c as u32) << 16, stack);

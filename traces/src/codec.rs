@@ -507,8 +507,10 @@ impl AddrIndex {
         }
     }
 
-    /// Removes `a`, returning its entry.
-    #[inline]
+    /// Removes `a`, returning its entry. (Inlined into the encoder's free:
+    /// out of line, its call, its result's packing and its prologue were a
+    /// fifth of its cost.)
+    #[inline(always)]
     fn remove(&mut self, a: u64) -> Option<(u32, u32)> {
         if a == 0 {
             return None;
@@ -535,18 +537,14 @@ impl AddrIndex {
             }
             let k = self.home(e.0) & mask;
             // `e` may move to the hole at `i` unless its home lies
-            // cyclically in (i, j].
-            let stays = if i <= j {
-                i < k && k <= j
-            } else {
-                i < k || k <= j
-            };
-            if !stays {
+            // cyclically in (i, j]: unless it is nearer to `j` than `i` is.
+            if (j.wrapping_sub(k) & mask) >= (j.wrapping_sub(i) & mask) {
                 self.entries[i] = e;
                 i = j;
             }
         }
-        self.entries[i] = (0, 0, 0);
+        // Only the address marks an entry empty (the rest is not read).
+        self.entries[i].0 = 0;
         self.len -= 1;
         Some(slot)
     }
@@ -570,15 +568,28 @@ impl AddrIndex {
 }
 
 /// The writer's side of [`AddrModel`]: also knows where each live address is.
-#[derive(Default)]
 pub struct AddrEncoder {
     model: AddrModel,
     index: AddrIndex,
-    /// The live table's length and stack of empty slots: the encoder never
-    /// reads the table's entries (the index holds them), so it keeps only
-    /// what decides the slot of the next allocation (`model.live` stays empty).
-    live_len: u32,
-    free_slots: Vec<u32>,
+    /// The live table's stack of empty slots, as a list through them like
+    /// [`AddrModel`]'s: per slot (the table's length), the empty slot below
+    /// it on the stack, and the top ([`NO_SLOT`] when none). The encoder
+    /// never reads the table's entries (the index holds them), so it keeps
+    /// only what decides the slot of the next allocation (`model.live`
+    /// stays empty).
+    next_free: Vec<u32>,
+    free_top: u32,
+}
+
+impl Default for AddrEncoder {
+    fn default() -> Self {
+        AddrEncoder {
+            model: AddrModel::default(),
+            index: AddrIndex::default(),
+            next_free: Vec::new(),
+            free_top: NO_SLOT,
+        }
+    }
 }
 
 impl AddrEncoder {
@@ -593,7 +604,11 @@ impl AddrEncoder {
             Some((packed, stack)) => {
                 let i = packed & 0xffff;
                 put_split(codes, i as u64 + 1);
-                self.free_slots.push(i);
+                // `i` is an occupied slot of the table.
+                if let Some(n) = self.next_free.get_mut(i as usize) {
+                    *n = self.free_top;
+                    self.free_top = i;
+                }
                 m.push_freed(a, Some(packed >> 16));
                 Some(stack)
             }
@@ -626,16 +641,20 @@ impl AddrEncoder {
         } else if ring[top % RING] == a {
             Some(0)
         } else {
-            let mut k = 0;
-            loop {
-                if ring[top.wrapping_sub(k) % RING] == 0 || k == RING - 1 {
-                    break None;
+            // Each entry read once: tested against `a`, then as the end
+            // (an empty stack's entries are all 0).
+            let mut found = None;
+            for k in 1..RING {
+                let e = ring[top.wrapping_sub(k) % RING];
+                if e == a {
+                    found = Some(k);
+                    break;
                 }
-                k += 1;
-                if ring[top.wrapping_sub(k) % RING] == a {
-                    break Some(k);
+                if e == 0 {
+                    break;
                 }
             }
+            found
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);
@@ -655,15 +674,21 @@ impl AddrEncoder {
         if a != 0 {
             // As `AddrModel::push_live`: an empty slot, else a new one, the
             // table (and so the index) cleared first when full.
-            let slot = match self.free_slots.pop() {
-                Some(slot) => slot,
+            // `NO_SLOT` is beyond any table: the bounds check is the
+            // emptiness test.
+            let top = self.free_top;
+            let slot = match self.next_free.get(top as usize) {
+                Some(&below) => {
+                    self.free_top = below;
+                    top
+                }
                 None => {
-                    if self.live_len as usize >= LIVE_CAP {
-                        self.live_len = 0;
+                    if self.next_free.len() >= LIVE_CAP {
+                        self.next_free.clear();
                         self.index.clear();
                     }
-                    self.live_len += 1;
-                    self.live_len - 1
+                    self.next_free.push(NO_SLOT);
+                    self.next_free.len() as u32 - 1
                 }
             };
             self.index.insert(a, slot | (c as u32) << 16, stack);
@@ -739,6 +764,11 @@ impl BlockEncoder {
     /// Whether no event has been added.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The latest time of the events in the block (0 when empty).
+    pub(crate) fn last_time(&self) -> u64 {
+        self.last_time
     }
 
     #[inline]

@@ -79,6 +79,9 @@ pub struct Writer<W: Write> {
     stacks_at: u64,
     /// An events block was written.
     blocks_written: bool,
+    /// The latest time and the number of the events of the blocks written
+    /// (the rest are counted by their encoders: a record's write does not
+    /// update either, see [`Writer::last_time`] and [`Writer::events`]).
     last_time: u64,
     bytes: u64,
     events: u64,
@@ -296,8 +299,6 @@ impl<W: Write> Writer<W> {
         };
         let enc = &mut self.encoders[i];
         enc.push(rec.time, &rec.event);
-        self.events += 1;
-        self.last_time = self.last_time.max(rec.time);
         if enc.is_full(self.opts.block_bytes) {
             self.block_full(rec.thread)?;
         }
@@ -330,8 +331,6 @@ impl<W: Write> Writer<W> {
         } else {
             enc.push_free(time, addr, stack);
         }
-        self.events += 1;
-        self.last_time = self.last_time.max(time);
         if enc.is_full(self.opts.block_bytes) {
             self.block_full(thread)?;
         }
@@ -344,7 +343,7 @@ impl<W: Write> Writer<W> {
     fn block_full(&mut self, thread: ThreadId) -> Result<()> {
         self.flush_thread(thread)?;
         if self.opts.ordered {
-            self.advance(self.last_time)?;
+            self.advance(self.last_time())?;
         }
         Ok(())
     }
@@ -412,6 +411,8 @@ impl<W: Write> Writer<W> {
             ),
         };
         enc.whole_sizes(dense);
+        self.events += enc.count;
+        self.last_time = self.last_time.max(enc.last_time());
         let cuts = enc.finish_cuts(&mut payload);
         // Stacks first (once enough are pending), so a reader usually knows
         // a stack before its use.
@@ -439,16 +440,17 @@ impl<W: Write> Writer<W> {
     /// [`STACKS_BATCH`] bytes (`all`: whatever their size).
     fn flush_stacks_if(&mut self, all: bool) -> Result<()> {
         let n = self.trie.pending_len();
+        let last_time = self.last_time();
         if self.stacks_at == 0 {
             // Age counts from the first check (event times are not from 0).
-            self.stacks_at = self.last_time;
+            self.stacks_at = last_time;
         }
         // The first events block's stacks go before it whatever their size:
         // a short trace cut short keeps them.
         let first = !self.blocks_written;
-        let old = self.last_time >= self.stacks_at.saturating_add(STACKS_MAX_AGE);
+        let old = last_time >= self.stacks_at.saturating_add(STACKS_MAX_AGE);
         if n > 0 && (all || first || old || n >= STACKS_BATCH) {
-            self.stacks_at = self.last_time;
+            self.stacks_at = last_time;
             let raw = self.trie.take();
             let level = match self.opts.compression_level {
                 0 => 0,
@@ -489,7 +491,15 @@ impl<W: Write> Writer<W> {
 
     /// Events written so far.
     pub fn events(&self) -> u64 {
-        self.events
+        self.events + self.encoders.iter().map(|e| e.count).sum::<u64>()
+    }
+
+    /// The latest time of the events written so far (0 before any).
+    fn last_time(&self) -> u64 {
+        self.encoders
+            .iter()
+            .map(|e| e.last_time())
+            .fold(self.last_time, u64::max)
     }
 
     /// Bytes written to the output so far (buffered events not included).

@@ -197,47 +197,7 @@ impl<'a> Cursor<'a> {
     /// bytes at a time and widened in a loop of their own.
     #[inline]
     pub fn get_u32s(&mut self, out: &mut [u32], max: u32) -> usize {
-        let all = self.all;
-        let mut p = self.pos;
-        let mut i = 0;
-        while i < out.len() {
-            // A value of two bytes, or one alone before a longer one:
-            // branch-free, without the setup of a run.
-            if let Some(w) = all.get(p..).and_then(|s| s.first_chunk::<8>()) {
-                let x = u64::from_le_bytes(*w);
-                if x & 0x8080 != 0x8080 && x & 0x8080 != 0 {
-                    let two = (x >> 7) & 1;
-                    let v = (x & 0x7f) | ((x >> 1) & 0x3f80 & two.wrapping_neg());
-                    if v > max as u64 {
-                        break;
-                    }
-                    out[i] = v as u32;
-                    p += 1 + two as usize;
-                    i += 1;
-                    continue;
-                }
-            }
-            // One-byte values from `p` on, up to what `out` has room for.
-            let bytes = all.get(p..).unwrap_or_default();
-            let bytes = &bytes[..bytes.len().min(out.len() - i)];
-            let ones = one_byte_prefix(bytes);
-            for (d, &b) in out[i..].iter_mut().zip(&bytes[..ones]) {
-                *d = b as u32;
-            }
-            p += ones;
-            i += ones;
-            // Then one longer value (or the end).
-            let Some(o) = out.get_mut(i) else { break };
-            let mut c = Cursor { all, pos: p };
-            match c.get().filter(|&v| v <= max as u64) {
-                Some(v) => *o = v as u32,
-                None => break,
-            }
-            p = c.pos;
-            i += 1;
-        }
-        self.pos = p;
-        i
+        self.get_many(out, max as u64, |v| v as u32)
     }
 
     /// Reads varints into `out`, in order, until it is full or a value is
@@ -245,6 +205,13 @@ impl<'a> Cursor<'a> {
     /// were read.
     #[inline]
     pub fn get_u64s(&mut self, out: &mut [u64]) -> usize {
+        self.get_many(out, u64::MAX, |v| v)
+    }
+
+    /// [`Cursor::get_u32s`] and [`Cursor::get_u64s`]: values up to `max`,
+    /// stored as `to` makes them.
+    #[inline]
+    fn get_many<T>(&mut self, out: &mut [T], max: u64, to: impl Fn(u64) -> T) -> usize {
         let all = self.all;
         let mut p = self.pos;
         let mut i = 0;
@@ -255,28 +222,36 @@ impl<'a> Cursor<'a> {
                 let x = u64::from_le_bytes(*w);
                 if x & 0x8080 != 0x8080 && x & 0x8080 != 0 {
                     let two = (x >> 7) & 1;
-                    out[i] = (x & 0x7f) | ((x >> 1) & 0x3f80 & two.wrapping_neg());
+                    let v = (x & 0x7f) | ((x >> 1) & 0x3f80 & two.wrapping_neg());
+                    if v > max {
+                        break;
+                    }
+                    out[i] = to(v);
                     p += 1 + two as usize;
                     i += 1;
                     continue;
                 }
             }
-            // One-byte values from `p` on (sizes of 16-byte granules, the
-            // bulk of a split sizes column), up to what `out` has room
-            // for: found eight bytes at a time, widened in a loop of their own.
+            // One-byte values from `p` on (stack ids, sizes of 16-byte
+            // granules: the bulk of those columns), up to what `out` has
+            // room for: found eight bytes at a time, widened in a loop of
+            // their own.
             let bytes = all.get(p..).unwrap_or_default();
             let bytes = &bytes[..bytes.len().min(out.len() - i)];
             let ones = one_byte_prefix(bytes);
             for (d, &b) in out[i..].iter_mut().zip(&bytes[..ones]) {
-                *d = b as u64;
+                *d = to(b as u64);
             }
             p += ones;
             i += ones;
-            // Then one longer value (or the end).
+            // Then one longer value (its first byte has the continuation
+            // bit), or the end.
             let Some(o) = out.get_mut(i) else { break };
             let mut c = Cursor { all, pos: p };
-            let Some(v) = c.get_wide() else { break };
-            *o = v;
+            match c.get().filter(|&v| v <= max) {
+                Some(v) => *o = to(v),
+                None => break,
+            }
             p = c.pos;
             i += 1;
         }

@@ -4,7 +4,10 @@
 # (default 1,000,000: 2 M records, ~56 MB, fit in the process file's chunks,
 # so nothing waits for a collector). The hook's cost is its inclusive count
 # minus the real malloc's (free's) inside it.
-# Usage: recorder/bench/hook_cost.sh PRELOAD.so [PAIRS]
+# LATE=0 times every record in the hook, as `record --time-resolution us|ns`
+# does; by default (LATE=1, as `record` does) a single-threaded program's
+# records are left for the collector to date.
+# Usage: [LATE=0] recorder/bench/hook_cost.sh PRELOAD.so [PAIRS]
 #   cargo build --release -p alloctrace-preload
 #   recorder/bench/hook_cost.sh $CARGO_TARGET_DIR/release/liballoctrace_preload.so
 set -eu
@@ -15,7 +18,7 @@ work=$(mktemp -d)
 dir=$(mktemp -d /dev/shm/alloctrace-hookcost.XXXXXX)
 trap 'rm -rf "$work" "$dir"' EXIT
 cc -O2 "$here/churn.c" -o "$work/churn"
-ALLOCTRACE_DIR=$dir ALLOCTRACE_CLOCK=tsc LD_PRELOAD=$so \
+ALLOCTRACE_DIR=$dir ALLOCTRACE_CLOCK=tsc ALLOCTRACE_LATE_TIMES=${LATE:-1} LD_PRELOAD=$so \
     valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$work/churn" "$pairs" \
     >/dev/null 2>"$work/log"
 grep -o 'refs: .*' "$work/log"

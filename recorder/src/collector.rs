@@ -337,33 +337,39 @@ impl ProcTrace {
                     );
                     *at += len;
                     let time = w(0);
-                    let t = match newest {
-                        Some(p) if time >= p.tsc => {
-                            max_tick = max_tick.max(time);
-                            p.at(time)
-                        }
-                        _ => ns(time),
-                    };
-                    let t = if time < coarse_below {
-                        // Most records fall in the previous one's
-                        // microsecond: no division for them.
-                        let d = t.wrapping_sub(bucket);
-                        if d >= res {
-                            bucket = if d < step_limit {
-                                // A few intervals on (times grow): steps,
-                                // not a 64-bit division (~40 cycles).
-                                let mut b = bucket + res;
-                                while t - b >= res {
-                                    b += res;
-                                }
-                                b
-                            } else {
-                                floor_to(t, res)
-                            };
-                        }
-                        bucket
+                    let t = if time == 0 {
+                        // Untimed: dated below, at the thread's last time or
+                        // the watermark (`abi::FLAG_LATE_TIMES`).
+                        0
                     } else {
-                        t
+                        let t = match newest {
+                            Some(p) if time >= p.tsc => {
+                                max_tick = max_tick.max(time);
+                                p.at(time)
+                            }
+                            _ => ns(time),
+                        };
+                        if time < coarse_below {
+                            // Most records fall in the previous one's
+                            // microsecond: no division for them.
+                            let d = t.wrapping_sub(bucket);
+                            if d >= res {
+                                bucket = if d < step_limit {
+                                    // A few intervals on (times grow): steps,
+                                    // not a 64-bit division (~40 cycles).
+                                    let mut b = bucket + res;
+                                    while t - b >= res {
+                                        b += res;
+                                    }
+                                    b
+                                } else {
+                                    floor_to(t, res)
+                                };
+                            }
+                            bucket
+                        } else {
+                            t
+                        }
                     };
                     let t = t.max(*last).max(floor);
                     *last = t;
@@ -520,12 +526,14 @@ impl ProcTrace {
             abi::KIND_MODULE_UNLOAD => Event::ModuleUnload { base: arg(0) },
             _ => return Ok(true),
         };
-        // Keep each thread's records in time order and above the watermark.
-        let t = ns(time);
-        let t = if time < coarse_below {
-            floor_to(t, self.resolution)
+        // Keep each thread's records in time order and above the watermark
+        // (an untimed record gets the later of the two).
+        let t = if time == 0 {
+            0
+        } else if time < coarse_below {
+            floor_to(ns(time), self.resolution)
         } else {
-            t
+            ns(time)
         };
         let t = t.max(*last).max(self.advanced);
         *last = t;

@@ -34,9 +34,17 @@ pub struct RecordOptions {
     /// them. From the moment a second thread of the process records anything,
     /// its events keep their nanosecond times: order across threads comes
     /// from times, and is exact. Each forked child and exec'd image starts
-    /// again with one thread.
+    /// again with one thread. From [`LATE_TIMES_FROM`] on, the hooks take
+    /// no clock reading while the process has one thread: such events get
+    /// the time of the collector's last round before them (1 to 5 ms
+    /// earlier at most), rounded down likewise.
     pub time_resolution: u64,
 }
+
+/// The time resolution from which events of single-threaded phases are
+/// dated by the collector instead of timed by the hooks
+/// (`alloctrace_abi::FLAG_LATE_TIMES`).
+pub const LATE_TIMES_FROM: u64 = 1_000_000;
 
 /// Default time resolution of events recorded while a process has a single
 /// thread, in ns (see [`RecordOptions::time_resolution`]).
@@ -227,6 +235,13 @@ fn run_session(
         cmd.env(alloctrace_abi::ENV_CLOCK, "tsc");
     } else {
         cmd.env_remove(alloctrace_abi::ENV_CLOCK);
+    }
+    // Single-threaded times kept to a millisecond or coarser: the hooks may
+    // leave them to the collector's rounds (`abi::FLAG_LATE_TIMES`).
+    if time_resolution >= LATE_TIMES_FROM {
+        cmd.env(alloctrace_abi::ENV_LATE_TIMES, "1");
+    } else {
+        cmd.env_remove(alloctrace_abi::ENV_LATE_TIMES);
     }
     let mut clock = crate::clock::TimeMap::new();
     // Ctrl-C and friends must not end the recording before the program.

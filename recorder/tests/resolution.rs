@@ -130,3 +130,52 @@ fn forked_child_starts_coarse_again() {
         assert_eq!(whole_us(&t), t.records.len(), "{}", p.display());
     }
 }
+
+/// Times of the allocations with sizes `base..base + 100`.
+fn alloc_times(t: &Trace, base: u64) -> Vec<u64> {
+    t.records
+        .iter()
+        .filter(
+            |r| matches!(r.event, Event::Alloc { size, .. } if (base..base + 100).contains(&size)),
+        )
+        .map(|r| r.time)
+        .collect()
+}
+
+#[test]
+fn single_thread_events_dated_by_the_collector_keep_the_pauses() {
+    // By default the hooks of a single-threaded process leave their events
+    // untimed and the collector dates them (at most a round early): the
+    // bursts 200 ms apart must still be that far apart in the trace, and
+    // never before the process started or after it ended.
+    let d = tempfile::tempdir().expect("tempdir");
+    let exe = compile("pauses.c", d.path());
+    let run = record(d.path(), &[exe.to_str().unwrap()]);
+    assert_eq!(run.exit_code, 0);
+    let t = read(&run.traces[0]);
+    let bursts: Vec<Vec<u64>> = [3100, 3200, 3300]
+        .iter()
+        .map(|&b| alloc_times(&t, b))
+        .collect();
+    for b in &bursts {
+        assert_eq!(b.len(), 100);
+    }
+    let ms = 1_000_000;
+    let end = t.trailer.as_ref().expect("trailer").end_time;
+    let first = t.records.first().expect("records").time;
+    assert!(bursts[0][0] >= first);
+    assert!(*bursts[2].last().unwrap() <= end);
+    // Each pause is 200 ms; a date is at most a collector round (5 ms
+    // apart when idle) early, and never late. Rounds can be held up on a
+    // loaded machine, so only half of each pause is required.
+    for w in bursts.windows(2) {
+        let gap = w[1][0] - w[0].last().unwrap();
+        assert!(gap >= 100 * ms, "{} ms", gap / ms);
+        assert!(gap <= 400 * ms, "{} ms", gap / ms);
+    }
+    // `--time-resolution ns` keeps the hooks' own times.
+    let fine = read(&record_with(d.path(), &[exe.to_str().unwrap()], 1).traces[0]);
+    let b = alloc_times(&fine, 3100);
+    assert_eq!(b.len(), 100);
+    assert!(b.windows(2).filter(|w| w[0] < w[1]).count() >= 10);
+}

@@ -20,6 +20,9 @@ pub struct Process {
     collector: i32,
     /// Busy flags are set without a fence ([`abi::FLAG_MEMBARRIER`]).
     pub fenceless: bool,
+    /// Hooks leave their records untimed while the process has a single
+    /// thread ([`abi::FLAG_LATE_TIMES`]).
+    pub late_times: bool,
     /// Every unwind memo hit is checked against a full unwind
     /// ([`abi::ENV_CHECK_MEMO`]).
     pub check_memo: bool,
@@ -194,6 +197,11 @@ impl Process {
                 0,
             )
         } == 0;
+        // Untimed records rely on the counter's cheap reads staying exact
+        // once a second thread registers, and on the collector's barrier.
+        let late_times = tsc
+            && fenceless
+            && sys::getenv(b"ALLOCTRACE_LATE_TIMES\0") == Some(b"1".as_slice());
         let mut path = [0u8; 512];
         if dir.len() + 48 > path.len() {
             return Err("recording directory path too long");
@@ -280,7 +288,12 @@ impl Process {
                     0
                 }
                 | if tsc { abi::FLAG_TSC } else { 0 }
-                | if fenceless { abi::FLAG_MEMBARRIER } else { 0 };
+                | if fenceless { abi::FLAG_MEMBARRIER } else { 0 }
+                | if late_times {
+                    abi::FLAG_LATE_TIMES
+                } else {
+                    0
+                };
             h.start_time = sys::monotonic();
             h.start_unix_ns = sys::clock(libc::CLOCK_REALTIME);
             h.page_size = page_size;
@@ -296,6 +309,7 @@ impl Process {
             max_depth,
             collector,
             fenceless,
+            late_times,
             check_memo,
             backed: [const { AtomicU64::new(0) }; abi::NCHUNKS / 64],
             no_room_until: AtomicU64::new(0),

@@ -6,7 +6,7 @@ use alloctrace_abi as abi;
 
 use crate::guard::Guard;
 use crate::process;
-use crate::thread::ThreadState;
+use crate::thread::{Clock, ThreadState};
 use crate::unwind;
 
 /// Allocation function numbers (the trace format's `AllocFn`).
@@ -54,7 +54,7 @@ fn event<const N: usize>(kind: u8, func: u8, words: &[u64; N], trim: bool, with_
         return;
     };
     let stack = if with_stack { unwind::capture(ts) } else { 0 };
-    ts.write_words(kind, func, stack, words, trim, true);
+    ts.write_words(kind, func, stack, words, trim, Clock::Late);
 }
 
 /// An allocation returned `addr` (0: failed).
@@ -129,12 +129,12 @@ pub fn realloc(
     let stack = unwind::capture(ts);
     if !old.is_null() {
         let words = [old as u64, size as u64];
-        ts.write_words(abi::KIND_REALLOC_BEGIN, func, stack, &words, true, false);
+        ts.write_words(abi::KIND_REALLOC_BEGIN, func, stack, &words, true, Clock::None);
     }
     let new = real();
     let words = [old as u64, new as u64, size as u64];
     let stack = if old.is_null() { stack } else { 0 };
-    ts.write_words(abi::KIND_REALLOC, func, stack, &words, true, true);
+    ts.write_words(abi::KIND_REALLOC, func, stack, &words, true, Clock::Late);
     new
 }
 

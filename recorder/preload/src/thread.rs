@@ -44,6 +44,30 @@ fn prefetch_for_write(p: *const u8) {
     }
 }
 
+/// How a record is timed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Untimed (time 0), outside the busy window: definitions, realloc
+    /// begin records.
+    None,
+    /// Timed inside the busy window.
+    Exact,
+    /// A hook's event: untimed while the process has a single thread and
+    /// [`abi::FLAG_LATE_TIMES`] allows it, else as [`Clock::Exact`].
+    Late,
+}
+
+impl Clock {
+    /// `Exact` or `None`.
+    pub fn timed(timed: bool) -> Clock {
+        if timed {
+            Clock::Exact
+        } else {
+            Clock::None
+        }
+    }
+}
+
 /// A thread's recording state. The fields a record's write reads come
 /// first, derived from the process when the state is (re)set, so that a
 /// write reads no `Option` and no process field.
@@ -67,6 +91,9 @@ pub struct ThreadState {
     pub hot: unwind::Hot,
     /// Busy flags are plain stores and the clock is the time-stamp counter.
     fast_clock: bool,
+    /// [`Clock::Late`] records are untimed while the process has a single
+    /// thread (the process's `late_times`).
+    late_times: bool,
     /// The process records no backtraces (depth cap 0).
     pub no_backtraces: bool,
     /// Kernel thread id.
@@ -135,6 +162,7 @@ impl ThreadState {
             process: p,
             hot: unwind::Hot::NONE,
             fast_clock: false,
+            late_times: false,
             no_backtraces: true,
             tid: sys::gettid(),
             slot_idx: None,
@@ -164,6 +192,7 @@ impl ThreadState {
         };
         self.multi = &p.header().threads.multi_since;
         self.fast_clock = p.fenceless && sys::tsc_on();
+        self.late_times = self.fast_clock && p.late_times;
         self.no_backtraces = p.max_depth == 0;
         if self.slot_idx.is_some() {
             // Before this thread's first record (the module records and the
@@ -210,7 +239,7 @@ impl ThreadState {
         timed: bool,
     ) -> bool {
         let len = abi::RECORD_HEADER + words.len() * 8 + abi::round8(bytes.len());
-        self.write_with(kind, func, stack, len, len, timed, |w| {
+        self.write_with(kind, func, stack, len, len, Clock::timed(timed), |w| {
             // SAFETY: `w` has room for `len` bytes (see `write_with`).
             unsafe {
                 let mut w = w;
@@ -238,7 +267,7 @@ impl ThreadState {
         stack: u32,
         words: &[u64; N],
         trim: bool,
-        timed: bool,
+        clock: Clock,
     ) -> bool {
         let mut n = N;
         while trim && n > 0 && words[n - 1] == 0 {
@@ -246,7 +275,7 @@ impl ThreadState {
         }
         let len = abi::RECORD_HEADER + n * 8;
         let room = abi::RECORD_HEADER + N * 8;
-        self.write_with(kind, func, stack, len, room, timed, |w| {
+        self.write_with(kind, func, stack, len, room, clock, |w| {
             // SAFETY: `w` has room for `room` bytes (see `write_with`).
             unsafe { core::ptr::write_unaligned(w.cast::<[u64; N]>(), *words) }
         })
@@ -263,7 +292,7 @@ impl ThreadState {
         stack: u32,
         len: usize,
         room: usize,
-        timed: bool,
+        clock: Clock,
         body: impl FnOnce(*mut u8),
     ) -> bool {
         // One test for no slot, no chunk and a full chunk: `end` and `cur`
@@ -276,11 +305,19 @@ impl ThreadState {
         // points at it in the process's mapping, which lives as long as
         // the process (`self.process`, checked by every caller).
         let slot = unsafe { &*self.slot };
-        let time = if timed {
+        let multi = self.multi;
+        // SAFETY: `multi` points into the process's header, mapped as long
+        // as the process (as `slot`).
+        let single = move || unsafe { &*multi }.load(Ordering::Relaxed) == 0;
+        let (time, busy) = match clock {
+            Clock::None => (0, false),
+            // Untimed, outside any busy window: the collector dates it at or
+            // above the watermark it advanced to last (`abi::FLAG_LATE_TIMES`).
+            Clock::Late if self.late_times && single() => (0, false),
             // The flag must be visible before the clock is read (see
             // `abi::ThreadSlot::busy`); the counter reads are compiler
             // barriers.
-            if self.fast_clock {
+            _ if self.fast_clock => {
                 slot.busy.store(1, Ordering::Relaxed);
                 // A release's time only has to come before the real release,
                 // which it does without waiting for earlier instructions. An
@@ -289,18 +326,14 @@ impl ThreadState {
                 // thread: while no second thread has registered, no event
                 // of another thread can come before it, and its order in
                 // this thread is kept by the collector.
-                // SAFETY: `multi` points into the process's header, mapped
-                // as long as the process (as `slot`).
-                if kind == abi::KIND_FREE || unsafe { &*self.multi }.load(Ordering::Relaxed) == 0 {
+                let t = if kind == abi::KIND_FREE || single() {
                     sys::tsc_unordered()
                 } else {
                     sys::tsc_ordered()
-                }
-            } else {
-                slow_time(self.process(), slot, kind)
+                };
+                (t, true)
             }
-        } else {
-            0
+            _ => (slow_time(self.process(), slot, kind), true),
         };
         let hdr = abi::RecordHeader {
             time,
@@ -321,7 +354,7 @@ impl ThreadState {
             self.cur = at.add(len);
             (*self.committed).store(self.cur.offset_from(self.data) as u32, Ordering::Release);
         }
-        if timed {
+        if busy {
             slot.last_time.store(time, Ordering::Release);
             slot.busy.store(0, Ordering::Release);
         }

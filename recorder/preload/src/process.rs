@@ -199,9 +199,8 @@ impl Process {
         } == 0;
         // Untimed records rely on the counter's cheap reads staying exact
         // once a second thread registers, and on the collector's barrier.
-        let late_times = tsc
-            && fenceless
-            && sys::getenv(b"ALLOCTRACE_LATE_TIMES\0") == Some(b"1".as_slice());
+        let late_times =
+            tsc && fenceless && sys::getenv(b"ALLOCTRACE_LATE_TIMES\0") == Some(b"1".as_slice());
         let mut path = [0u8; 512];
         if dir.len() + 48 > path.len() {
             return Err("recording directory path too long");
@@ -289,11 +288,7 @@ impl Process {
                 }
                 | if tsc { abi::FLAG_TSC } else { 0 }
                 | if fenceless { abi::FLAG_MEMBARRIER } else { 0 }
-                | if late_times {
-                    abi::FLAG_LATE_TIMES
-                } else {
-                    0
-                };
+                | if late_times { abi::FLAG_LATE_TIMES } else { 0 };
             h.start_time = sys::monotonic();
             h.start_unix_ns = sys::clock(libc::CLOCK_REALTIME);
             h.page_size = page_size;

@@ -129,7 +129,14 @@ pub fn realloc(
     let stack = unwind::capture(ts);
     if !old.is_null() {
         let words = [old as u64, size as u64];
-        ts.write_words(abi::KIND_REALLOC_BEGIN, func, stack, &words, true, Clock::None);
+        ts.write_words(
+            abi::KIND_REALLOC_BEGIN,
+            func,
+            stack,
+            &words,
+            true,
+            Clock::None,
+        );
     }
     let new = real();
     let words = [old as u64, new as u64, size as u64];

@@ -25,7 +25,9 @@ pub struct RecordArgs {
     /// The low digits of times are most of a trace's bytes and do not
     /// compress; the default, `ms`, is heaptrack's (a time every ~10 ms).
     /// Order is kept whatever the resolution (events keep program order);
-    /// only durations shorter than it read 0. From the moment a second
+    /// durations shorter than it read 0. From `ms` on, the program's hooks
+    /// read no clock while it has one thread: the collector dates those
+    /// events, up to a few ms early. From the moment a second
     /// thread of a process records anything, that process's events keep
     /// nanosecond times, so order across threads stays exact; forked
     /// children and exec'd programs start again with one thread. `ns`

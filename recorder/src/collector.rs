@@ -35,6 +35,9 @@ pub struct ProcTrace {
     last_time: HashMap<u32, u64>,
     advanced: u64,
     max_time: u64,
+    /// The process's start, rounded down: the earliest date of an untimed
+    /// record (`abi::FLAG_LATE_TIMES`).
+    origin: u64,
     /// Records decoded so far.
     pub events: u64,
     frames: Vec<u64>,
@@ -128,6 +131,7 @@ impl ProcTrace {
             // it started in has every event before `start`, and an end time
             // of `start` itself would not be a whole millisecond.
             max_time: floor_to(start, resolution.max(1)),
+            origin: floor_to(start, resolution.max(1)),
             events: 0,
             frames: Vec::new(),
             pending_realloc: Vec::new(),
@@ -302,6 +306,7 @@ impl ProcTrace {
         let mut max_tick = 0u64;
         let floor = self.advanced;
         let res = self.resolution;
+        let origin = self.origin;
         // Start of the last rounded time's interval (a multiple of `res`).
         let mut bucket = 0u64;
         let step_limit = res.saturating_mul(8);
@@ -339,8 +344,9 @@ impl ProcTrace {
                     let time = w(0);
                     let t = if time == 0 {
                         // Untimed: dated below, at the thread's last time or
-                        // the watermark (`abi::FLAG_LATE_TIMES`).
-                        0
+                        // the watermark (`abi::FLAG_LATE_TIMES`), and not
+                        // before the process started.
+                        origin
                     } else {
                         let t = match newest {
                             Some(p) if time >= p.tsc => {
@@ -527,9 +533,9 @@ impl ProcTrace {
             _ => return Ok(true),
         };
         // Keep each thread's records in time order and above the watermark
-        // (an untimed record gets the later of the two).
+        // (an untimed record gets the later of the two, or the start).
         let t = if time == 0 {
-            0
+            self.origin
         } else if time < coarse_below {
             floor_to(ns(time), self.resolution)
         } else {

@@ -35,9 +35,9 @@ pub struct RecordOptions {
     /// its events keep their nanosecond times: order across threads comes
     /// from times, and is exact. Each forked child and exec'd image starts
     /// again with one thread. From [`LATE_TIMES_FROM`] on, the hooks take
-    /// no clock reading while the process has one thread: such events get
-    /// the time of the collector's last round before them (1 to 5 ms
-    /// earlier at most), rounded down likewise.
+    /// no clock reading for most events while the process has one thread:
+    /// the collector dates them, a little early
+    /// (`alloctrace_abi::FLAG_LATE_TIMES`), rounded down likewise.
     pub time_resolution: u64,
 }
 

@@ -109,7 +109,9 @@ pub fn free(func: u8, addr: *mut libc::c_void, size: usize, align: usize) {
 /// with the stack and untimed (a begin record), so the evidence survives
 /// the real realloc aborting; a realloc that never returns is placed after
 /// the thread's previous event. The end record is timed after `real`
-/// returned and carries the stack only when the call acted as malloc.
+/// returned (or, while the process has one thread, dated by the collector
+/// no later than that: `abi::FLAG_LATE_TIMES`) and carries the stack only
+/// when the call acted as malloc.
 ///
 /// The guard is held across `real`: anything it allocates through the hooks
 /// passes through untraced, as part of the realloc.

@@ -454,12 +454,15 @@ fn get_split(lo: &mut Cursor, hi: &mut Cursor) -> Option<u64> {
 /// shift back on removal; at the live table's cap of 32768 entries, 2 MiB).
 /// Holding the entry here spares the writer a random read of the live table
 /// on every free. Address 0 is never stored and marks an empty entry.
+///
+/// The index counts no entries: it holds at most one per occupied slot of
+/// the live table, so it is grown by the table's length ([`AddrIndex::fit`],
+/// when the table gains a slot) rather than checked on every insertion.
 struct AddrIndex {
     /// `(address, slot | class << 16, stack)`.
     entries: Vec<(u64, u32, u32)>,
     /// `64 - log2(entries.len())`: the hash keeps the high bits.
     shift: u32,
-    len: usize,
 }
 
 impl Default for AddrIndex {
@@ -467,7 +470,6 @@ impl Default for AddrIndex {
         AddrIndex {
             entries: vec![(0, 0, 0); 64],
             shift: 64 - 6,
-            len: 0,
         }
     }
 }
@@ -484,23 +486,25 @@ impl AddrIndex {
         self.entries.len() - 1
     }
 
-    /// Sets the entry of `a` (non-zero): `slot | class << 16` and `stack`.
+    /// Grows the index, if needed, to stay at most a quarter full with
+    /// `n` entries.
     #[inline]
-    fn insert(&mut self, a: u64, slot: u32, stack: u32) {
-        if (self.len + 1) * 4 > self.entries.len() {
+    fn fit(&mut self, n: usize) {
+        if n * 4 > self.entries.len() {
             self.grow();
         }
+    }
+
+    /// Sets the entry of `a` (non-zero): `slot | class << 16` and `stack`.
+    /// The index must have room ([`AddrIndex::fit`]).
+    #[inline]
+    fn insert(&mut self, a: u64, slot: u32, stack: u32) {
         let mask = self.mask();
         let mut i = self.home(a);
         loop {
             let e = &mut self.entries[i & mask];
-            if e.0 == a {
+            if e.0 == a || e.0 == 0 {
                 *e = (a, slot, stack);
-                return;
-            }
-            if e.0 == 0 {
-                *e = (a, slot, stack);
-                self.len += 1;
                 return;
             }
             i = (i & mask) + 1;
@@ -545,15 +549,15 @@ impl AddrIndex {
         }
         // Only the address marks an entry empty (the rest is not read).
         self.entries[i].0 = 0;
-        self.len -= 1;
         Some(slot)
     }
 
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         let old = std::mem::take(&mut self.entries);
         self.entries = vec![(0, 0, 0); old.len() * 2];
         self.shift -= 1;
-        self.len = 0;
         for (a, slot, stack) in old {
             if a != 0 {
                 self.insert(a, slot, stack);
@@ -563,7 +567,6 @@ impl AddrIndex {
 
     fn clear(&mut self) {
         self.entries.fill((0, 0, 0));
-        self.len = 0;
     }
 }
 
@@ -688,6 +691,8 @@ impl AddrEncoder {
                         self.index.clear();
                     }
                     self.next_free.push(NO_SLOT);
+                    // The index holds at most one entry per slot.
+                    self.index.fit(self.next_free.len());
                     self.next_free.len() as u32 - 1
                 }
             };
@@ -2368,12 +2373,17 @@ mod tests {
             // Few distinct addresses, some colliding in their low bits.
             let a = 0x1000 + rng.range(0, 3000) * if step % 3 == 0 { 16 } else { 4096 };
             if rng.next_u64() % 2 == 0 {
+                idx.fit(want.len() + 1);
                 idx.insert(a, step, !step);
                 want.insert(a, (step, !step));
             } else {
                 assert_eq!(idx.remove(a), want.remove(&a), "step {step}");
             }
-            assert_eq!(idx.len, want.len());
+            if step % 1000 == 0 {
+                let n = idx.entries.iter().filter(|e| e.0 != 0).count();
+                assert_eq!(n, want.len());
+                assert!(n * 4 <= idx.entries.len());
+            }
             if step % 50_000 == 0 {
                 idx.clear();
                 want.clear();

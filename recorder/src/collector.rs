@@ -322,19 +322,31 @@ impl ProcTrace {
                 };
                 let h = w(1);
                 let kind = h as u8;
-                let len = (h >> 16) as u16 as usize;
-                if (kind == abi::KIND_ALLOC || kind == abi::KIND_FREE)
-                    && (abi::RECORD_HEADER..=40).contains(&len)
-                {
-                    let func = (h >> 8) as u8;
-                    let stack = (h >> 32) as u32;
-                    // Trailing zero words may be left out by the writer.
-                    let nw = (len - abi::RECORD_HEADER) / 8;
-                    let (addr, size, align) = (
-                        if nw > 0 { w(2) } else { 0 },
-                        if nw > 1 { w(3) } else { 0 },
-                        if nw > 2 { w(4) } else { 0 },
-                    );
+                let func = (h >> 8) as u8;
+                let stack = (h >> 32) as u32;
+                // Plain malloc and free records as hooks write them (no
+                // function number; address and size, address alone) are
+                // told by one compare of kind, function and length.
+                let heap = match h as u32 {
+                    PLAIN_MALLOC => Some((PLAIN_MALLOC_LEN, w(2), w(3), 0)),
+                    PLAIN_FREE => Some((PLAIN_FREE_LEN, w(2), 0, 0)),
+                    _ => {
+                        let len = (h >> 16) as u16 as usize;
+                        ((kind == abi::KIND_ALLOC || kind == abi::KIND_FREE)
+                            && (abi::RECORD_HEADER..=40).contains(&len))
+                        .then(|| {
+                            // Trailing zero words may be left out by the writer.
+                            let nw = (len - abi::RECORD_HEADER) / 8;
+                            (
+                                len,
+                                if nw > 0 { w(2) } else { 0 },
+                                if nw > 1 { w(3) } else { 0 },
+                                if nw > 2 { w(4) } else { 0 },
+                            )
+                        })
+                    }
+                };
+                if let Some((len, addr, size, align)) = heap {
                     *at += len;
                     let time = w(0);
                     let t = match newest {
@@ -584,6 +596,16 @@ impl ProcTrace {
         Ok(self.path)
     }
 }
+
+/// Length of a plain malloc record: header, address and size.
+const PLAIN_MALLOC_LEN: usize = abi::RECORD_HEADER + 16;
+/// Length of a plain free record: header and address.
+const PLAIN_FREE_LEN: usize = abi::RECORD_HEADER + 8;
+/// The low half of a plain malloc record's header word: kind, function 0
+/// and length.
+const PLAIN_MALLOC: u32 = abi::KIND_ALLOC as u32 | (PLAIN_MALLOC_LEN as u32) << 16;
+/// The low half of a plain free record's header word.
+const PLAIN_FREE: u32 = abi::KIND_FREE as u32 | (PLAIN_FREE_LEN as u32) << 16;
 
 /// `t` rounded down to a multiple of `res` (at least 1); the default
 /// resolutions divide by a constant (a multiply, not a division).

@@ -330,8 +330,10 @@ impl AddrModel {
     #[inline]
     fn put_lit(&mut self, out: &mut Vec<u8>, a: u64) {
         let d = a.wrapping_sub(self.last_lit) as i64;
-        let z = varint::zigzag(d / 16);
-        if d % 16 == 0 && z >> 63 == 0 {
+        // A multiple of 16 divided by 16 is shifted right by 4, exactly
+        // (no rounding toward zero to correct).
+        let z = varint::zigzag(d >> 4);
+        if d & 15 == 0 && z >> 63 == 0 {
             varint::put(out, z << 1);
         } else {
             varint::put(out, 1);

@@ -570,6 +570,37 @@ impl AddrIndex {
     fn clear(&mut self) {
         self.entries.fill((0, 0, 0));
     }
+
+    fn hint(&self) -> IndexHint {
+        IndexHint {
+            base: self.entries.as_ptr().cast(),
+            mask: self.mask(),
+            shift: self.shift,
+        }
+    }
+}
+
+/// Where a thread's address index starts looking an address up: for a
+/// caller that knows the addresses of the records it will write next, to
+/// have those memory lines fetched ahead (the index is large and read at
+/// random: most frees missed the cache on it). Only an address is computed
+/// here, never read through. Valid until the index grows; a stale hint
+/// names memory no longer used, which a prefetch may name harmlessly.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexHint {
+    base: *const u8,
+    mask: usize,
+    shift: u32,
+}
+
+impl IndexHint {
+    /// The address of the index entry where the search for `a` starts.
+    #[inline(always)]
+    pub fn entry(&self, a: u64) -> *const u8 {
+        let i = ((a >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize & self.mask;
+        self.base
+            .wrapping_add(i * std::mem::size_of::<(u64, u32, u32)>())
+    }
 }
 
 /// The writer's side of [`AddrModel`]: also knows where each live address is.
@@ -705,6 +736,10 @@ impl AddrEncoder {
     fn other(&mut self, lits: &mut Vec<u8>, a: u64) {
         self.model.put_lit(lits, a);
     }
+
+    fn hint(&self) -> IndexHint {
+        self.index.hint()
+    }
 }
 
 const fn is_sized_delete(f: FreeFn) -> bool {
@@ -766,6 +801,11 @@ impl BlockEncoder {
             + self.stacks.len()
             + self.extra.len()
             + self.sizes_lo.len()
+    }
+
+    /// Where the encoder's address index looks addresses up ([`IndexHint`]).
+    pub fn index_hint(&self) -> IndexHint {
+        self.addr.hint()
     }
 
     /// Whether no event has been added.

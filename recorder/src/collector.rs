@@ -306,10 +306,20 @@ impl ProcTrace {
         let mut bucket = 0u64;
         let step_limit = res.saturating_mul(8);
         let mut events = 0u64;
+        // The address index's entries for the records a few on are fetched
+        // ahead: the index is read at random, and its lines were most of the
+        // cache misses of the loop (churn, perf: 15-18 % of its samples on
+        // the two loads of the index).
+        let hint = self.writer.index_hint(tid);
+        let mut ahead = *at;
+        for _ in 0..LOOKAHEAD {
+            ahead = fetch_ahead(bytes, ahead, &hint);
+        }
         let r = loop {
             if *at + abi::RECORD_HEADER > bytes.len() {
                 break Ok(());
             }
+            ahead = fetch_ahead(bytes, ahead, &hint);
             let a = *at;
             // The chunk was written a while ago, often by another CPU:
             // start fetching what the next few dozen records hold.
@@ -594,6 +604,27 @@ impl ProcTrace {
             .finish(&trailer)
             .with_context(|| format!("finishing {}", self.path.display()))?;
         Ok(self.path)
+    }
+}
+
+/// Records between the one decoded and the one whose address index entry
+/// is fetched ([`fetch_ahead`]).
+const LOOKAHEAD: usize = 8;
+
+/// Has the address index's entry fetched for the address of the record at
+/// `ahead` in `bytes` (its third word: a heap record's address; for another
+/// record, a useless line), and returns where the next record starts.
+#[inline(always)]
+fn fetch_ahead(bytes: &[u8], ahead: usize, hint: &traces::codec::IndexHint) -> usize {
+    match bytes.get(ahead + 8..ahead + 24) {
+        Some(r) => {
+            let w = |k: usize| u64::from_le_bytes(r[k..k + 8].try_into().unwrap_or([0; 8]));
+            shm::prefetch(hint.entry(w(8)));
+            // A bad length (under a header: no record has one) stops the
+            // lookahead at worst, never the decoding.
+            ahead + ((w(0) >> 16) as u16 as usize)
+        }
+        None => ahead,
     }
 }
 

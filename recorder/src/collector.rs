@@ -310,16 +310,21 @@ impl ProcTrace {
         // ahead: the index is read at random, and its lines were most of the
         // cache misses of the loop (churn, perf: 15-18 % of its samples on
         // the two loads of the index).
-        let hint = self.writer.index_hint(tid);
+        // A small index stays cached: then nothing is fetched.
+        let hint = Some(self.writer.index_hint(tid)).filter(|h| h.is_large());
         let mut ahead = *at;
-        for _ in 0..LOOKAHEAD {
-            ahead = fetch_ahead(bytes, ahead, &hint);
+        if let Some(hint) = &hint {
+            for _ in 0..LOOKAHEAD {
+                ahead = fetch_ahead(bytes, ahead, hint);
+            }
         }
         let r = loop {
             if *at + abi::RECORD_HEADER > bytes.len() {
                 break Ok(());
             }
-            ahead = fetch_ahead(bytes, ahead, &hint);
+            if let Some(hint) = &hint {
+                ahead = fetch_ahead(bytes, ahead, hint);
+            }
             let a = *at;
             // The chunk was written a while ago, often by another CPU:
             // start fetching what the next few dozen records hold.

@@ -594,6 +594,13 @@ pub struct IndexHint {
 }
 
 impl IndexHint {
+    /// Whether the index is large enough for its lines to miss the cache
+    /// (at least 512 KiB of entries: half a common L2 cache); a small
+    /// one stays cached, and fetching ahead only costs instructions.
+    pub fn is_large(&self) -> bool {
+        self.mask >= (32 << 10) - 1
+    }
+
     /// The address of the index entry where the search for `a` starts.
     #[inline(always)]
     pub fn entry(&self, a: u64) -> *const u8 {

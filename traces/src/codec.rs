@@ -330,8 +330,10 @@ impl AddrModel {
     #[inline]
     fn put_lit(&mut self, out: &mut Vec<u8>, a: u64) {
         let d = a.wrapping_sub(self.last_lit) as i64;
-        let z = varint::zigzag(d / 16);
-        if d % 16 == 0 && z >> 63 == 0 {
+        // A multiple of 16 divided by 16 is shifted right by 4, exactly
+        // (no rounding toward zero to correct).
+        let z = varint::zigzag(d >> 4);
+        if d & 15 == 0 && z >> 63 == 0 {
             varint::put(out, z << 1);
         } else {
             varint::put(out, 1);
@@ -454,12 +456,15 @@ fn get_split(lo: &mut Cursor, hi: &mut Cursor) -> Option<u64> {
 /// shift back on removal; at the live table's cap of 32768 entries, 2 MiB).
 /// Holding the entry here spares the writer a random read of the live table
 /// on every free. Address 0 is never stored and marks an empty entry.
+///
+/// The index counts no entries: it holds at most one per occupied slot of
+/// the live table, so it is grown by the table's length ([`AddrIndex::fit`],
+/// when the table gains a slot) rather than checked on every insertion.
 struct AddrIndex {
     /// `(address, slot | class << 16, stack)`.
     entries: Vec<(u64, u32, u32)>,
     /// `64 - log2(entries.len())`: the hash keeps the high bits.
     shift: u32,
-    len: usize,
 }
 
 impl Default for AddrIndex {
@@ -467,7 +472,6 @@ impl Default for AddrIndex {
         AddrIndex {
             entries: vec![(0, 0, 0); 64],
             shift: 64 - 6,
-            len: 0,
         }
     }
 }
@@ -484,23 +488,25 @@ impl AddrIndex {
         self.entries.len() - 1
     }
 
-    /// Sets the entry of `a` (non-zero): `slot | class << 16` and `stack`.
+    /// Grows the index, if needed, to stay at most a quarter full with
+    /// `n` entries.
     #[inline]
-    fn insert(&mut self, a: u64, slot: u32, stack: u32) {
-        if (self.len + 1) * 4 > self.entries.len() {
+    fn fit(&mut self, n: usize) {
+        if n * 4 > self.entries.len() {
             self.grow();
         }
+    }
+
+    /// Sets the entry of `a` (non-zero): `slot | class << 16` and `stack`.
+    /// The index must have room ([`AddrIndex::fit`]).
+    #[inline]
+    fn insert(&mut self, a: u64, slot: u32, stack: u32) {
         let mask = self.mask();
         let mut i = self.home(a);
         loop {
             let e = &mut self.entries[i & mask];
-            if e.0 == a {
+            if e.0 == a || e.0 == 0 {
                 *e = (a, slot, stack);
-                return;
-            }
-            if e.0 == 0 {
-                *e = (a, slot, stack);
-                self.len += 1;
                 return;
             }
             i = (i & mask) + 1;
@@ -545,15 +551,15 @@ impl AddrIndex {
         }
         // Only the address marks an entry empty (the rest is not read).
         self.entries[i].0 = 0;
-        self.len -= 1;
         Some(slot)
     }
 
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         let old = std::mem::take(&mut self.entries);
         self.entries = vec![(0, 0, 0); old.len() * 2];
         self.shift -= 1;
-        self.len = 0;
         for (a, slot, stack) in old {
             if a != 0 {
                 self.insert(a, slot, stack);
@@ -563,7 +569,44 @@ impl AddrIndex {
 
     fn clear(&mut self) {
         self.entries.fill((0, 0, 0));
-        self.len = 0;
+    }
+
+    fn hint(&self) -> IndexHint {
+        IndexHint {
+            base: self.entries.as_ptr().cast(),
+            mask: self.mask(),
+            shift: self.shift,
+        }
+    }
+}
+
+/// Where a thread's address index starts looking an address up: for a
+/// caller that knows the addresses of the records it will write next, to
+/// have those memory lines fetched ahead (the index is large and read at
+/// random: most frees missed the cache on it). Only an address is computed
+/// here, never read through. Valid until the index grows; a stale hint
+/// names memory no longer used, which a prefetch may name harmlessly.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexHint {
+    base: *const u8,
+    mask: usize,
+    shift: u32,
+}
+
+impl IndexHint {
+    /// Whether the index is large enough for its lines to miss the cache
+    /// (at least 512 KiB of entries: half a common L2 cache); a small
+    /// one stays cached, and fetching ahead only costs instructions.
+    pub fn is_large(&self) -> bool {
+        self.mask >= (32 << 10) - 1
+    }
+
+    /// The address of the index entry where the search for `a` starts.
+    #[inline(always)]
+    pub fn entry(&self, a: u64) -> *const u8 {
+        let i = ((a >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize & self.mask;
+        self.base
+            .wrapping_add(i * std::mem::size_of::<(u64, u32, u32)>())
     }
 }
 
@@ -688,6 +731,8 @@ impl AddrEncoder {
                         self.index.clear();
                     }
                     self.next_free.push(NO_SLOT);
+                    // The index holds at most one entry per slot.
+                    self.index.fit(self.next_free.len());
                     self.next_free.len() as u32 - 1
                 }
             };
@@ -697,6 +742,10 @@ impl AddrEncoder {
 
     fn other(&mut self, lits: &mut Vec<u8>, a: u64) {
         self.model.put_lit(lits, a);
+    }
+
+    fn hint(&self) -> IndexHint {
+        self.index.hint()
     }
 }
 
@@ -759,6 +808,11 @@ impl BlockEncoder {
             + self.stacks.len()
             + self.extra.len()
             + self.sizes_lo.len()
+    }
+
+    /// Where the encoder's address index looks addresses up ([`IndexHint`]).
+    pub fn index_hint(&self) -> IndexHint {
+        self.addr.hint()
     }
 
     /// Whether no event has been added.
@@ -2368,12 +2422,17 @@ mod tests {
             // Few distinct addresses, some colliding in their low bits.
             let a = 0x1000 + rng.range(0, 3000) * if step % 3 == 0 { 16 } else { 4096 };
             if rng.next_u64() % 2 == 0 {
+                idx.fit(want.len() + 1);
                 idx.insert(a, step, !step);
                 want.insert(a, (step, !step));
             } else {
                 assert_eq!(idx.remove(a), want.remove(&a), "step {step}");
             }
-            assert_eq!(idx.len, want.len());
+            if step % 1000 == 0 {
+                let n = idx.entries.iter().filter(|e| e.0 != 0).count();
+                assert_eq!(n, want.len());
+                assert!(n * 4 <= idx.entries.len());
+            }
             if step % 50_000 == 0 {
                 idx.clear();
                 want.clear();

@@ -34,8 +34,11 @@ fn put_wide(out: &mut Vec<u8>, v: u64) {
     // Bytes needed: 3 to 8 (v >= 0x4000 and below 2^56).
     let n = (70 - v.leading_zeros() as usize) / 7;
     x |= 0x8080_8080_8080_8080 & ((1u64 << (8 * (n - 1))) - 1);
-    let b = x.to_le_bytes();
-    out.extend_from_slice(&b[..n.min(8)]);
+    // All 8 bytes appended, the unused ones cut off again: a copy of a
+    // fixed length is one store, one of `n` bytes a call to `memcpy`.
+    let len = out.len();
+    out.extend_from_slice(&x.to_le_bytes());
+    out.truncate(len + n.min(8));
 }
 
 /// Appends a signed value zigzag-encoded as a varint.

@@ -337,6 +337,14 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Where the encoder of `thread` (created if new) looks addresses up
+    /// (see [`IndexHint`](crate::codec::IndexHint)): a caller about to write
+    /// records whose addresses it knows can have those entries fetched.
+    pub fn index_hint(&mut self, thread: ThreadId) -> crate::codec::IndexHint {
+        let i = self.encoder_index(thread);
+        self.encoders[i].index_hint()
+    }
+
     /// A thread's block is full: write it (and, when ordered, a watermark).
     #[cold]
     #[inline(never)]

@@ -223,6 +223,16 @@ impl<R: Read> Reader<R> {
         })
     }
 
+    /// A handle with which another thread can help decompress blocks read
+    /// ahead ([`Reader::with_prefetch`]) when it has nothing else to do;
+    /// `None` when blocks are not read ahead.
+    pub fn helper(&self) -> Option<crate::prefetch::Helper> {
+        match &self.blocks {
+            Source::Prefetch(p) => p.helper(),
+            Source::Direct(_) => None,
+        }
+    }
+
     /// Whether blocks are read on a thread of their own
     /// ([`Reader::with_prefetch`]).
     pub fn is_prefetching(&self) -> bool {
@@ -385,9 +395,11 @@ impl<R: Read + Send + 'static> Reader<R> {
     /// now on, ahead of the decoding (which stays on the caller's thread):
     /// the same events, errors and truncation report as without, on two
     /// cores instead of one. At most [`PREFETCH_AHEAD`] blocks are read
-    /// ahead, payload buffers are recycled, and the thread stops at the end
-    /// of the trace, at an error, or when the reader is dropped (which waits
-    /// for it: the read under way, at most one block, completes first).
+    /// ahead, payload buffers are recycled, and when the next block is not
+    /// decompressed yet the caller's thread decompresses one of those read
+    /// ahead rather than wait (so do [`Reader::helper`]s). The thread stops
+    /// at the end of the trace, at an error, or when the reader is dropped
+    /// (which waits for it: the block under way completes first).
     /// If no thread can be started, the reader goes on reading on the
     /// caller's thread.
     ///

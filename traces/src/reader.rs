@@ -115,7 +115,12 @@ impl Reader<BufReader<File>> {
         let path = path.as_ref();
         let name = path.display().to_string();
         let f = File::open(path).map_err(|e| Error::io(e, &name))?;
-        Reader::new(BufReader::with_capacity(1 << 20, f), name)
+        // A buffer smaller than a block's payload: payloads are read
+        // straight into their buffers (a read as large as the buffer skips
+        // it), only block headers and the payloads' first bytes through it.
+        // With a megabyte, every payload was copied twice (churn 20 M:
+        // decoding 3,240.5 M -> 3,208.6 M instructions, callgrind).
+        Reader::new(BufReader::with_capacity(64 << 10, f), name)
     }
 
     /// [`Reader::open`], then [`Reader::with_prefetch`]: blocks are read and

@@ -37,7 +37,7 @@ pub use batch::{EventBatch, Kind};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{AllocFn, Event, Family, FreeFn, Module, Record, StackId, ThreadId};
 pub use header::{flags, signal_name, Clock, ExitStatus, Header, Trailer};
-pub use prefetch::{Helper, AHEAD as PREFETCH_AHEAD};
+pub use prefetch::AHEAD as PREFETCH_AHEAD;
 pub use reader::{Reader, Truncation, MAX_BUFFERED};
 pub use stacks::StackTable;
 pub use writer::{Writer, WriterOptions};

@@ -57,8 +57,7 @@ struct State {
     /// The block thread has put its last slot (end of file, truncation,
     /// error).
     finished: bool,
-    /// The block thread, or a [`Helper`], panicked: a block it took may
-    /// never be ready.
+    /// The block thread panicked: a block it took may never be ready.
     died: bool,
     /// The reader is gone.
     stop: bool,
@@ -169,9 +168,8 @@ impl Job {
     }
 }
 
-/// Marks the window's state died if the thread holding it unwinds (the
-/// block thread, or a helper's during a job), so that the reader never
-/// waits in vain.
+/// Marks the window's state died if the block thread unwinds, so that the
+/// reader never waits in vain.
 struct Unwinding<'a>(&'a Shared);
 
 impl Drop for Unwinding<'_> {
@@ -374,7 +372,7 @@ impl Prefetcher {
                 if let Some(Err(p)) = self.thread.take().map(JoinHandle::join) {
                     std::panic::resume_unwind(p);
                 }
-                panic!("a thread helping to decompress {} panicked", shared.file);
+                panic!("the block thread reading {} panicked", shared.file);
             }
             st = shared.wait(st);
         }
@@ -409,40 +407,5 @@ impl Prefetcher {
 impl Drop for Prefetcher {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A handle with which another thread helps decompress the blocks of a
-/// reader's window ([`crate::Reader::helper`]).
-pub struct Helper {
-    shared: Arc<Shared>,
-    zstd: Option<zstd::bulk::Decompressor<'static>>,
-}
-
-impl Helper {
-    /// Decompresses one block of the window waiting for it, if any; returns
-    /// whether it did.
-    pub fn help(&mut self) -> bool {
-        let mut st = self.shared.lock();
-        if st.stop {
-            return false;
-        }
-        let Some(job) = st.take_job() else {
-            return false;
-        };
-        drop(st);
-        let _unwinding = Unwinding(&self.shared);
-        job.run(&mut self.zstd, &self.shared);
-        true
-    }
-}
-
-impl Prefetcher {
-    /// A [`Helper`] for this window, if the thread runs.
-    pub fn helper(&self) -> Option<Helper> {
-        self.shared.as_ref().map(|s| Helper {
-            shared: Arc::clone(s),
-            zstd: None,
-        })
     }
 }

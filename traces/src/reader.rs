@@ -228,16 +228,6 @@ impl<R: Read> Reader<R> {
         })
     }
 
-    /// A handle with which another thread can help decompress blocks read
-    /// ahead ([`Reader::with_prefetch`]) when it has nothing else to do;
-    /// `None` when blocks are not read ahead.
-    pub fn helper(&self) -> Option<crate::prefetch::Helper> {
-        match &self.blocks {
-            Source::Prefetch(p) => p.helper(),
-            Source::Direct(_) => None,
-        }
-    }
-
     /// Whether blocks are read on a thread of their own
     /// ([`Reader::with_prefetch`]).
     pub fn is_prefetching(&self) -> bool {
@@ -402,7 +392,7 @@ impl<R: Read + Send + 'static> Reader<R> {
     /// cores instead of one. At most [`PREFETCH_AHEAD`] blocks are read
     /// ahead, payload buffers are recycled, and when the next block is not
     /// decompressed yet the caller's thread decompresses one of those read
-    /// ahead rather than wait (so do [`Reader::helper`]s). The thread stops
+    /// ahead rather than wait. The thread stops
     /// at the end of the trace, at an error, or when the reader is dropped
     /// (which waits for it: the block under way completes first).
     /// If no thread can be started, the reader goes on reading on the

@@ -12,7 +12,7 @@ use traces::{EventBatch, Reader, Record, WriterOptions};
 use crate::common::*;
 
 /// Everything a reader reports, as comparable values.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 struct Outcome {
     open_error: Option<String>,
     records: Vec<Record>,
@@ -238,45 +238,4 @@ fn the_block_thread_ends_with_the_trace() {
     // The last block was read: the thread has been joined already.
     assert!(dropped.load(Ordering::SeqCst));
     assert!(r.trailer().is_some());
-}
-
-#[test]
-fn a_helper_thread_changes_nothing() {
-    for bytes in [sample(20000, 3, 3), sample(20000, 1, 1)] {
-        let direct = outcome(Reader::new(&bytes[..], "p.atrace".into()), true);
-        for cut in [bytes.len(), bytes.len() * 2 / 3] {
-            let direct = if cut == bytes.len() {
-                direct.clone()
-            } else {
-                outcome(Reader::new(&bytes[..cut], "p.atrace".into()), true)
-            };
-            let r = Reader::new(Cursor::new(bytes[..cut].to_vec()), "p.atrace".into())
-                .unwrap()
-                .with_prefetch();
-            let mut helper = r.helper().expect("prefetching");
-            let done = Arc::new(AtomicBool::new(false));
-            let stop = Arc::clone(&done);
-            let helping = std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    if helper.help() {
-                        n += 1;
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-                n
-            });
-            let pre = outcome(Ok(r), true);
-            done.store(true, Ordering::SeqCst);
-            helping.join().unwrap();
-            assert_eq!(direct, pre, "cut at {cut}");
-        }
-    }
-    // No helper without a block thread.
-    let bytes = sample(10, 1, 3);
-    assert!(Reader::new(&bytes[..], "p.atrace".into())
-        .unwrap()
-        .helper()
-        .is_none());
 }

@@ -22,8 +22,14 @@ use crate::error::Result;
 
 /// Blocks the block thread may hold ahead of the decoder: read, being
 /// decompressed, or ready (about a megabyte each once decompressed, in
-/// traces of the recorder's blocks).
+/// traces of the recorder's blocks; 16 MiB of them at most, but one
+/// block whatever its size).
 pub const AHEAD: usize = 8;
+
+/// Payload bytes (decompressed) the window may hold before the block thread
+/// stops reading ahead, whatever the number of blocks: bounds memory on
+/// traces of larger blocks (up to [`block::MAX_PAYLOAD`] each).
+const AHEAD_BYTES: usize = 16 << 20;
 
 /// Spent buffers kept for reuse, of each kind (stored and decompressed).
 const POOL: usize = 4;
@@ -42,8 +48,8 @@ enum Slot {
     /// Read and checked, to be decompressed: the block, its stored payload,
     /// and the block reader's index and offset after it.
     Stored(StoredBlock, Vec<u8>, u64, u64),
-    /// Being decompressed (by either thread).
-    Busy,
+    /// Being decompressed (by either thread), to this many bytes.
+    Busy(usize),
     /// As the decoder is to receive it.
     Ready(Fetched),
 }
@@ -109,10 +115,11 @@ impl State {
             .iter()
             .position(|s| matches!(s, Slot::Stored(..)))?;
         let Slot::Stored(h, stored, index, offset) =
-            std::mem::replace(&mut self.slots[i], Slot::Busy)
+            std::mem::replace(&mut self.slots[i], Slot::Busy(0))
         else {
             return None;
         };
+        self.slots[i] = Slot::Busy(h.raw_len as usize);
         let out = if h.ty == BlockType::Events {
             // Comes back through `recycle`: a pooled buffer.
             let spare = self.payload_pool.pop().unwrap_or_default();
@@ -130,6 +137,21 @@ impl State {
             offset,
             out,
         })
+    }
+
+    /// Payload bytes the window holds or will (once decompressed).
+    fn bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Stored(h, ..) => h.raw_len as usize,
+                Slot::Busy(n) => *n,
+                Slot::Ready(f) => match &f.next {
+                    Ok(Next::Block(_, p)) => p.len(),
+                    _ => 0,
+                },
+            })
+            .sum()
     }
 
     /// Keeps a spent stored payload for reuse.
@@ -199,7 +221,8 @@ fn block_thread<R: Read>(mut blocks: BlockReader<R>, shared: &Shared) {
             .iter()
             .filter(|s| matches!(s, Slot::Stored(..)))
             .count();
-        if !st.finished && st.slots.len() < AHEAD && waiting < 2 {
+        let room = st.slots.is_empty() || st.slots.len() < AHEAD && st.bytes() < AHEAD_BYTES;
+        if !st.finished && room && waiting < 2 {
             let mut buf = st.stored_pool.pop().unwrap_or_default();
             drop(st);
             let r = blocks.next_stored(&mut buf);

@@ -268,13 +268,67 @@ impl<R: Read> BlockReader<R> {
 
     /// Reads the next block.
     pub fn next(&mut self) -> Result<Next> {
+        let mut stored = std::mem::take(&mut self.scratch);
+        let r = self.next_stored(&mut stored);
+        let h = match r {
+            Ok(Stored::Block(h)) => h,
+            Ok(Stored::End) => {
+                self.scratch = stored;
+                return Ok(Next::End);
+            }
+            Ok(Stored::Truncated { have }) => {
+                self.scratch = stored;
+                return Ok(Next::Truncated { have });
+            }
+            Err(e) => {
+                self.scratch = stored;
+                return Err(e);
+            }
+        };
+        let payload = if h.zstd {
+            let out = if h.ty == BlockType::Events {
+                // Comes back through `recycle`: a pooled buffer.
+                let spare = self.spare.pop().unwrap_or_default();
+                pooled(spare, &mut self.payload_cap, h.raw_len)
+            } else {
+                // Kept or dropped by the reader: a buffer of its own, so
+                // that the pool is not drained by stack tables.
+                Vec::with_capacity(h.raw_len as usize + ZSTD_LIT_ROOM)
+            };
+            let r = decompress(&mut self.zstd, &stored, h.raw_len, out);
+            self.scratch = stored;
+            match r {
+                Ok(out) => out,
+                Err(kind) => {
+                    // The block is not consumed: errors and offsets point at it.
+                    (self.index, self.offset) = (h.index, h.offset);
+                    return Err(h.err(kind, &self.file));
+                }
+            }
+        } else if h.ty == BlockType::Events {
+            self.scratch = self.spare.pop().unwrap_or_default();
+            stored
+        } else {
+            // Watermarks, trailers, stack tables: small, and not given back
+            // (a pooled buffer would be lost with each).
+            let p = stored.clone();
+            self.scratch = stored;
+            p
+        };
+        Ok(Next::Block(h.ty, payload))
+    }
+
+    /// Reads the next block's header and stored payload (into `buf`,
+    /// replacing its contents) and checks its CRC; the payload is left as
+    /// stored, for [`decompress`] if [`StoredBlock::zstd`].
+    pub(crate) fn next_stored(&mut self, buf: &mut Vec<u8>) -> Result<Stored> {
         let mut hdr = [0u8; HEADER_LEN];
         let got = read_full(&mut self.inner, &mut hdr).map_err(|e| self.err(ErrorKind::Io(e)))?;
         if got == 0 {
-            return Ok(Next::End);
+            return Ok(Stored::End);
         }
         if got < HEADER_LEN {
-            return Ok(Next::Truncated { have: got as u64 });
+            return Ok(Stored::Truncated { have: got as u64 });
         }
         let ty = BlockType::from_u8(hdr[0]).ok_or_else(|| {
             self.err(ErrorKind::Corrupt(format!("unknown block type {}", hdr[0])))
@@ -297,68 +351,110 @@ impl<R: Read> BlockReader<R> {
             )));
         }
         // Read straight into the buffer's spare room: no zeroing first.
-        self.scratch.clear();
-        self.scratch.reserve(stored_len as usize);
+        buf.clear();
+        buf.reserve(stored_len as usize);
         let got = (&mut self.inner)
             .take(stored_len as u64)
-            .read_to_end(&mut self.scratch)
+            .read_to_end(buf)
             .map_err(|e| self.err(ErrorKind::Io(e)))?;
         if got < stored_len as usize {
-            return Ok(Next::Truncated {
+            return Ok(Stored::Truncated {
                 have: (HEADER_LEN + got) as u64,
             });
         }
-        let found = crc32fast::hash(&self.scratch);
+        let found = crc32fast::hash(buf);
         if found != crc {
             return Err(self.err(ErrorKind::Checksum {
                 expected: crc,
                 found,
             }));
         }
-        let payload = if flags & FLAG_ZSTD != 0 {
-            let need = raw_len as usize + ZSTD_LIT_ROOM;
-            let mut out = if ty == BlockType::Events {
-                // Comes back through `recycle`: a pooled buffer.
-                self.payload_cap = self.payload_cap.max(need);
-                let mut out = self.spare.pop().unwrap_or_default();
-                out.clear();
-                out.reserve_exact(self.payload_cap);
-                out
-            } else {
-                // Kept or dropped by the reader: a buffer of its own, so
-                // that the pool is not drained by stack tables.
-                Vec::with_capacity(need)
-            };
-            let z = match &mut self.zstd {
-                Some(z) => z,
-                None => self.zstd.insert(
-                    zstd::bulk::Decompressor::new()
-                        .map_err(|e| self.err(ErrorKind::Corrupt(format!("zstd: {e}"))))?,
-                ),
-            };
-            let res = z.decompress_to_buffer(&self.scratch, &mut out);
-            if let Err(e) = res {
-                return Err(self.err(ErrorKind::Corrupt(format!("zstd: {e}"))));
-            }
-            if out.len() != raw_len as usize {
-                return Err(self.err(ErrorKind::Corrupt(format!(
-                    "decompressed {} bytes, header says {raw_len}",
-                    out.len()
-                ))));
-            }
-            out
-        } else if ty == BlockType::Events {
-            let spare = self.spare.pop().unwrap_or_default();
-            std::mem::replace(&mut self.scratch, spare)
-        } else {
-            // Watermarks, trailers, stack tables: small, and not given back
-            // (a pooled buffer would be lost with each).
-            self.scratch.clone()
+        let h = StoredBlock {
+            ty,
+            zstd: flags & FLAG_ZSTD != 0,
+            raw_len,
+            index: self.index,
+            offset: self.offset,
         };
         self.offset += (HEADER_LEN as u64) + stored_len as u64;
         self.index += 1;
-        Ok(Next::Block(ty, payload))
+        Ok(Stored::Block(h))
     }
+
+    /// The file name errors are reported with.
+    pub(crate) fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+/// What [`BlockReader::next_stored`] found.
+pub(crate) enum Stored {
+    /// A complete block whose CRC checked, payload still as stored.
+    Block(StoredBlock),
+    /// As [`Next::End`].
+    End,
+    /// As [`Next::Truncated`].
+    Truncated { have: u64 },
+}
+
+/// A block read by [`BlockReader::next_stored`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoredBlock {
+    pub ty: BlockType,
+    /// The payload is zstd-compressed.
+    pub zstd: bool,
+    /// Bytes after decompression.
+    pub raw_len: u32,
+    /// Index and offset of the block.
+    pub index: u64,
+    pub offset: u64,
+}
+
+impl StoredBlock {
+    /// An error about this block.
+    pub fn err(&self, kind: ErrorKind, file: &str) -> Error {
+        Error::new(kind, file, Some(self.index), Some(self.offset))
+    }
+}
+
+/// `buf` (a pooled payload buffer), emptied, with room for a payload of
+/// `raw_len` bytes and at least `cap` bytes, `cap` raised to what that takes:
+/// every pooled buffer gets the largest capacity any was given, so a recycled
+/// one is always large enough (blocks' sizes differ by a few bytes; growing a
+/// buffer by that much would reallocate a megabyte on every other block).
+pub(crate) fn pooled(mut buf: Vec<u8>, cap: &mut usize, raw_len: u32) -> Vec<u8> {
+    *cap = (*cap).max(raw_len as usize + ZSTD_LIT_ROOM);
+    buf.clear();
+    buf.reserve_exact(*cap);
+    buf
+}
+
+/// Decompresses a stored payload into `out` (empty, with room for `raw_len`
+/// bytes and [`ZSTD_LIT_ROOM`]) with the context in `z` (made on first use),
+/// checking its length against `raw_len`.
+pub(crate) fn decompress(
+    z: &mut Option<zstd::bulk::Decompressor<'static>>,
+    stored: &[u8],
+    raw_len: u32,
+    mut out: Vec<u8>,
+) -> std::result::Result<Vec<u8>, ErrorKind> {
+    let z = match z {
+        Some(z) => z,
+        None => z.insert(
+            zstd::bulk::Decompressor::new()
+                .map_err(|e| ErrorKind::Corrupt(format!("zstd: {e}")))?,
+        ),
+    };
+    if let Err(e) = z.decompress_to_buffer(stored, &mut out) {
+        return Err(ErrorKind::Corrupt(format!("zstd: {e}")));
+    }
+    if out.len() != raw_len as usize {
+        return Err(ErrorKind::Corrupt(format!(
+            "decompressed {} bytes, header says {raw_len}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
@@ -378,4 +474,4 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Room beyond a zstd frame's content given to its decompression: zstd then
 /// decodes every block's literals inside the output buffer (one zstd block
 /// and two 32-byte copy margins), never split with its own small buffer.
-const ZSTD_LIT_ROOM: usize = (128 << 10) + 64;
+pub(crate) const ZSTD_LIT_ROOM: usize = (128 << 10) + 64;

@@ -20,7 +20,6 @@ mod session;
 mod shm;
 mod signals;
 
-pub use clock::tsc_usable;
 pub use preload_lib::preload_path;
 pub use session::{record, RecordOptions, DEFAULT_TIME_RESOLUTION};
 

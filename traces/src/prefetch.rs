@@ -234,6 +234,15 @@ fn block_thread<R: Read>(mut blocks: BlockReader<R>, shared: &Shared) {
                 Ok(Stored::Block(h)) if h.zstd => Slot::Stored(h, buf, index, offset),
                 Ok(Stored::Block(h)) => {
                     let payload = if h.ty == BlockType::Events {
+                        // The payload comes back to the payload pool: a
+                        // spent one takes its place among the stored
+                        // buffers, as reading on one thread does, or every
+                        // uncompressed block would take a new buffer.
+                        let mut st = shared.lock();
+                        if let Some(b) = st.payload_pool.pop() {
+                            st.give_stored(b);
+                        }
+                        drop(st);
                         buf
                     } else {
                         // Small, and not given back: the buffer stays pooled.

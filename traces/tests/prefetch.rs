@@ -205,8 +205,8 @@ impl Drop for Watched {
 
 #[test]
 fn dropping_the_reader_early_stops_the_block_thread() {
-    // Many blocks: the block thread is blocked on the full channel when the
-    // reader goes away.
+    // Many blocks: the block thread waits for room in the full window when
+    // the reader goes away.
     let bytes = sample(200_000, 4, 3);
     for take in [0, 1, 1000] {
         let dropped = Arc::new(AtomicBool::new(false));

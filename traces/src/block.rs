@@ -286,15 +286,7 @@ impl<R: Read> BlockReader<R> {
             }
         };
         let payload = if h.zstd {
-            let out = if h.ty == BlockType::Events {
-                // Comes back through `recycle`: a pooled buffer.
-                let spare = self.spare.pop().unwrap_or_default();
-                pooled(spare, &mut self.payload_cap, h.raw_len)
-            } else {
-                // Kept or dropped by the reader: a buffer of its own, so
-                // that the pool is not drained by stack tables.
-                Vec::with_capacity(h.raw_len as usize + ZSTD_LIT_ROOM)
-            };
+            let out = payload_buffer(&h, &mut self.spare, &mut self.payload_cap);
             let r = decompress(&mut self.zstd, &stored, h.raw_len, out);
             self.scratch = stored;
             match r {
@@ -427,6 +419,18 @@ pub(crate) fn pooled(mut buf: Vec<u8>, cap: &mut usize, raw_len: u32) -> Vec<u8>
     buf.clear();
     buf.reserve_exact(*cap);
     buf
+}
+
+/// An empty buffer for the decompressed payload of block `h`: for an events
+/// block, which comes back through `recycle`, one from `pool` ([`pooled`],
+/// `cap` as there); for any other, which the reader keeps or drops, one of
+/// its own, so that the pool is not drained by stack tables.
+pub(crate) fn payload_buffer(h: &StoredBlock, pool: &mut Vec<Vec<u8>>, cap: &mut usize) -> Vec<u8> {
+    if h.ty == BlockType::Events {
+        pooled(pool.pop().unwrap_or_default(), cap, h.raw_len)
+    } else {
+        Vec::with_capacity(h.raw_len as usize + ZSTD_LIT_ROOM)
+    }
 }
 
 /// Decompresses a stored payload into `out` (empty, with room for `raw_len`

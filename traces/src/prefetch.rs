@@ -123,15 +123,7 @@ impl State {
             return None;
         };
         self.slots[i] = Slot::Busy(h.raw_len as usize);
-        let out = if h.ty == BlockType::Events {
-            // Comes back through `recycle`: a pooled buffer.
-            let spare = self.payload_pool.pop().unwrap_or_default();
-            block::pooled(spare, &mut self.payload_cap, h.raw_len)
-        } else {
-            // Kept or dropped by the reader: a buffer of its own, so that
-            // the pool is not drained by stack tables.
-            Vec::with_capacity(h.raw_len as usize + block::ZSTD_LIT_ROOM)
-        };
+        let out = block::payload_buffer(&h, &mut self.payload_pool, &mut self.payload_cap);
         Some(Job {
             seq: self.taken + i as u64,
             h,

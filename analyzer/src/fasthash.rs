@@ -128,6 +128,22 @@ impl<V: Copy> AddrMap<V> {
         self.reindex(self.index.len() * 2);
     }
 
+    /// Starts loading the entry of `k` into the cache, if `k` is at its
+    /// home position (most keys: the index is at most a quarter full), so
+    /// that a lookup of `k` a few events later finds it there. The entries
+    /// of a program's live blocks outgrow the core's cache early (64 bytes
+    /// each): on the churn trace with 10,000 live blocks the pass took 13.8
+    /// ns an event without, 11.6 with prefetches 16 events ahead; with
+    /// 100,000 live, 24.2 against 14.4 (`bench_cli pass`, AMD EPYC, 1 MiB
+    /// L2 a core).
+    #[inline(always)]
+    pub fn prefetch(&self, k: u64) {
+        let e = self.index[self.home(k)] as usize;
+        // Entry `e - 1`; for an empty position (0) the address before the
+        // entries, which a prefetch may name: it never faults.
+        prefetch(self.entries.as_ptr().wrapping_add(e.wrapping_sub(1)).cast());
+    }
+
     /// The index slot where the probe for `k` starts. The address's upper
     /// bits are folded into the lower ones before the multiply: the plain
     /// Fibonacci hash of glibc's heap addresses collided three times as
@@ -285,4 +301,19 @@ mod tests {
         all.sort_unstable();
         assert_eq!(got, all);
     }
+}
+
+/// Starts loading the cache line at `p` (any address: a prefetch has no
+/// architectural effect and cannot fault).
+#[allow(unsafe_code)]
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing that the
+    // program sees and does not fault, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }

@@ -40,6 +40,9 @@ const NA: usize = AllocFn::ALL.len();
 const NF: usize = FreeFn::ALL.len();
 const _: () = assert!(NF < 32, "Pass::mismatch holds a bit per release function");
 
+/// Events between the prefetch of a slot and its use (`Pass::batch`).
+const PREFETCH_AHEAD: usize = 16;
+
 /// Up to this many threads, the current thread is found by a scan.
 const SCAN_THREADS: usize = 16;
 
@@ -187,6 +190,9 @@ impl<'a> Pass<'a> {
         let (sizes, stacks) = (&b.sizes()[..n], &b.stacks()[..n]);
         self.count(times[0], times[n - 1], n as u64);
         for i in 0..n {
+            // The slot of the event PREFETCH_AHEAD on (or of the last) is
+            // loaded while this one is classified.
+            self.slots.prefetch(addrs[(i + PREFETCH_AHEAD).min(n - 1)]);
             let at = At {
                 time: times[i],
                 thread: threads[i],

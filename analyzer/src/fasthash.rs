@@ -271,6 +271,21 @@ impl<V: Default + PartialEq> StackMap<V> {
     }
 }
 
+/// Starts loading the cache line at `p` (any address: a prefetch has no
+/// architectural effect and cannot fault).
+#[allow(unsafe_code)]
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing that the
+    // program sees and does not fault, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,19 +316,4 @@ mod tests {
         all.sort_unstable();
         assert_eq!(got, all);
     }
-}
-
-/// Starts loading the cache line at `p` (any address: a prefetch has no
-/// architectural effect and cannot fault).
-#[allow(unsafe_code)]
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing that the
-    // program sees and does not fault, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -27,12 +27,13 @@ pub fn now() -> u64 {
 }
 
 /// [`now`] without waiting for earlier instructions to complete (no
-/// `lfence`, 9 ns a read here against 15.5): for a release, whose time must
-/// come before the real release only, and for any event while the process
-/// has had a single thread (see `ThreadState::write_with`). `rdtsc` still executes before any later store becomes visible (it
-/// completes before it retires, and stores become visible after they
-/// retire, in order), and after an interrupt that comes before it in
-/// program order (the collector's `membarrier`).
+/// `lfence`, 9 ns a read here against 15.5): for any event while the
+/// process has had a single thread (see `ThreadState::write_with`; with
+/// more, a release's time must also come after the load that handed this
+/// thread the block). `rdtsc` still executes before any later store
+/// becomes visible (it completes before it retires, and stores become
+/// visible after they retire, in order), and after an interrupt that comes
+/// before it in program order (the collector's `membarrier`).
 #[inline(always)]
 pub fn now_unordered() -> u64 {
     read_clock::<false>()

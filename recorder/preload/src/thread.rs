@@ -338,21 +338,26 @@ impl ThreadState {
             // barriers.
             _ if self.fast_clock => {
                 slot.busy.store(1, Ordering::Relaxed);
-                // A release's time only has to come before the real release,
-                // which it does without waiting for earlier instructions. An
-                // allocation's time has to come after the real allocation
-                // only when the block may have been released by another
-                // thread: while no second thread has registered, no event
-                // of another thread can come before it, and its order in
-                // this thread is kept by the collector.
-                let t = if kind == abi::KIND_FREE || single() {
+                // An allocation's time has to come after the real
+                // allocation, and a release's after the load that gave this
+                // thread the pointer, when the block may have come from
+                // another thread: an unfenced read may run ahead of a load
+                // that waits for another core's cache line (a pointer handed
+                // over by `atomic_exchange`), and then dated a release before
+                // its block's allocation (`threads.c`, 1 or 2 of 1.6 M
+                // releases in 1 of 6 runs on an AMD EPYC VM). While no second
+                // thread has registered, no event of another thread can come
+                // before it, and its order in this thread is kept by the
+                // collector. (Any read is before the real release's stores
+                // become visible: `rdtsc` completes before it retires.)
+                let t = if single() {
                     sys::tsc_unordered()
                 } else {
                     sys::tsc_ordered()
                 };
                 (t, true)
             }
-            _ => (slow_time(self.process(), slot, kind), true),
+            _ => (slow_time(self.process(), slot), true),
         };
         let hdr = abi::RecordHeader {
             time,
@@ -438,10 +443,10 @@ impl ThreadState {
 /// clock is not the counter.
 #[cold]
 #[inline(never)]
-fn slow_time(p: &Process, slot: &ThreadSlot, kind: u8) -> u64 {
+fn slow_time(p: &Process, slot: &ThreadSlot) -> u64 {
     if p.fenceless {
         slot.busy.store(1, Ordering::Relaxed);
-        if kind == abi::KIND_FREE || !p.multi_threaded() {
+        if !p.multi_threaded() {
             sys::now_unordered()
         } else {
             sys::now()

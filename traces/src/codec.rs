@@ -134,11 +134,12 @@ pub struct AddrModel {
     free_site: [(u32, u32); FREE_SITES],
     /// Class stacks: each holds its entries in any of its [`RING`] slots,
     /// in the order of `order`, whose 4-bit digit `i` (from the lowest) is
-    /// the slot of the `i`-th entry from the top, for `i` below `depth`;
-    /// the digits from `depth` up are the unused slots. A push fills the
-    /// slot of the highest digit (unused, or the bottom entry's when the
-    /// stack is full) and rotates it to digit 0; a removal moves the
-    /// digits above the entry's down one and its slot to the highest.
+    /// the slot of the `i`-th entry from the top; the digits past the
+    /// stack's depth are its unused slots, which hold 0 (a stacked address
+    /// never is: that is how the depth is known). A push fills the slot of
+    /// the highest digit (unused, or the bottom entry's when the stack is
+    /// full) and rotates it to digit 0; a removal empties the entry's slot
+    /// and moves it to the highest digit, the digits above it down one.
     /// So either is a few shifts and no loop over entries: the decoder's
     /// hot loop takes an entry from any depth without a branch on it (an
     /// allocator's frees and allocations mix unpredictably; stored in
@@ -146,7 +147,6 @@ pub struct AddrModel {
     /// loop whose length mispredicted).
     rings: [[u64; RING]; CLASS_SLOTS],
     order: [u64; CLASS_SLOTS],
-    depth: [u8; CLASS_SLOTS],
     last_freed: u64,
     last_lit: u64,
 }
@@ -159,7 +159,6 @@ impl Default for AddrModel {
             free_site: [(0, 0); FREE_SITES],
             rings: [[0; RING]; CLASS_SLOTS],
             order: [SLOTS_IN_ORDER; CLASS_SLOTS],
-            depth: [0; CLASS_SLOTS],
             last_freed: 0,
             last_lit: 0,
         }
@@ -245,25 +244,26 @@ impl AddrModel {
             let (order, slot) = push_order(self.order[c]);
             self.order[c] = order;
             self.rings[c][slot] = a;
-            self.depth[c] = push_depth(self.depth[c]);
         }
     }
 
     /// The `k`-th entry from the top of class `c`'s stack, if it has one.
     #[inline(always)]
     fn ring_get(&self, c: usize, k: usize) -> Option<u64> {
-        if k >= self.depth[c] as usize {
+        if k >= RING {
             return None;
         }
-        Some(self.rings[c][order_slot(self.order[c], k as u32)])
+        let a = self.rings[c][order_slot(self.order[c], k as u32)];
+        (a != 0).then_some(a)
     }
 
     /// Removes the `k`-th entry from the top of class `c`'s stack (which
     /// must have one).
     #[inline(always)]
     fn ring_remove(&mut self, c: usize, k: usize) {
-        self.order[c] = remove_order(self.order[c], k as u32 % RING as u32);
-        self.depth[c] = self.depth[c].saturating_sub(1);
+        let k = k as u32 % RING as u32;
+        self.rings[c][order_slot(self.order[c], k)] = 0;
+        self.order[c] = remove_order(self.order[c], k);
     }
 
     /// After an allocation coded `1`: drop the address from the top of its class stack.
@@ -440,23 +440,17 @@ fn push_order(order: u64) -> (u64, usize) {
     (order.rotate_left(4), slot)
 }
 
-/// A class stack's depth after a push.
-#[inline(always)]
-fn push_depth(depth: u8) -> u8 {
-    (depth + 1).min(RING as u8)
-}
-
 /// A class stack's `order` after the removal of its `k`-th entry (`k`
 /// below [`RING`]): the digits above `k` move down one, and the slot goes
 /// to the top digit, unused.
 #[inline(always)]
 fn remove_order(order: u64, k: u32) -> u64 {
     let shift = 4 * (k % RING as u32);
-    let slot = (order >> shift) & 15;
-    let below = order & ((1u64 << shift) - 1);
-    // `>> 4` apart: a shift by 64 would overflow.
-    let above = (order >> shift >> 4) << shift;
-    below | above | slot << 60
+    // Digits `k` up, from digit 0; the slot is the lowest.
+    let high = order >> shift;
+    // Bit fields apart, so `^` is `|`: the digits below `k`, those above
+    // it down one, and the slot at the top.
+    order ^ (high ^ high >> 4) << shift ^ (high & 15) << 60
 }
 
 /// Free codes are split: the low byte in one column, the rest as a varint in
@@ -699,17 +693,29 @@ impl AddrEncoder {
     ) {
         let m = &mut self.model;
         let c = class(size);
-        let (order, depth) = (m.order[c], u32::from(m.depth[c]));
+        let order = m.order[c];
         let ring = &m.rings[c];
-        // Only the stack's entries count (unused slots hold stale
-        // addresses). The top is tested first, alone: a LIFO allocator
-        // mostly hands it out.
-        let found = if a == 0 || depth == 0 {
+        // The stack ends at the first 0 entry (and `a` is not 0). The top is
+        // tested first, alone: a LIFO allocator mostly hands it out.
+        let found = if a == 0 {
             None
         } else if ring[order_slot(order, 0)] == a {
             Some(0)
         } else {
-            (1..depth).find(|&k| ring[order_slot(order, k)] == a)
+            // Each entry read once: tested against `a`, then as the end
+            // (an empty stack's entries are all 0).
+            let mut found = None;
+            for k in 1..RING as u32 {
+                let e = ring[order_slot(order, k)];
+                if e == a {
+                    found = Some(k);
+                    break;
+                }
+                if e == 0 {
+                    break;
+                }
+            }
+            found
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);
@@ -1842,13 +1848,14 @@ impl Decoder<'_> {
                 let k = code.wrapping_sub(2);
                 let addr = match m.live.get_mut(m.free_head as usize) {
                     Some(e) if k < RING as u32 => {
-                        let (order, depth) = (m.order[c], m.depth[c]);
-                        if k >= u32::from(depth) {
+                        let order = m.order[c];
+                        let s = order_slot(order, k);
+                        let x = m.rings[c][s];
+                        if x == 0 {
                             break;
                         }
-                        let x = m.rings[c][order_slot(order, k)];
+                        m.rings[c][s] = 0;
                         m.order[c] = remove_order(order, k);
-                        m.depth[c] = depth - 1;
                         m.free_head = e.1;
                         *e = (x, c as u32, st);
                         x
@@ -2090,9 +2097,9 @@ mod tests {
 
     #[test]
     fn class_stack_depth_follows_pushes_and_removals() {
-        // A stack's entries, in the slots its `order` names: checked against
-        // a plain vector through pushes past the capacity, removals from
-        // every depth, and pops of the top.
+        // A stack's depth is only known from its empty (0) entries: check it
+        // against a plain vector through pushes past the capacity, removals
+        // from every depth, and pops of the top.
         let mut m = AddrModel::default();
         let mut want: Vec<u64> = Vec::new(); // top last
         let mut rng = crate::synthetic::Rng::new(5);

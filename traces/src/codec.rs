@@ -1829,102 +1829,7 @@ impl Decoder<'_> {
                 n += 1;
             }
         }
-        let m = &mut *self.model;
-        const MASK: usize = Scratch::RUN - 1;
-        // Mallocs and frees taken so far; `j` is the event's index in the
-        // batch (and in `sc.ops`).
-        let (mut a, mut f) = (0, 0);
-        let mut j = j0;
-        let end = j0 + n;
-        while j < end {
-            let st = out.stack_at(j);
-            if sc.ops[j & (EventBatch::CAPACITY - 1)] == op::ALLOC {
-                let size = sc.size[a & MASK];
-                let c = class(size);
-                let code = sc.alloc[a & MASK];
-                // The usual allocation: an entry of its class stack (at any
-                // depth, without a branch on it: see `remove_order`) into
-                // an empty slot of the live table.
-                let k = code.wrapping_sub(2);
-                let addr = match m.live.get_mut(m.free_head as usize) {
-                    Some(e) if k < RING as u32 => {
-                        let order = m.order[c];
-                        let s = order_slot(order, k);
-                        let x = m.rings[c][s];
-                        if x == 0 {
-                            break;
-                        }
-                        m.rings[c][s] = 0;
-                        m.order[c] = remove_order(order, k);
-                        m.free_head = e.1;
-                        *e = (x, c as u32, st);
-                        x
-                    }
-                    // A literal (see `allocated_literal`).
-                    _ if code == 0 => {
-                        let p = self.addrs.pos();
-                        let Some(x) = m.get_lit(&mut self.addrs) else {
-                            self.addrs.set_pos(p);
-                            break;
-                        };
-                        if x != 0 {
-                            m.push_live(x, c, st);
-                        }
-                        x
-                    }
-                    // Another code, or no empty slot.
-                    _ => {
-                        let Some(x) = m.allocated_other(code, &mut self.addrs, c) else {
-                            break;
-                        };
-                        if x != 0 {
-                            m.push_live(x, c, st);
-                        }
-                        x
-                    }
-                };
-                out.set_kind_addr_at(j, Kind::Alloc(AllocFn::Malloc), addr);
-                out.set_size_at(j, size);
-                a += 1;
-            } else {
-                let code = sc.free[f & MASK];
-                let (addr, stack) = if code != 0 {
-                    // Every test before any change (see `take_live` and
-                    // `free_stack_decode`).
-                    let idx = (code - 1) as usize;
-                    let Some(e) = m.live.get_mut(idx) else { break };
-                    let (x, cls, alloc_stack) = *e;
-                    if x == 0 {
-                        break;
-                    }
-                    let site = &mut m.free_site[alloc_stack as usize % FREE_SITES];
-                    let stack = if st == 0 {
-                        if site.0 != alloc_stack {
-                            break;
-                        }
-                        site.1
-                    } else {
-                        *site = (alloc_stack, st - 1);
-                        st - 1
-                    };
-                    e.0 = 0;
-                    e.1 = m.free_head;
-                    m.free_head = idx as u32;
-                    m.push_freed(x, Some(cls));
-                    (x, stack)
-                } else {
-                    let Some(x) = m.freed_literal(st, &mut self.addrs) else {
-                        break;
-                    };
-                    (x, st - 1)
-                };
-                out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
-                out.set_stack_at(j, stack);
-                f += 1;
-            }
-            j += 1;
-        }
-        let i = j - j0;
+        let (i, a, f) = fast_events(&mut *self.model, &mut self.addrs, out, sc, j0, n);
         // Cursors just after the values of the events decoded (where they
         // are already, but in a damaged block).
         let back = |c: &mut Cursor, start: usize, used: usize, read: usize| {
@@ -1942,6 +1847,118 @@ impl Decoder<'_> {
         }
         (i, 0)
     }
+}
+
+/// The event loop of [`Decoder::fast_run`]: decodes the events at indexes
+/// `j0..j0 + n` of the batch from the run's values in `sc` (literal
+/// addresses from `lits`), stopping before a bad one; returns how many it
+/// decoded, and how many of them are mallocs and frees. Out of line, so the
+/// run's bookkeeping around it (column starts, counts read) does not
+/// compete with it for registers.
+#[inline(never)]
+fn fast_events(
+    m: &mut AddrModel,
+    lits: &mut Cursor,
+    out: &mut Slots,
+    sc: &Scratch,
+    j0: usize,
+    n: usize,
+) -> (usize, usize, usize) {
+    const MASK: usize = Scratch::RUN - 1;
+    // Mallocs and frees taken so far; `j` is the event's index in the
+    // batch (and in `sc.ops`).
+    let (mut a, mut f) = (0, 0);
+    let mut j = j0;
+    let end = j0 + n;
+    while j < end {
+        let st = out.stack_at(j);
+        if sc.ops[j & (EventBatch::CAPACITY - 1)] == op::ALLOC {
+            let size = sc.size[a & MASK];
+            let c = class(size);
+            let code = sc.alloc[a & MASK];
+            // The usual allocation: an entry of its class stack (at any
+            // depth, without a branch on it: see `remove_order`) into
+            // an empty slot of the live table.
+            let k = code.wrapping_sub(2);
+            let addr = match m.live.get_mut(m.free_head as usize) {
+                Some(e) if k < RING as u32 => {
+                    let order = m.order[c];
+                    let s = order_slot(order, k);
+                    let x = m.rings[c][s];
+                    if x == 0 {
+                        break;
+                    }
+                    m.rings[c][s] = 0;
+                    m.order[c] = remove_order(order, k);
+                    m.free_head = e.1;
+                    *e = (x, c as u32, st);
+                    x
+                }
+                // A literal (see `allocated_literal`).
+                _ if code == 0 => {
+                    let p = lits.pos();
+                    let Some(x) = m.get_lit(lits) else {
+                        lits.set_pos(p);
+                        break;
+                    };
+                    if x != 0 {
+                        m.push_live(x, c, st);
+                    }
+                    x
+                }
+                // Another code, or no empty slot.
+                _ => {
+                    let Some(x) = m.allocated_other(code, lits, c) else {
+                        break;
+                    };
+                    if x != 0 {
+                        m.push_live(x, c, st);
+                    }
+                    x
+                }
+            };
+            out.set_kind_addr_at(j, Kind::Alloc(AllocFn::Malloc), addr);
+            out.set_size_at(j, size);
+            a += 1;
+        } else {
+            let code = sc.free[f & MASK];
+            let (addr, stack) = if code != 0 {
+                // Every test before any change (see `take_live` and
+                // `free_stack_decode`).
+                let idx = (code - 1) as usize;
+                let Some(e) = m.live.get_mut(idx) else { break };
+                let (x, cls, alloc_stack) = *e;
+                if x == 0 {
+                    break;
+                }
+                let site = &mut m.free_site[alloc_stack as usize % FREE_SITES];
+                let stack = if st == 0 {
+                    if site.0 != alloc_stack {
+                        break;
+                    }
+                    site.1
+                } else {
+                    *site = (alloc_stack, st - 1);
+                    st - 1
+                };
+                e.0 = 0;
+                e.1 = m.free_head;
+                m.free_head = idx as u32;
+                m.push_freed(x, Some(cls));
+                (x, stack)
+            } else {
+                let Some(x) = m.freed_literal(st, lits) else {
+                    break;
+                };
+                (x, st - 1)
+            };
+            out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
+            out.set_stack_at(j, stack);
+            f += 1;
+        }
+        j += 1;
+    }
+    (j - j0, a, f)
 }
 
 impl Decoder<'_> {

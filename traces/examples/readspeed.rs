@@ -8,6 +8,10 @@
 //! `SHORT_RUN`: threads whose runs are shorter are decoded ahead, see
 //! `Reader::set_short_run`).
 //! With prefetch, CPU time counts both threads.
+//!
+//! `readspeed TRACE hash` instead prints a hash of every batch's columns
+//! (and its events kept whole), read once with `next_batch`: equal hashes
+//! from two builds mean they decode the trace identically.
 
 fn cpu_seconds() -> f64 {
     // Every thread's time, exited ones included (the prefetch thread's):
@@ -40,9 +44,39 @@ fn read_all<R: std::io::Read>(
     Ok(n)
 }
 
+/// A hash of every batch `next_batch` gives for the trace at `path`, and
+/// the number of events.
+fn hash_batches(path: &str) -> Result<(u64, u64), Box<dyn std::error::Error>> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path)?;
+    let mut reader = traces::Reader::new(&bytes[..], path.to_string())?;
+    let mut batch = traces::EventBatch::new();
+    // Fixed keys: the same hash from run to run and build to build.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut n = 0u64;
+    while reader.next_batch(&mut batch)? {
+        n += batch.len() as u64;
+        batch.len().hash(&mut h);
+        batch.times().hash(&mut h);
+        batch.threads().hash(&mut h);
+        batch.kinds().hash(&mut h);
+        batch.addrs().hash(&mut h);
+        batch.aux().hash(&mut h);
+        batch.sizes().hash(&mut h);
+        batch.stacks().hash(&mut h);
+        format!("{:?}", batch.others()).hash(&mut h);
+    }
+    Ok((h.finish(), n))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: readspeed TRACE [REPEATS]")?;
+    if std::env::args().nth(2).as_deref() == Some("hash") {
+        let (h, n) = hash_batches(&path)?;
+        println!("{n} events: hash {h:016x}");
+        return Ok(());
+    }
     let repeats: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
     let mode = args.next().unwrap_or_default();
     // Merge tuning, for measurements: runs shorter than this are decoded ahead.

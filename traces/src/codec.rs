@@ -68,6 +68,9 @@ const NO_SLOT: u32 = u32::MAX;
 const _: () = assert!(LIVE_CAP < NO_SLOT as usize);
 /// Recent frees remembered per size class.
 pub const RING: usize = 16;
+/// A class stack's `order` with every slot in order (see [`AddrModel`]).
+const SLOTS_IN_ORDER: u64 = 0xfedc_ba98_7654_3210;
+const _: () = assert!(RING == 16, "`order` holds 16 4-bit digits");
 /// Slots of the table predicting a free's stack from its block's allocation stack.
 const FREE_SITES: usize = 1024;
 
@@ -129,11 +132,21 @@ pub struct AddrModel {
     /// The top of the stack of empty slots, or [`NO_SLOT`].
     free_head: u32,
     free_site: [(u32, u32); FREE_SITES],
-    /// Class stacks: circular, the top at `ring_pos`. Entries below the
-    /// stack's depth are 0 (a stacked address never is), which is how the
-    /// depth is known: the stack holds the entries down to the first 0.
+    /// Class stacks: each holds its entries in any of its [`RING`] slots,
+    /// in the order of `order`, whose 4-bit digit `i` (from the lowest) is
+    /// the slot of the `i`-th entry from the top; the digits past the
+    /// stack's depth are its unused slots, which hold 0 (a stacked address
+    /// never is: that is how the depth is known). A push fills the slot of
+    /// the highest digit (unused, or the bottom entry's when the stack is
+    /// full) and rotates it to digit 0; a removal empties the entry's slot
+    /// and moves it to the highest digit, the digits above it down one.
+    /// So either is a few shifts and no loop over entries: the decoder's
+    /// hot loop takes an entry from any depth without a branch on it (an
+    /// allocator's frees and allocations mix unpredictably; stored in
+    /// circular order, entries above a removed one had to move down in a
+    /// loop whose length mispredicted).
     rings: [[u64; RING]; CLASS_SLOTS],
-    ring_pos: [u8; CLASS_SLOTS],
+    order: [u64; CLASS_SLOTS],
     last_freed: u64,
     last_lit: u64,
 }
@@ -145,7 +158,7 @@ impl Default for AddrModel {
             free_head: NO_SLOT,
             free_site: [(0, 0); FREE_SITES],
             rings: [[0; RING]; CLASS_SLOTS],
-            ring_pos: [0; CLASS_SLOTS],
+            order: [SLOTS_IN_ORDER; CLASS_SLOTS],
             last_freed: 0,
             last_lit: 0,
         }
@@ -227,13 +240,10 @@ impl AddrModel {
     fn push_freed(&mut self, a: u64, class: Option<u32>) {
         self.last_freed = a;
         if let Some(c) = class {
-            // `a` is not 0 (it comes from the live table). When the stack
-            // is full, the slot above the top holds the oldest entry, which
-            // is dropped; otherwise it is empty.
             let c = c as usize & (CLASS_SLOTS - 1);
-            let p = (self.ring_pos[c] as usize + 1) % RING;
-            self.ring_pos[c] = p as u8;
-            self.rings[c][p] = a;
+            let (order, slot) = push_order(self.order[c]);
+            self.order[c] = order;
+            self.rings[c][slot] = a;
         }
     }
 
@@ -243,27 +253,17 @@ impl AddrModel {
         if k >= RING {
             return None;
         }
-        let a = self.rings[c][(self.ring_pos[c] as usize + RING - k) % RING];
+        let a = self.rings[c][order_slot(self.order[c], k as u32)];
         (a != 0).then_some(a)
     }
 
-    /// Removes the `k`-th entry from the top of class `c`'s stack.
+    /// Removes the `k`-th entry from the top of class `c`'s stack (which
+    /// must have one).
     #[inline(always)]
     fn ring_remove(&mut self, c: usize, k: usize) {
-        // `ring_pos` is always below `RING`; the mask spares a bounds check.
-        let top = self.ring_pos[c] as usize % RING;
-        let ring = &mut self.rings[c];
-        // Entries 0..k (from the top) move down one slot, deepest first:
-        // one slot index carried from move to move.
-        let mut p = (top + RING - k % RING) % RING;
-        for _ in 0..k {
-            let q = (p + 1) % RING;
-            ring[p] = ring[q];
-            p = q;
-        }
-        // The old top's slot is now below the stack.
-        self.rings[c][top] = 0;
-        self.ring_pos[c] = ((top + RING - 1) % RING) as u8;
+        let k = k as u32 % RING as u32;
+        self.rings[c][order_slot(self.order[c], k)] = 0;
+        self.order[c] = remove_order(self.order[c], k);
     }
 
     /// After an allocation coded `1`: drop the address from the top of its class stack.
@@ -275,7 +275,8 @@ impl AddrModel {
     }
 
     /// For the fast path ([`Decoder::fast_run`]): the address of an
-    /// allocation of class `c` coded other than `2`, as
+    /// allocation of class `c` with `code` (other than from its class
+    /// stack into an empty slot), as
     /// [`AddrModel::allocated_code`] finds it, before it is stored; `None`
     /// (and nothing changed, literal cursor included) if it is bad.
     #[cold]
@@ -409,18 +410,6 @@ impl AddrModel {
                 self.pop_if_top(c, a);
                 a
             }
-            // The top of the class stack (most allocations a LIFO allocator
-            // makes): popped without the move-down loop.
-            2 => {
-                let top = self.ring_pos[c] as usize % RING;
-                let a = self.rings[c][top];
-                if a == 0 {
-                    return None;
-                }
-                self.rings[c][top] = 0;
-                self.ring_pos[c] = ((top + RING - 1) % RING) as u8;
-                a
-            }
             k => {
                 let k = (k - 2) as usize;
                 let a = self.ring_get(c, k)?;
@@ -433,6 +422,35 @@ impl AddrModel {
         }
         Some(a)
     }
+}
+
+/// The slot of the `k`-th entry from the top of a class stack with `order`
+/// (see [`AddrModel`]); `k` below [`RING`].
+#[inline(always)]
+fn order_slot(order: u64, k: u32) -> usize {
+    (order >> (4 * (k % RING as u32))) as usize % RING
+}
+
+/// A class stack's `order` after a push, and the slot the pushed entry
+/// goes to: the lowest unused one, or the bottom entry's when the stack is
+/// full (that entry is dropped).
+#[inline(always)]
+fn push_order(order: u64) -> (u64, usize) {
+    let slot = (order >> 60) as usize;
+    (order.rotate_left(4), slot)
+}
+
+/// A class stack's `order` after the removal of its `k`-th entry (`k`
+/// below [`RING`]): the digits above `k` move down one, and the slot goes
+/// to the top digit, unused.
+#[inline(always)]
+fn remove_order(order: u64, k: u32) -> u64 {
+    let shift = 4 * (k % RING as u32);
+    // Digits `k` up, from digit 0; the slot is the lowest.
+    let high = order >> shift;
+    // Bit fields apart, so `^` is `|`: the digits below `k`, those above
+    // it down one, and the slot at the top.
+    order ^ (high ^ high >> 4) << shift ^ (high & 15) << 60
 }
 
 /// Free codes are split: the low byte in one column, the rest as a varint in
@@ -675,20 +693,20 @@ impl AddrEncoder {
     ) {
         let m = &mut self.model;
         let c = class(size);
-        let top = m.ring_pos[c] as usize;
+        let order = m.order[c];
         let ring = &m.rings[c];
         // The stack ends at the first 0 entry (and `a` is not 0). The top is
         // tested first, alone: a LIFO allocator mostly hands it out.
         let found = if a == 0 {
             None
-        } else if ring[top % RING] == a {
+        } else if ring[order_slot(order, 0)] == a {
             Some(0)
         } else {
             // Each entry read once: tested against `a`, then as the end
             // (an empty stack's entries are all 0).
             let mut found = None;
-            for k in 1..RING {
-                let e = ring[top.wrapping_sub(k) % RING];
+            for k in 1..RING as u32 {
+                let e = ring[order_slot(order, k)];
                 if e == a {
                     found = Some(k);
                     break;
@@ -701,12 +719,7 @@ impl AddrEncoder {
         };
         if let Some(k) = found {
             varint::put(codes, k as u64 + 2);
-            if k == 0 {
-                // The top: pop it (nothing above it to move down).
-                m.ring_remove(c, 0);
-            } else {
-                m.ring_remove(c, k);
-            }
+            m.ring_remove(c, k as usize);
         } else if a != 0 && a == m.last_freed {
             varint::put(codes, 1);
             m.pop_if_top(c, a);
@@ -1816,109 +1829,7 @@ impl Decoder<'_> {
                 n += 1;
             }
         }
-        let m = &mut *self.model;
-        const MASK: usize = Scratch::RUN - 1;
-        // Mallocs and frees taken so far; `j` is the event's index in the
-        // batch (and in `sc.ops`).
-        let (mut a, mut f) = (0, 0);
-        let mut j = j0;
-        let end = j0 + n;
-        while j < end {
-            if sc.ops[j & (EventBatch::CAPACITY - 1)] == op::ALLOC {
-                let st = out.stack_at(j);
-                let size = sc.size[a & MASK];
-                let c = class(size);
-                let code = sc.alloc[a & MASK];
-                let addr = if code == 2 {
-                    // The top of the class stack (see `allocated_code`).
-                    let top = m.ring_pos[c] as usize % RING;
-                    let x = m.rings[c][top];
-                    if x == 0 {
-                        break;
-                    }
-                    m.rings[c][top] = 0;
-                    m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
-                    x
-                } else if code.wrapping_sub(3) < RING as u32 - 1 {
-                    // A deeper entry of the class stack (`ring_get` and
-                    // `ring_remove`, without their call): the entries
-                    // above it move down one slot.
-                    let k = (code - 2) as usize;
-                    let top = m.ring_pos[c] as usize % RING;
-                    let ring = &mut m.rings[c];
-                    let mut p = (top + RING - k) % RING;
-                    let x = ring[p];
-                    if x == 0 {
-                        break;
-                    }
-                    for _ in 0..k {
-                        let q = (p + 1) % RING;
-                        ring[p] = ring[q];
-                        p = q;
-                    }
-                    ring[top] = 0;
-                    m.ring_pos[c] = ((top + RING - 1) % RING) as u8;
-                    x
-                } else if code == 0 {
-                    // A literal (see `allocated_literal`).
-                    let p = self.addrs.pos();
-                    let Some(x) = m.get_lit(&mut self.addrs) else {
-                        self.addrs.set_pos(p);
-                        break;
-                    };
-                    x
-                } else {
-                    let Some(x) = m.allocated_other(code, &mut self.addrs, c) else {
-                        break;
-                    };
-                    x
-                };
-                if addr != 0 {
-                    m.push_live(addr, c, st);
-                }
-                out.set_kind_addr_at(j, Kind::Alloc(AllocFn::Malloc), addr);
-                out.set_size_at(j, size);
-                a += 1;
-            } else {
-                let st = out.stack_at(j);
-                let code = sc.free[f & MASK];
-                let (addr, stack) = if code != 0 {
-                    // Every test before any change (see `take_live` and
-                    // `free_stack_decode`).
-                    let idx = (code - 1) as usize;
-                    let Some(e) = m.live.get_mut(idx) else { break };
-                    let (x, cls, alloc_stack) = *e;
-                    if x == 0 {
-                        break;
-                    }
-                    let site = &mut m.free_site[alloc_stack as usize % FREE_SITES];
-                    let stack = if st == 0 {
-                        if site.0 != alloc_stack {
-                            break;
-                        }
-                        site.1
-                    } else {
-                        *site = (alloc_stack, st - 1);
-                        st - 1
-                    };
-                    e.0 = 0;
-                    e.1 = m.free_head;
-                    m.free_head = idx as u32;
-                    m.push_freed(x, Some(cls));
-                    (x, stack)
-                } else {
-                    let Some(x) = m.freed_literal(st, &mut self.addrs) else {
-                        break;
-                    };
-                    (x, st - 1)
-                };
-                out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
-                out.set_stack_at(j, stack);
-                f += 1;
-            }
-            j += 1;
-        }
-        let i = j - j0;
+        let (i, a, f) = fast_events(&mut *self.model, &mut self.addrs, out, sc, j0, n);
         // Cursors just after the values of the events decoded (where they
         // are already, but in a damaged block).
         let back = |c: &mut Cursor, start: usize, used: usize, read: usize| {
@@ -1936,6 +1847,124 @@ impl Decoder<'_> {
         }
         (i, 0)
     }
+}
+
+/// The event loop of [`Decoder::fast_run`]: decodes the events at indexes
+/// `j0..j0 + n` of the batch from the run's values in `sc` (literal
+/// addresses from `lits`), stopping before a bad one; returns how many it
+/// decoded, and how many of them are mallocs and frees. Out of line, so the
+/// run's bookkeeping around it (column starts, counts read) does not
+/// compete with it for registers.
+#[inline(never)]
+fn fast_events(
+    m: &mut AddrModel,
+    lits: &mut Cursor,
+    out: &mut Slots,
+    sc: &Scratch,
+    j0: usize,
+    n: usize,
+) -> (usize, usize, usize) {
+    const MASK: usize = Scratch::RUN - 1;
+    // Mallocs and frees taken so far; `j` is the event's index in the
+    // batch (and in `sc.ops`).
+    let (mut a, mut f) = (0, 0);
+    let mut j = j0;
+    let end = j0 + n;
+    // A branch tells mallocs from frees, mispredicted where they mix
+    // unpredictably (half the time in a random churn). One branch-free step
+    // doing both kinds' work with selects (`select_unpredictable`; both
+    // read and write one live-table slot and one class-stack slot) was
+    // tried: about 90 instructions more per event, and slower than the
+    // mispredictions it saved (churn 0.86 -> 1.1 s of CPU per 60 M events).
+    while j < end {
+        let st = out.stack_at(j);
+        if sc.ops[j & (EventBatch::CAPACITY - 1)] == op::ALLOC {
+            let size = sc.size[a & MASK];
+            let c = class(size);
+            let code = sc.alloc[a & MASK];
+            // The usual allocation: an entry of its class stack (at any
+            // depth, without a branch on it: see `remove_order`) into
+            // an empty slot of the live table.
+            let k = code.wrapping_sub(2);
+            let addr = match m.live.get_mut(m.free_head as usize) {
+                Some(e) if k < RING as u32 => {
+                    let order = m.order[c];
+                    let s = order_slot(order, k);
+                    let x = m.rings[c][s];
+                    if x == 0 {
+                        break;
+                    }
+                    m.rings[c][s] = 0;
+                    m.order[c] = remove_order(order, k);
+                    m.free_head = e.1;
+                    *e = (x, c as u32, st);
+                    x
+                }
+                // A literal (see `allocated_literal`).
+                _ if code == 0 => {
+                    let p = lits.pos();
+                    let Some(x) = m.get_lit(lits) else {
+                        lits.set_pos(p);
+                        break;
+                    };
+                    if x != 0 {
+                        m.push_live(x, c, st);
+                    }
+                    x
+                }
+                // Another code, or no empty slot.
+                _ => {
+                    let Some(x) = m.allocated_other(code, lits, c) else {
+                        break;
+                    };
+                    if x != 0 {
+                        m.push_live(x, c, st);
+                    }
+                    x
+                }
+            };
+            out.set_kind_addr_at(j, Kind::Alloc(AllocFn::Malloc), addr);
+            out.set_size_at(j, size);
+            a += 1;
+        } else {
+            let code = sc.free[f & MASK];
+            let (addr, stack) = if code != 0 {
+                // Every test before any change (see `take_live` and
+                // `free_stack_decode`).
+                let idx = (code - 1) as usize;
+                let Some(e) = m.live.get_mut(idx) else { break };
+                let (x, cls, alloc_stack) = *e;
+                if x == 0 {
+                    break;
+                }
+                let site = &mut m.free_site[alloc_stack as usize % FREE_SITES];
+                let stack = if st == 0 {
+                    if site.0 != alloc_stack {
+                        break;
+                    }
+                    site.1
+                } else {
+                    *site = (alloc_stack, st - 1);
+                    st - 1
+                };
+                e.0 = 0;
+                e.1 = m.free_head;
+                m.free_head = idx as u32;
+                m.push_freed(x, Some(cls));
+                (x, stack)
+            } else {
+                let Some(x) = m.freed_literal(st, lits) else {
+                    break;
+                };
+                (x, st - 1)
+            };
+            out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
+            out.set_stack_at(j, stack);
+            f += 1;
+        }
+        j += 1;
+    }
+    (j - j0, a, f)
 }
 
 impl Decoder<'_> {

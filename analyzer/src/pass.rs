@@ -156,10 +156,10 @@ impl<'a> Pass<'a> {
                 size,
                 stack,
                 ..
-            } => self.alloc_event(at, *func, *addr, *size, *stack),
+            } => self.alloc_event(at, *func, *addr, *size, *stack, 0),
             Event::Free {
                 func, addr, stack, ..
-            } => self.free_event(at, *func, *addr, *stack),
+            } => self.free_event(at, *func, *addr, *stack, 0),
             Event::Realloc {
                 func,
                 old_addr,
@@ -189,10 +189,17 @@ impl<'a> Pass<'a> {
         let (addrs, aux) = (&b.addrs()[..n], &b.aux()[..n]);
         let (sizes, stacks) = (&b.sizes()[..n], &b.stacks()[..n]);
         self.count(times[0], times[n - 1], n as u64);
+        // The slots of the next PREFETCH_AHEAD events are being loaded;
+        // `hints[j % PREFETCH_AHEAD]` is event j's (see `AddrMap::prefetch`).
+        let mut hints = [0u32; PREFETCH_AHEAD];
+        for (j, &a) in addrs.iter().enumerate().take(PREFETCH_AHEAD) {
+            hints[j] = self.slots.prefetch(a);
+        }
         for i in 0..n {
             // The slot of the event PREFETCH_AHEAD on (or of the last) is
             // loaded while this one is classified.
-            self.slots.prefetch(addrs[(i + PREFETCH_AHEAD).min(n - 1)]);
+            let hint = hints[i % PREFETCH_AHEAD];
+            hints[i % PREFETCH_AHEAD] = self.slots.prefetch(addrs[(i + PREFETCH_AHEAD).min(n - 1)]);
             let at = At {
                 time: times[i],
                 thread: threads[i],
@@ -200,8 +207,8 @@ impl<'a> Pass<'a> {
             self.thread(at.thread);
             // Two compares for the bulk of a trace, not a jump table.
             match kinds[i] {
-                Kind::Free(f) => self.free_event(at, f, addrs[i], stacks[i]),
-                Kind::Alloc(f) => self.alloc_event(at, f, addrs[i], sizes[i], stacks[i]),
+                Kind::Free(f) => self.free_event(at, f, addrs[i], stacks[i], hint),
+                Kind::Alloc(f) => self.alloc_event(at, f, addrs[i], sizes[i], stacks[i], hint),
                 k => self.other_event(at, k, aux[i], addrs[i], sizes[i], stacks[i]),
             }
         }
@@ -273,22 +280,33 @@ impl<'a> Pass<'a> {
     }
 
     #[inline(always)]
-    fn alloc_event(&mut self, at: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_event(
+        &mut self,
+        at: At,
+        func: AllocFn,
+        addr: u64,
+        size: u64,
+        stack: StackId,
+        hint: u32,
+    ) {
         if addr == 0 {
             self.totals.failed += 1;
         } else {
-            self.alloc(at, func, addr, size, stack);
+            self.alloc(at, func, addr, size, stack, hint);
         }
     }
 
     #[inline(always)]
-    fn free_event(&mut self, at: At, func: FreeFn, addr: u64, stack: StackId) {
+    fn free_event(&mut self, at: At, func: FreeFn, addr: u64, stack: StackId, hint: u32) {
         self.by_free_fn[func as usize] += 1;
-        self.free(at, Release::Free(func), addr, stack);
+        self.free(at, Release::Free(func), addr, stack, hint);
     }
 
     #[inline(always)]
-    fn alloc(&mut self, r: At, func: AllocFn, addr: u64, size: u64, stack: StackId) {
+    /// An allocation; `hint` from [`AddrMap::prefetch`] (0: none).
+    #[allow(clippy::too_many_arguments)]
+    fn alloc(&mut self, r: At, func: AllocFn, addr: u64, size: u64, stack: StackId, hint: u32) {
         let id = self.next_id;
         self.next_id += 1;
         self.by_alloc_fn[func as usize] += 1;
@@ -306,7 +324,7 @@ impl<'a> Pass<'a> {
             known: true,
         };
         // A new address gets an empty (not live) slot, overwritten here.
-        let (s, existed) = self.slots.get_or_insert_default(addr);
+        let (s, existed) = self.slots.get_or_insert_hinted(addr, hint);
         if s.live {
             let old = std::mem::replace(s, slot);
             self.overlapping(addr, &old, r.time);
@@ -395,8 +413,9 @@ impl<'a> Pass<'a> {
     }
 
     #[inline(always)]
-    fn free(&mut self, r: At, how: Release, addr: u64, stack: StackId) {
-        let Some(slot) = self.slots.get_mut(addr) else {
+    /// A release; `hint` from [`AddrMap::prefetch`] (0: none).
+    fn free(&mut self, r: At, how: Release, addr: u64, stack: StackId, hint: u32) {
+        let Some(slot) = self.slots.get_mut_hinted(addr, hint) else {
             self.unknown_free(r, how, addr, stack);
             return;
         };
@@ -506,10 +525,10 @@ impl<'a> Pass<'a> {
                 self.totals.failed += 1;
                 return;
             }
-            self.free(r, Release::Realloc(func), old, stack);
+            self.free(r, Release::Realloc(func), old, stack, 0);
         }
         if new != 0 {
-            self.alloc(r, func, new, size, stack);
+            self.alloc(r, func, new, size, stack, 0);
         } else if size > 0 {
             self.totals.failed += 1;
         }

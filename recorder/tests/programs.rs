@@ -401,3 +401,64 @@ fn an_image_whose_file_the_collector_gave_up_on_runs_to_its_end() {
     // The first image's trace only: the second one's could not be made.
     assert_eq!(run.traces.len(), 1, "{:?}", run.traces);
 }
+
+/// A realloc's one time stands for its release of the old block too, but
+/// is read after the real realloc returned, and another thread may have
+/// taken the old block in between (`realloc_race.c`: one shared arena; with
+/// glibc's default arenas too, less often). The merged trace then has that
+/// thread allocate a block still live, and the realloc release it after.
+/// Reviewer h10-rev, at 1cbd730, 2 vCPUs: 6 to 1594 such pairs in each of
+/// 6 runs of 800,000 reallocs (270,000 moved); 73 in one run with glibc's
+/// default arenas. Ignored: a known race, not fixed (one time cannot be
+/// both before the release and after the allocation).
+#[test]
+#[ignore = "known race: a moved realloc is dated after another thread reuses its old block"]
+fn realloc_moves_keep_cross_thread_order() {
+    let d = tmp();
+    let exe = compile("realloc_race.c", d.path());
+    let run = record(d.path(), &[exe.to_str().unwrap()]);
+    assert_eq!(run.exit_code, 0);
+    let t = read(&run.traces[0]);
+    let (_, ours) = test_allocs(&t);
+    let mut live = std::collections::HashSet::new();
+    let (mut early_frees, mut double_allocs, mut reallocs, mut moved) = (0, 0, 0, 0);
+    let mut first_bad = None;
+    for (i, r) in t.records.iter().enumerate() {
+        let bad = match &r.event {
+            Event::Alloc { addr, size, .. } if (7000..7300).contains(size) => {
+                let b = !live.insert(*addr);
+                double_allocs += b as u32;
+                b
+            }
+            Event::Free { addr, .. } if ours.contains_key(addr) => {
+                let b = !live.remove(addr);
+                early_frees += b as u32;
+                b
+            }
+            Event::Realloc {
+                old_addr,
+                new_addr,
+                size,
+                ..
+            } if (7000..7300).contains(size) => {
+                reallocs += 1;
+                moved += (old_addr != new_addr) as u32;
+                let b1 = ours.contains_key(old_addr) && !live.remove(old_addr);
+                early_frees += b1 as u32;
+                let b2 = !live.insert(*new_addr);
+                double_allocs += b2 as u32;
+                b1 || b2
+            }
+            _ => false,
+        };
+        if bad && first_bad.is_none() {
+            first_bad = Some(i);
+        }
+    }
+    let around = first_bad.map(|i| &t.records[i.saturating_sub(4)..(i + 3).min(t.records.len())]);
+    assert_eq!(
+        (early_frees, double_allocs),
+        (0, 0),
+        "{reallocs} reallocs, {moved} moved; around the first: {around:#?}"
+    );
+}

@@ -2433,6 +2433,157 @@ mod tests {
         }
     }
 
+    /// Events of a LIFO allocator whose allocations take their class
+    /// stack's entry at every depth (past [`RING`] too), in many or few
+    /// classes, with frees of the last freed address, double frees,
+    /// unknown addresses, address 0, reuse of live addresses and a live
+    /// set that outgrows [`LIVE_CAP`] now and then.
+    fn class_stack_events(seed: u64, n: usize) -> Vec<(u64, Event)> {
+        let mut rng = crate::synthetic::Rng::new(seed);
+        let classes = [1u64, 3, 66][(seed % 3) as usize];
+        let mut freed: Vec<Vec<u64>> = vec![Vec::new(); CLASSES];
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        let (mut next, mut last_freed, mut time) = (0x10_0000u64, 0u64, 0u64);
+        let grow = seed % 4 == 0;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            time += rng.next_u64() % 50;
+            let stack = [1, 2, 3, 0, u32::MAX][(rng.next_u64() % 5).min(4) as usize];
+            let r = rng.next_u64() % 100;
+            let alloc = if grow && live.len() < LIVE_CAP + 3000 {
+                r < 80
+            } else {
+                r < 50
+            };
+            if alloc {
+                let size = match rng.next_u64() % 30 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => 1 << 30,
+                    _ => (rng.next_u64() % classes) * 16 + rng.next_u64() % 16,
+                };
+                let c = class(size);
+                let addr = match rng.next_u64() % 20 {
+                    0 => last_freed,
+                    1 => 0,
+                    2 if !live.is_empty() => live[(rng.next_u64() % live.len() as u64) as usize].0,
+                    3..=14 if !freed[c].is_empty() => {
+                        let d = (rng.next_u64() % (RING as u64 + 4)) as usize;
+                        let l = &mut freed[c];
+                        let i = l.len().saturating_sub(1 + d);
+                        l.remove(i)
+                    }
+                    _ => {
+                        next += 16 * (1 + rng.next_u64() % 4);
+                        next
+                    }
+                };
+                if addr != 0 {
+                    live.push((addr, size));
+                }
+                out.push((
+                    time,
+                    Event::Alloc {
+                        func: AllocFn::Malloc,
+                        addr,
+                        size,
+                        align: 0,
+                        stack,
+                    },
+                ));
+            } else {
+                let addr = match rng.next_u64() % 20 {
+                    0 => last_freed,
+                    1 => 0,
+                    2 => 0x7777_0000 + 16 * (rng.next_u64() % 64),
+                    _ if !live.is_empty() => {
+                        let i = (rng.next_u64() % live.len() as u64) as usize;
+                        let (a, size) = live.swap_remove(i);
+                        freed[class(size)].push(a);
+                        a
+                    }
+                    _ => 0,
+                };
+                last_freed = addr;
+                out.push((
+                    time,
+                    Event::Free {
+                        func: FreeFn::Free,
+                        addr,
+                        size: 0,
+                        align: 0,
+                        stack,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn class_stack_entries_at_every_depth_decode_either_way() {
+        let mut hist = [0u64; RING + 3];
+        for seed in 0..24u64 {
+            let events = class_stack_events(seed, if seed % 4 == 0 { 80_000 } else { 20_000 });
+            let mut enc = BlockEncoder::new(1);
+            let mut blocks = Vec::new();
+            let mut rng = crate::synthetic::Rng::new(seed);
+            for (t, ev) in &events {
+                enc.push(*t, ev);
+                if rng.next_u64() % 7000 == 0 {
+                    let mut c = Cursor::new(&enc.allocs);
+                    while let Some(v) = c.get() {
+                        hist[(v as usize).min(RING + 2)] += 1;
+                    }
+                    blocks.push(enc.finish());
+                }
+            }
+            let mut c = Cursor::new(&enc.allocs);
+            while let Some(v) = c.get() {
+                hist[(v as usize).min(RING + 2)] += 1;
+            }
+            blocks.push(enc.finish());
+            let mut all = Vec::new();
+            let (mut fast, mut slow) = (AddrModel::default(), AddrModel::default());
+            for (b, block) in blocks.iter().enumerate() {
+                let want = observe(block, &mut slow, false, seed + b as u64);
+                let got = observe(block, &mut fast, true, seed + b as u64);
+                assert_eq!(got, want, "seed {seed} block {b}");
+                all.extend(got.into_iter().filter(|l| l.starts_with("Record")));
+                for cut in 0..9u64 {
+                    let mut damaged = block.clone();
+                    let at = (rng.next_u64() % damaged.len().max(1) as u64) as usize;
+                    match cut % 3 {
+                        0 => damaged[at] ^= 1 << (rng.next_u64() % 8),
+                        1 => damaged[at] = [2, 3, 17, 18, 19, 0x80][(rng.next_u64() % 6) as usize],
+                        _ => damaged.truncate(at),
+                    }
+                    let (mut f, mut s) = (fast.clone(), slow.clone());
+                    let want = observe(&damaged, &mut s, false, cut);
+                    let got = observe(&damaged, &mut f, true, cut);
+                    assert_eq!(got, want, "seed {seed} block {b} damage {cut} at {at}");
+                }
+            }
+            let want: Vec<String> = events
+                .iter()
+                .map(|(t, e)| {
+                    format!(
+                        "{:?}",
+                        Record {
+                            time: *t,
+                            thread: 1,
+                            event: e.clone()
+                        }
+                    )
+                })
+                .collect();
+            assert_eq!(all, want, "seed {seed}: round trip");
+        }
+        // Every depth of a class stack was taken (codes 2 to 17).
+        eprintln!("allocation codes 0, 1, 2.. 17, 18+: {hist:?}");
+        assert!(hist[2..RING + 2].iter().all(|&n| n > 100), "{hist:?}");
+    }
+
     #[test]
     fn class_matches_its_definition() {
         // FORMAT.md 4.2: min((s + 23) >> 4, 65), without overflow.

@@ -105,8 +105,9 @@ pub struct EventBatch {
 /// reads them (`codec`'s fast path): at most [`Scratch::RUN`] of each.
 #[derive(Clone)]
 pub(crate) struct Scratch {
-    /// Sizes of the run's allocations.
-    pub(crate) size: [u64; Scratch::RUN],
+    /// Sizes of the run's allocations (a run ends before one of 4 GiB or
+    /// more: 32 bits widen in fewer instructions than 64).
+    pub(crate) size: [u32; Scratch::RUN],
     /// Address codes of the run's allocations.
     pub(crate) alloc: [u32; Scratch::RUN],
     /// Address codes of the run's frees.

@@ -1794,7 +1794,7 @@ impl Decoder<'_> {
             return (0, n);
         };
         run_ops.copy_from_slice(&ops[..n]);
-        out.clear_aux_and_sizes(j0, n);
+        out.clear_aux(j0, n);
         let got_stacks = self.stacks.get_u32s(out.stacks_mut(at, n), u32::MAX);
         let got_sizes = self.sizes.get_u32s(&mut sc.size[..mallocs]);
         let got_allocs = self.allocs.get_u32s(&mut sc.alloc[..mallocs], u32::MAX);
@@ -1958,6 +1958,7 @@ fn fast_events(
                 (x, st - 1)
             };
             out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
+            out.set_size_at(j, 0);
             out.set_stack_at(j, stack);
             f += 1;
         }

@@ -2386,6 +2386,53 @@ mod tests {
         seen
     }
 
+    /// Plain mallocs of 4 GiB and more (whole and split sizes) end the
+    /// fast path's runs: the general path decodes them, the same events
+    /// come out either way.
+    #[test]
+    fn huge_malloc_sizes_decode_as_the_general_path() {
+        for whole in [false, true] {
+            let mut enc = BlockEncoder::new(1);
+            enc.whole_sizes(whole);
+            for i in 0..200u64 {
+                let size = match i % 50 {
+                    20 => 1 << 32,
+                    21 => (1 << 32) - 1,
+                    22 => 5 << 30,
+                    23 => (u32::MAX as u64 >> 4) << 4 | 15,
+                    _ => 16 + i % 48,
+                };
+                enc.push(
+                    i,
+                    &Event::Alloc {
+                        func: AllocFn::Malloc,
+                        addr: 0x1000 + i * 0x100,
+                        size,
+                        align: 0,
+                        stack: 1 + (i % 3) as u32,
+                    },
+                );
+                if i % 3 == 2 {
+                    enc.push(
+                        i,
+                        &Event::Free {
+                            func: FreeFn::Free,
+                            addr: 0x1000 + (i - 1) * 0x100,
+                            size: 0,
+                            align: 0,
+                            stack: 4,
+                        },
+                    );
+                }
+            }
+            let block = enc.finish();
+            let (mut fast, mut slow) = (AddrModel::default(), AddrModel::default());
+            let want = observe(&block, &mut slow, false, 3);
+            assert_eq!(observe(&block, &mut fast, true, 3), want, "whole {whole}");
+            assert!(want.iter().any(|e| e.contains("size: 4294967296")));
+        }
+    }
+
     #[test]
     fn fast_path_decodes_as_the_general_path() {
         // Whole blocks, then damaged ones: the same events, errors, peeked

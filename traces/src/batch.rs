@@ -105,8 +105,9 @@ pub struct EventBatch {
 /// reads them (`codec`'s fast path): at most [`Scratch::RUN`] of each.
 #[derive(Clone)]
 pub(crate) struct Scratch {
-    /// Sizes of the run's allocations.
-    pub(crate) size: [u64; Scratch::RUN],
+    /// Sizes of the run's allocations (a run ends before one of 4 GiB or
+    /// more: 32 bits widen in fewer instructions than 64).
+    pub(crate) size: [u32; Scratch::RUN],
     /// Address codes of the run's allocations.
     pub(crate) alloc: [u32; Scratch::RUN],
     /// Address codes of the run's frees.
@@ -482,14 +483,13 @@ impl Slots<'_> {
         self.cols.stack[j & (CAP - 1)]
     }
 
-    /// Sets 0 as the `aux` and size of the events at indexes `j..j + n` of
-    /// the batch (a run of plain mallocs and frees, whose kinds, addresses
-    /// and mallocs' sizes are then set one by one).
+    /// Sets 0 as the `aux` of the events at indexes `j..j + n` of the
+    /// batch (a run of plain mallocs and frees, whose kinds, addresses,
+    /// sizes and stacks are then set one by one).
     #[inline]
-    pub(crate) fn clear_aux_and_sizes(&mut self, j: usize, n: usize) {
+    pub(crate) fn clear_aux(&mut self, j: usize, n: usize) {
         let (from, to) = (j.min(CAP), (j + n).min(CAP));
         self.cols.aux[from..to].fill(0);
-        self.cols.size[from..to].fill(0);
     }
 
     /// Sets the kind and address of the event at index `j` of the batch.

@@ -1311,33 +1311,32 @@ impl Sizes<'_> {
         Self::join(h, self.lo.byte()?)
     }
 
-    /// Sizes into `out`; returns how many were read (fewer at a column's
-    /// end or a bad value, the cursors then just after the last one read).
+    /// Sizes into `out`, as far as they are below 4 GiB; returns how many
+    /// were read (fewer at a column's end, a bad value or a larger size,
+    /// the cursors then just after the last one read).
     #[inline(always)]
-    fn get_u64s(&mut self, out: &mut [u64]) -> usize {
+    fn get_u32s(&mut self, out: &mut [u32]) -> usize {
         if !self.split {
-            return self.hi.get_u64s(out);
+            return self.hi.get_u32s(out, u32::MAX);
         }
         let start = self.hi.pos();
-        let read = self.hi.get_u64s(out);
+        let read = self.hi.get_u32s(out, u32::MAX >> 4);
         let lo = self.lo.rest();
         let mut n = read.min(lo.len());
-        // Every pair good (always, but in a damaged block): joined in a
-        // loop without a test per value.
-        let bad = (out[..n].iter().zip(lo)).fold(0, |b, (&h, &l)| b | h >> 60 | u64::from(l >> 4));
+        // Every low part good (always, but in a damaged block): joined in
+        // a loop without a test per value.
+        let bad = lo[..n].iter().fold(0, |b, &l| b | l >> 4);
         if bad == 0 {
             for (s, &l) in out[..n].iter_mut().zip(lo) {
-                *s = *s << 4 | u64::from(l);
+                *s = *s << 4 | u32::from(l);
             }
         } else {
             for (k, (s, &l)) in out[..n].iter_mut().zip(lo).enumerate() {
-                match Self::join(*s, l) {
-                    Some(v) => *s = v,
-                    None => {
-                        n = k;
-                        break;
-                    }
+                if l >= 16 {
+                    n = k;
+                    break;
                 }
+                *s = *s << 4 | u32::from(l);
             }
         }
         if n != read {
@@ -1795,9 +1794,9 @@ impl Decoder<'_> {
             return (0, n);
         };
         run_ops.copy_from_slice(&ops[..n]);
-        out.clear_aux_and_sizes(j0, n);
+        out.clear_aux(j0, n);
         let got_stacks = self.stacks.get_u32s(out.stacks_mut(at, n), u32::MAX);
-        let got_sizes = self.sizes.get_u64s(&mut sc.size[..mallocs]);
+        let got_sizes = self.sizes.get_u32s(&mut sc.size[..mallocs]);
         let got_allocs = self.allocs.get_u32s(&mut sc.alloc[..mallocs], u32::MAX);
         // Free codes: the high part's varints, then the low bytes put in
         // (a code above `u32::MAX` is left to the general path).
@@ -1879,7 +1878,7 @@ fn fast_events(
     while j < end {
         let st = out.stack_at(j);
         if sc.ops[j & (EventBatch::CAPACITY - 1)] == op::ALLOC {
-            let size = sc.size[a & MASK];
+            let size = u64::from(sc.size[a & MASK]);
             let c = class(size);
             let code = sc.alloc[a & MASK];
             // The usual allocation: an entry of its class stack (at any
@@ -1959,6 +1958,7 @@ fn fast_events(
                 (x, st - 1)
             };
             out.set_kind_addr_at(j, Kind::Free(FreeFn::Free), addr);
+            out.set_size_at(j, 0);
             out.set_stack_at(j, stack);
             f += 1;
         }
@@ -2384,6 +2384,53 @@ mod tests {
             }
         }
         seen
+    }
+
+    /// Plain mallocs of 4 GiB and more (whole and split sizes) end the
+    /// fast path's runs: the general path decodes them, the same events
+    /// come out either way.
+    #[test]
+    fn huge_malloc_sizes_decode_as_the_general_path() {
+        for whole in [false, true] {
+            let mut enc = BlockEncoder::new(1);
+            enc.whole_sizes(whole);
+            for i in 0..200u64 {
+                let size = match i % 50 {
+                    20 => 1 << 32,
+                    21 => (1 << 32) - 1,
+                    22 => 5 << 30,
+                    23 => (u32::MAX as u64 >> 4) << 4 | 15,
+                    _ => 16 + i % 48,
+                };
+                enc.push(
+                    i,
+                    &Event::Alloc {
+                        func: AllocFn::Malloc,
+                        addr: 0x1000 + i * 0x100,
+                        size,
+                        align: 0,
+                        stack: 1 + (i % 3) as u32,
+                    },
+                );
+                if i % 3 == 2 {
+                    enc.push(
+                        i,
+                        &Event::Free {
+                            func: FreeFn::Free,
+                            addr: 0x1000 + (i - 1) * 0x100,
+                            size: 0,
+                            align: 0,
+                            stack: 4,
+                        },
+                    );
+                }
+            }
+            let block = enc.finish();
+            let (mut fast, mut slow) = (AddrModel::default(), AddrModel::default());
+            let want = observe(&block, &mut slow, false, 3);
+            assert_eq!(observe(&block, &mut fast, true, 3), want, "whole {whole}");
+            assert!(want.iter().any(|e| e.contains("size: 4294967296")));
+        }
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl<V: Copy> AddrMap<V> {
         // Entry `e - 1`; for an empty position (0) the address before the
         // entries, which a prefetch may name: it never faults.
         let at = (e as usize).wrapping_sub(1);
-        prefetch(self.entries.as_ptr().wrapping_add(at).cast());
+        traces::hint::prefetch(self.entries.as_ptr().wrapping_add(at));
         e
     }
 
@@ -306,21 +306,6 @@ impl<V: Default + PartialEq> StackMap<V> {
                     .map(|(k, v)| (*k, v)),
             )
     }
-}
-
-/// Starts loading the cache line at `p` (any address: a prefetch has no
-/// architectural effect and cannot fault).
-#[allow(unsafe_code)]
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing that the
-    // program sees and does not fault, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! Glossary: a *slot* is what the pass knows about one heap address; a
 //! *site* is an allocation stack with its aggregates; a *leak group* is the
 //! blocks never freed from one site.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod after_record;
 pub mod analysis;

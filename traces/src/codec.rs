@@ -1927,6 +1927,14 @@ fn fast_events(
             a += 1;
         } else {
             let code = sc.free[f & MASK];
+            // The live-table entry of the free eight frees on starts loading
+            // now (with a table too large for the core's cache, most frees
+            // wait for theirs: churn 20 M, 10,000 live, decoding -5.6 % with
+            // a plain load in its place, which cost 4 % with 100,000 live; a
+            // prefetch does not stall). Past the run's frees, or for a
+            // literal (code 0), it names some other address: harmless.
+            let ahead = sc.free[(f + 8) & MASK].wrapping_sub(1) as usize;
+            crate::hint::prefetch(m.live.as_ptr().wrapping_add(ahead));
             let (addr, stack) = if code != 0 {
                 // Every test before any change (see `take_live` and
                 // `free_stack_decode`).

@@ -17,7 +17,7 @@
 //!
 //! What this crate won't do: symbolize addresses or interpret events; that is
 //! the analyzer's job.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod batch;
 mod block;
@@ -25,6 +25,7 @@ pub mod codec;
 mod error;
 mod event;
 mod header;
+pub mod hint;
 mod merge;
 mod prefetch;
 mod reader;

@@ -89,12 +89,31 @@ for c in summary leaks errors; do
 done
 
 echo "== memory flat when the trace is 10x longer (same live set: 10000 slots)"
+# Peak RSS moves by a few MB from run to run (how far the block thread has
+# read ahead, and when the symbolizer inflates debug info, depend on
+# timing), so each figure is the median of 5 runs, with their range.
+rss() { # LABEL CMD...: prints the median peak RSS of 5 runs of CMD
+  local label=$1 v=() i
+  shift
+  for i in 1 2 3 4 5; do
+    /usr/bin/time -o "$OUT/rss.tmp" -f "%M" "$@" >/dev/null 2>&1
+    v+=("$(tail -1 "$OUT/rss.tmp")")
+  done
+  printf '%s\n' "${v[@]}" | sort -n |
+    awk -v l="$label" '{ r[NR] = $1 } END { printf "%s %d KB (min %d, max %d)\n", l, r[3], r[1], r[5] }'
+}
 N=$((EVENTS / 10))
 "$G" "$OUT/short.atrace" "$N" 10000 500 4
 "$G" "$OUT/long.atrace" "$EVENTS" 10000 500 4
+: >"$OUT/rss.txt"
 for f in short long; do
   for c in summary leaks errors; do
-    /usr/bin/time -f "$f $c --no-cache %M KB %e s" "$A" $c --no-cache "$OUT/$f.atrace" >/dev/null
+    rss "$f $c --no-cache" "$A" $c --no-cache "$OUT/$f.atrace" | tee -a "$OUT/rss.txt"
   done
-  /usr/bin/time -f "$f export %M KB %e s" "$A" export "$OUT/$f.atrace" --parquet "$OUT/$f.parquet" >/dev/null
+  rss "$f export" "$A" export "$OUT/$f.atrace" --parquet "$OUT/$f.parquet" | tee -a "$OUT/rss.txt"
 done
+# Long over short, per command (medians).
+awk '{ k = $2; m[$1, k] = $(NF - 5) } END {
+  n = split("summary leaks errors export", c, " ")
+  for (i = 1; i <= n; i++) printf "%s: long/short %+.1f %%\n", c[i], 100 * (m["long", c[i]] / m["short", c[i]] - 1)
+}' "$OUT/rss.txt"

@@ -165,9 +165,10 @@ impl<V: Copy> AddrMap<V> {
     /// that a lookup of `k` a few events later finds it there. The entries
     /// of a program's live blocks outgrow the core's cache early (64 bytes
     /// each): on the churn trace with 10,000 live blocks the pass took 13.8
-    /// ns an event without, 11.6 with prefetches 16 events ahead; with
-    /// 100,000 live, 24.2 against 14.4 (`bench_cli pass`, AMD EPYC, 1 MiB
-    /// L2 a core).
+    /// ns an event without, 11.6 with prefetches 16 events ahead, 10.6 with
+    /// the hint below too; with 100,000 live, 24.2 against 14.4 and 13.8
+    /// (`bench_cli pass`, AMD EPYC, 1 MiB L2 a core).
+    ///
     /// Returns a hint for the lookup ([`AddrMap::get_mut_hinted`],
     /// [`AddrMap::get_or_insert_hinted`]): the entry at `k`'s home position,
     /// which spares that lookup the hash and the index when it is `k`'s.

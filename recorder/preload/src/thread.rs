@@ -343,7 +343,7 @@ impl ThreadState {
                 // thread the pointer, when the block may have come from
                 // another thread: an unfenced read may run ahead of a load
                 // that waits for another core's cache line (a pointer handed
-                // over by `atomic_exchange`), and then dated a release before
+                // over by `atomic_exchange`) and so date a release before
                 // its block's allocation (`threads.c`, 1 or 2 of 1.6 M
                 // releases in 1 of 6 runs on an AMD EPYC VM). While no second
                 // thread has registered, no event of another thread can come

@@ -14,13 +14,9 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use traces::codec::{AddrModel, BlockDecoder, BlockEncoder};
+use traces::codec::{class, AddrModel, BlockDecoder, BlockEncoder};
 use traces::synthetic::Rng;
 use traces::{AllocFn, Event, EventBatch, FreeFn, Record};
-
-fn class(size: u64) -> usize {
-    ((size.min(1017) + 23) >> 4) as usize
-}
 
 struct Gen {
     rng: Rng,

@@ -92,8 +92,10 @@ const _: () = assert!(CLASSES <= CLASS_SLOTS && CLASS_SLOTS.is_power_of_two());
 
 /// The size class of a request, as a LIFO allocator (glibc's tcache, most
 /// thread caches) would bin it: chunk size `size + 8` rounded up to 16.
+/// Public for tools that generate traces aimed at the address model
+/// (`examples/addr_model_fuzz.rs`).
 #[inline]
-fn class(size: u64) -> usize {
+pub fn class(size: u64) -> usize {
     // Sizes from 1017 up share the last class; clamping first spares the
     // overflow check of the addition.
     ((size.min(1017) + 23) >> 4) as usize
